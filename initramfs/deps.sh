@@ -1,0 +1,225 @@
+#!/bin/bash
+# deps.sh: make a fresh Debian 12 machine ready to build and test abswitch.
+#
+#   1. installs the Debian packages the build and the tests use;
+#   2. builds the static musl libraries the init links (json-c, libuuid,
+#      libblkid, libdevmapper, libcryptsetup, libkmod) from Debian's own
+#      source packages, because Debian ships none of them static for musl;
+#   3. unpacks Debian's amd64 kernel and its modules for the tests.
+#
+# Results are cached outside the work tree under $ABSWITCH_CACHE (default
+# /var/cache/abswitch), keyed by the source package versions and by the
+# recipe version (RECIPE below), so the second run only checks and prints two paths.
+# It writes $OUT (default build/deps.mk) for the Makefile to include.
+#
+# /etc/apt is never edited: source packages come through a private apt
+# configuration with deb-src lines in the cache directory.
+set -euo pipefail
+
+CACHE=${ABSWITCH_CACHE:-/var/cache/abswitch}
+OUT=$(realpath -m "${OUT:-build/deps.mk}")
+JOBS=${JOBS:-$(nproc)}
+here=$(cd "$(dirname "$0")" && pwd)
+log() { printf 'deps: %s\n' "$*" >&2; }
+trap 'log "failed at line $LINENO (rerun: a finished step is kept)"' ERR
+
+PKGS=(musl-tools gcc make autoconf automake autopoint libtool gettext pkgconf
+      cmake dpkg-dev binutils kmod cpio zstd dosfstools mtools gdisk fdisk
+      cryptsetup-bin erofs-utils squashfs-tools qemu-system-x86 ovmf
+      systemd-boot-efi cgpt python3-pytest libcmocka-dev clang
+      libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- private apt configuration with deb-src -----------------------------------
+APT=$CACHE/apt
+mkdir -p "$APT/parts" "$APT/lists/partial" "$APT/cache/archives/partial"
+for f in /etc/apt/sources.list.d/*.sources; do
+	[ -e "$f" ] || continue
+	sed 's/^Types:.*/Types: deb deb-src/' "$f" > "$APT/parts/$(basename "$f")"
+done
+if [ -s /etc/apt/sources.list ]; then
+	sed -n 's/^deb \(.*\)/deb \1\ndeb-src \1/p' /etc/apt/sources.list > "$APT/parts/main.list"
+fi
+aptp() {
+	apt-get -q -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$APT/parts" \
+		-o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" "$@"
+}
+apt_stamp=$APT/updated
+if [ ! -e "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +1440)" ]; then
+	log "refreshing private apt lists"
+	aptp update >/dev/null
+	touch "$apt_stamp"
+fi
+srcver() { aptp-cache showsrc "$1" 2>/dev/null | sed -n 's/^Version: //p' | sort -V | tail -1; }
+aptp-cache() {
+	apt-cache -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$APT/parts" \
+		-o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" "$@"
+}
+
+SRCS=(json-c util-linux lvm2 cryptsetup kmod)
+# Bump RECIPE whenever a build step below changes what it produces.
+RECIPE=1
+key=recipe$RECIPE
+for s in "${SRCS[@]}"; do
+	v=$(srcver "$s")
+	[ -n "$v" ] || { log "no source package $s in the private apt lists"; exit 1; }
+	key="$key${s}_$v"
+done
+key=$(printf '%s' "$key" | sha256sum | cut -c1-16)
+PREFIX=$CACHE/musl-$key
+
+build_libs() {
+	local work=$CACHE/work-$key
+	# A step that finished leaves a stamp, so a failed run resumes.
+	mkdir -p "$work" "$PREFIX.tmp/include"
+	local P=$PREFIX.tmp
+	# musl-gcc searches no system include directory and musl ships no
+	# kernel headers: give it the kernel's uapi headers only.
+	mkdir -p "$P/kinc"
+	ln -sfn /usr/include/linux "$P/kinc/linux"
+	ln -sfn /usr/include/asm-generic "$P/kinc/asm-generic"
+	ln -sfn /usr/include/x86_64-linux-gnu/asm "$P/kinc/asm"
+	export CC="musl-gcc -isystem $P/kinc"
+	export CFLAGS="-Os -fPIC -ffunction-sections -fdata-sections -isystem $P/kinc"
+	export CPPFLAGS="-I$P/include -isystem $P/kinc"
+	export LDFLAGS="-L$P/lib"
+	export PKG_CONFIG_LIBDIR=$P/lib/pkgconfig
+	export PKG_CONFIG_PATH=$P/lib/pkgconfig
+	cd "$work"
+	step() { [ -e "$P/.stamp-$1" ]; }
+	done_step() { touch "$P/.stamp-$1"; }
+	if ! step sources; then
+		rm -rf ./*
+		for s in "${SRCS[@]}"; do
+			log "fetching source of $s"
+			aptp source --download-only "$s" >/dev/null
+		done
+		for dsc in *.dsc; do dpkg-source -x "$dsc" >/dev/null; done
+		done_step sources
+	fi
+
+	if ! step json-c; then
+		log "building json-c"
+		( cd json-c-*/ && mkdir -p b && cd b &&
+		  cmake .. -DCMAKE_C_COMPILER=musl-gcc -DCMAKE_INSTALL_PREFIX="$P" \
+			-DCMAKE_INSTALL_LIBDIR=lib -DBUILD_SHARED_LIBS=OFF -DBUILD_STATIC_LIBS=ON \
+			-DBUILD_TESTING=OFF -DDISABLE_WERROR=ON -DCMAKE_BUILD_TYPE=MinSizeRel >/dev/null &&
+		  make -j"$JOBS" >/dev/null && make install >/dev/null )
+		done_step json-c
+	fi
+
+	if ! step util-linux; then
+		log "building util-linux (libuuid, libblkid)"
+		( cd util-linux-*/ &&
+		  ./configure --prefix="$P" --disable-all-programs --enable-libuuid --enable-libblkid \
+			--disable-shared --enable-static --without-udev --without-systemd \
+			--without-python --disable-nls --disable-bash-completion >/dev/null &&
+		  make -j"$JOBS" >/dev/null && make install >/dev/null )
+		done_step util-linux
+	fi
+
+	if ! step lvm2; then
+		log "building lvm2 (libdevmapper)"
+		( cd lvm2-*/ &&
+		  ./configure --prefix="$P" --enable-static_link --disable-udev_sync --disable-udev_rules \
+			--disable-selinux --disable-readline --disable-blkid_wiping --disable-dmeventd \
+			--disable-nls --with-thin=none --with-cache=none --disable-use-lvmlockd \
+			--disable-use-lvmpolld --disable-systemd-journal --disable-app-machineid \
+			--disable-notify-dbus --disable-sd-notify --disable-selinux >/dev/null &&
+		  make -j"$JOBS" device-mapper >/dev/null &&
+		  make -C libdm install_static install_include >/dev/null &&
+		  make -C libdm install_pkgconfig >/dev/null 2>&1 || true )
+		[ -e "$P/lib/libdevmapper.a" ] || { log "lvm2: libdevmapper.a was not built"; exit 1; }
+		if [ ! -e "$P/lib/pkgconfig/devmapper.pc" ]; then
+			mkdir -p "$P/lib/pkgconfig"
+			printf 'prefix=%s\nName: devmapper\nDescription: dm\nVersion: 1.02\nLibs: -L%s/lib -ldevmapper\nCflags: -I%s/include\n' \
+				"$P" "$P" "$P" > "$P/lib/pkgconfig/devmapper.pc"
+		fi
+		done_step lvm2
+	fi
+
+	if ! step cryptsetup; then
+		log "building cryptsetup (libcryptsetup, kernel crypto backend)"
+		( cd cryptsetup-*/ &&
+		  { [ -x configure ] || autoreconf -fi >/dev/null 2>&1; } &&
+		  ac_cv_lib_popt_poptConfigFileToString=yes ./configure --prefix="$P" \
+			--disable-shared --enable-static --with-crypto_backend=kernel \
+			--enable-internal-argon2 --disable-cryptsetup --disable-veritysetup \
+			--disable-integritysetup --disable-cryptsetup-reencrypt --disable-ssh-token \
+			--disable-external-tokens --disable-asciidoc --disable-udev --disable-selinux \
+			--disable-nls --disable-libargon2 --disable-blkid >/dev/null &&
+		  make -j"$JOBS" libcryptsetup.la >/dev/null &&
+		  make install-libLTLIBRARIES install-includeHEADERS install-pkgconfigDATA >/dev/null )
+		done_step cryptsetup
+	fi
+
+	if ! step kmod; then
+		log "building kmod (libkmod, no compression, no dlopen)"
+		# kmod's Debian source has no generated man/Makefile.in and wants
+		# gtk-doc's make fragment, which only matters for its API docs.
+		( cd kmod-*/ &&
+		  touch libkmod/docs/gtk-doc.make && autoreconf -fi >/dev/null 2>&1 &&
+		  ./configure --prefix="$P" --without-xz --without-zstd --without-zlib --without-openssl \
+			--disable-manpages --disable-test-modules --disable-python --disable-tools \
+			>/dev/null &&
+		  make -j"$JOBS" libkmod/libkmod-internal.la shared/libshared.la >/dev/null &&
+		  rm -f "$P/lib/libkmod.a" &&
+		  ar rcs "$P/lib/libkmod.a" libkmod/.libs/*.o shared/.libs/*.o &&
+		  install -m644 libkmod/libkmod.h "$P/include/" )
+		done_step kmod
+	fi
+
+	cp /usr/lib/x86_64-linux-gnu/libz.a "$P/lib/"
+	cp /usr/include/zlib.h /usr/include/zconf.h "$P/include/"
+	rm -rf "$work"
+	mv "$P" "$PREFIX"
+}
+
+if [ ! -e "$PREFIX/.done" ]; then
+	t0=$(date +%s)
+	build_libs
+	touch "$PREFIX/.done"
+	log "static libraries built in $(( $(date +%s) - t0 )) s: $PREFIX"
+fi
+
+# --- the test kernel ------------------------------------------------------------
+kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
+if [ -z "$kpkg" ]; then
+	apt-get update -q >/dev/null
+	kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
+fi
+kver=${kpkg#linux-image-}
+kvers=$(apt-cache show "$kpkg" | sed -n 's/^Version: //p' | sort -V | tail -1)
+KDIR=$CACHE/kernel-$kver-$kvers
+if [ ! -e "$KDIR/.done" ]; then
+	log "unpacking $kpkg $kvers"
+	rm -rf "$KDIR" "$KDIR.tmp"
+	mkdir -p "$KDIR.tmp/deb"
+	( cd "$KDIR.tmp/deb" && apt-get download -q -o APT::Sandbox::User=root "$kpkg=$kvers" >/dev/null )
+	dpkg -x "$KDIR.tmp"/deb/*.deb "$KDIR.tmp/root"
+	rm -rf "$KDIR.tmp/deb"
+	depmod -b "$KDIR.tmp/root" "$kver"
+	mv "$KDIR.tmp" "$KDIR"
+	touch "$KDIR/.done"
+fi
+
+mkdir -p "$(dirname "$OUT")"
+cat > "$OUT.tmp" <<MK
+# written by initramfs/deps.sh
+MUSL_PREFIX := $PREFIX
+KERNEL_ROOT := $KDIR/root
+KERNEL_VERSION := $kver
+KERNEL_IMAGE := $KDIR/root/boot/vmlinuz-$kver
+MK
+mv "$OUT.tmp" "$OUT"
+log "ok: libs $PREFIX, kernel $kver"
