@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/* Hand-written: the kernel's own tokenizer (lib/cmdline.c next_arg) is the
+ * reference and there is no library for it; this follows its quoting rules. */
+
+#include <ctype.h>
+#include <stdio.h>
+
+#include "../common/macro.h"
+#include "cmdline.h"
+
+static const char *const verity_error_names[_VERITY_ERROR_MAX] = {
+        [VERITY_ERROR_RESTART] = "restart",
+        [VERITY_ERROR_PANIC] = "panic",
+        [VERITY_ERROR_EIO] = "eio",
+};
+
+const char *verity_error_policy_to_string(VerityErrorPolicy p) {
+        return p >= 0 && p < _VERITY_ERROR_MAX ? verity_error_names[p] : "invalid";
+}
+
+static void complain(cmdline_complaint_fn fn, void *u, const char *key, const char *value, const char *why) {
+        char param[160];
+        if (!fn)
+                return;
+        (void) snprintf(param, sizeof(param), "%s%s%.120s", key, value ? "=" : "", value ?: "");
+        fn(u, param, why);
+}
+
+static bool parse_roothash(const char *v, char out[static ROOTHASH_HEX_MAX + 1]) {
+        size_t n = strlen(v);
+        /* sha1 (40) to sha512 (128) hex digits, even length. */
+        if (n < 40 || n > ROOTHASH_HEX_MAX || n % 2 != 0)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                if (!isxdigit((unsigned char) v[i]))
+                        return false;
+                out[i] = (char) tolower((unsigned char) v[i]);
+        }
+        out[n] = 0;
+        return true;
+}
+
+static bool parse_sources(const char *v, unsigned *ret) {
+        unsigned mask = 0;
+        char buf[256];
+
+        if (strlen(v) >= sizeof(buf) || !*v)
+                return false;
+        strcpy(buf, v);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                IdentitySource s = identity_source_from_string(t);
+                if (s < 0)
+                        return false;
+                mask |= 1u << s;
+        }
+        /* The default is the last resort: it always answers. */
+        *ret = mask | (1u << IDENTITY_DEFAULT);
+        return true;
+}
+
+static bool parse_seconds(const char *v, unsigned *ret_ms) {
+        char *end;
+        if (!isdigit((unsigned char) *v))
+                return false;
+        errno = 0;
+        unsigned long s = strtoul(v, &end, 10);
+        if (errno != 0 || *end || s == 0 || s > 3600)
+                return false;
+        *ret_ms = (unsigned) s * 1000u;
+        return true;
+}
+
+static void parse_one(struct cmdline *c, const char *key, const char *value,
+                      cmdline_complaint_fn fn, void *u) {
+        if (streq(key, "ab.slot")) {
+                Slot s = value ? slot_from_string(value) : _SLOT_INVALID;
+                if (s < 0)
+                        complain(fn, u, key, value, "must be A or B; ignoring it");
+                c->slot = s;
+        } else if (streq(key, "ab.roothash")) {
+                if (!value || !parse_roothash(value, c->roothash)) {
+                        c->roothash[0] = 0;
+                        complain(fn, u, key, value, "must be 40 to 128 hex digits");
+                }
+        } else if (streq(key, "ab.identity")) {
+                if (!value || !parse_sources(value, &c->identity_sources))
+                        complain(fn, u, key, value,
+                                 "must be a comma-separated list of cmdline, stub-image-identifier, "
+                                 "loader-image-identifier, loader-entry-selected, boot-current; "
+                                 "consulting all");
+        } else if (streq(key, "ab.timeout")) {
+                if (!value || !parse_seconds(value, &c->timeout_ms))
+                        complain(fn, u, key, value, "must be whole seconds from 1 to 3600; using 10");
+        } else if (streq(key, "ab.verity_error")) {
+                VerityErrorPolicy p = _VERITY_ERROR_INVALID;
+                for (int i = 0; value && i < _VERITY_ERROR_MAX; i++)
+                        if (streq(value, verity_error_names[i]))
+                                p = i;
+                if (p < 0)
+                        complain(fn, u, key, value, "must be restart, panic or eio; using restart");
+                else
+                        c->verity_error = p;
+        } else if (streq(key, "ab.debug")) {
+                c->debug = true;
+        } else if (streq(key, "init")) {
+                if (!value || value[0] != '/' || strlen(value) >= sizeof(c->init))
+                        complain(fn, u, key, value, "must be an absolute path; using /sbin/init");
+                else
+                        strcpy(c->init, value);
+        } else if (startswith(key, "ab.")) {
+                complain(fn, u, key, value, "is not a parameter abswitch knows; ignoring it");
+        }
+}
+
+int cmdline_parse(const char *line, struct cmdline *ret, cmdline_complaint_fn fn, void *u) {
+        struct cmdline c = {
+                .slot = _SLOT_INVALID,
+                .identity_sources = IDENTITY_MASK_ALL,
+                .timeout_ms = 10000,
+                .verity_error = VERITY_ERROR_RESTART,
+                .init = "/sbin/init",
+        };
+
+        _cleanup_free_ char *buf = strdup(line ?: "");
+        if (!buf)
+                return -ENOMEM;
+
+        char *p = buf;
+        for (;;) {
+                while (isspace((unsigned char) *p))
+                        p++;
+                if (!*p)
+                        break;
+
+                /* One token: quotes toggle, spaces outside quotes end it.
+                 * Copy it in place without its quotes. */
+                char *tok = p, *w = p;
+                bool quoted = false;
+                for (; *p; p++) {
+                        if (*p == '"') {
+                                quoted = !quoted;
+                                continue;
+                        }
+                        if (!quoted && isspace((unsigned char) *p))
+                                break;
+                        *w++ = *p;
+                }
+                bool more = *p != 0;
+                *w = 0;
+                if (more)
+                        p++;
+
+                /* "--": the rest belongs to the root's init. */
+                if (streq(tok, "--"))
+                        break;
+
+                char *eq = strchr(tok, '=');
+                if (eq)
+                        *eq = 0;
+                parse_one(&c, tok, eq ? eq + 1 : NULL, fn, u);
+                if (!more)
+                        break;
+        }
+
+        *ret = c;
+        return 0;
+}

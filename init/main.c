@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: MIT */
+/* abswitch-init: the initramfs's PID 1.
+ *
+ * Works out its slot, finds the slot's system partition, sets up dm-verity
+ * against the root hash this UKI pins, mounts the result read-only and
+ * switches root. Every failing step prints one line naming the step and the
+ * cause, then the init stops (fallback to the other slot is the job of the
+ * boot protocol in slots/, which this flow will call). */
+
+#include <blkid.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "../common/log.h"
+#include "../efi/efi.h"
+#include "../slots/slots.h"
+#include "../verity/verity.h"
+#include "cmdline.h"
+#include "init.h"
+
+#ifndef ABSWITCH_VERSION
+#define ABSWITCH_VERSION "0"
+#endif
+
+#define NEWROOT "/sysroot"
+#define MODULES_LIST "/etc/abswitch/modules"
+#define DM_NAME "abswitch-root"
+#define RECORD_DIR "/run/abswitch"
+
+enum phase { PHASE_MODULES, PHASE_IDENTITY, PHASE_DEVICES, PHASE_VERITY, PHASE_MOUNT, _PHASE_MAX };
+static const char *const phase_names[_PHASE_MAX] = { "modules", "identity", "devices", "verity", "mount" };
+
+struct boot {
+        uint64_t t_start, t_phase[_PHASE_MAX];
+        struct cmdline cmdline;
+        struct identity_facts facts;
+        struct identity id;
+        char *loader_image, *stub_image, *loader_info, *loader_entry, *esp_partuuid, *boot_current_path;
+        char boot_current_desc[128];
+        struct slot_partitions parts;
+        char *root_dev;
+        char fstype[32];
+        bool efi;
+        char devkmsg_saved[32];
+};
+
+static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ...) _printf_(3, 4);
+
+/* The one emergency path. The protocol's fallback will hook in here; until
+ * then the init stops with the reason on the console and never reboots by
+ * itself: an unexplained reboot loop is the worst outcome for an operator. */
+static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ...) {
+        char msg[768];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+
+        log_emerg("Cannot boot slot %s: %s: %s", b->id.source >= 0 ? slot_to_string(b->id.slot) : "?", step, msg);
+        log_emerg("Stopped here. No partition was written. "
+                  "Fix the cause above, or boot the other slot (ab.slot= on the kernel command line).");
+        for (;;)
+                pause();
+}
+
+static void complain(void *userdata, const char *param, const char *why) {
+        (void) userdata;
+        log_warning("Kernel command line: %s %s", param, why);
+}
+
+static int write_file(const char *path, const char *s) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        size_t n = strlen(s);
+        return write(fd, s, n) == (ssize_t) n ? 0 : -errno;
+}
+
+static int read_small_file(const char *path, char *buf, size_t size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, size - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+                buf[--n] = 0;
+        return 0;
+}
+
+static void mount_api_filesystems(void) {
+        static const struct {
+                const char *what, *where, *type, *opts;
+                unsigned long flags;
+        } m[] = {
+                { "proc", "/proc", "proc", NULL, MS_NOSUID | MS_NOEXEC | MS_NODEV },
+                { "sysfs", "/sys", "sysfs", NULL, MS_NOSUID | MS_NOEXEC | MS_NODEV },
+                { "devtmpfs", "/dev", "devtmpfs", "mode=0755", MS_NOSUID },
+                { "tmpfs", "/run", "tmpfs", "mode=0755", MS_NOSUID | MS_NODEV },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(m); i++) {
+                (void) mkdir(m[i].where, 0755);
+                if (mount(m[i].what, m[i].where, m[i].type, m[i].flags, m[i].opts) < 0 && errno != EBUSY)
+                        /* Logging is not up yet: the console is all there is. */
+                        dprintf(STDERR_FILENO, "abswitch: Failed to mount %s on %s: %m\n", m[i].type, m[i].where);
+        }
+}
+
+/* Userspace writes to /dev/kmsg are rate-limited per open file (10 lines
+ * per 5 s by default): switch that off while we log, restore it before the
+ * root's init runs. The sysctl accepts a value only with its trailing
+ * newline (kernel/printk/printk.c, devkmsg_sysctl_set_loglvl). */
+static void devkmsg_unlimit(struct boot *b) {
+        if (read_small_file("/proc/sys/kernel/printk_devkmsg", b->devkmsg_saved, sizeof(b->devkmsg_saved)) < 0)
+                b->devkmsg_saved[0] = 0;
+        if (b->devkmsg_saved[0] && !streq(b->devkmsg_saved, "on"))
+                (void) write_file("/proc/sys/kernel/printk_devkmsg", "on\n");
+}
+
+static void devkmsg_restore(struct boot *b) {
+        char v[40];
+        if (b->devkmsg_saved[0] && !streq(b->devkmsg_saved, "on")) {
+                (void) snprintf(v, sizeof(v), "%s\n", b->devkmsg_saved);
+                (void) write_file("/proc/sys/kernel/printk_devkmsg", v);
+        }
+}
+
+static void read_efi_facts(struct boot *b) {
+        struct stat st;
+        int r;
+
+        b->facts.boot_current = -1;
+        if (stat("/sys/firmware/efi", &st) < 0) {
+                log_notice("Not booted through EFI: the slot comes from ab.slot= or the default");
+                return;
+        }
+        (void) mkdir(EFIVARFS_PATH, 0755);
+        if (mount("efivarfs", EFIVARFS_PATH, "efivarfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL) < 0 &&
+            errno != EBUSY) {
+                log_warning_errno(-errno, "Failed to mount efivarfs on %s, ignoring EFI variables: %m",
+                                  EFIVARFS_PATH);
+                return;
+        }
+        b->efi = true;
+
+        static const struct {
+                const char *name;
+                size_t offset;
+        } strs[] = {
+                { "StubImageIdentifier", offsetof(struct boot, stub_image) },
+                { "LoaderImageIdentifier", offsetof(struct boot, loader_image) },
+                { "LoaderInfo", offsetof(struct boot, loader_info) },
+                { "LoaderEntrySelected", offsetof(struct boot, loader_entry) },
+                { "LoaderDevicePartUUID", offsetof(struct boot, esp_partuuid) },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++) {
+                char **p = (char **) ((uint8_t *) b + strs[i].offset);
+                r = efi_var_read_string(EFIVARFS_PATH, strs[i].name, EFI_LOADER_GUID, p);
+                if (r < 0 && r != -ENOENT)
+                        log_warning_errno(r, "EFI variable %s is unreadable or not UTF-16, ignoring it: %m",
+                                          strs[i].name);
+                else if (r >= 0)
+                        log_debug("EFI variable %s=%s", strs[i].name, *p);
+        }
+
+        _cleanup_free_ void *v = NULL;
+        size_t size;
+        uint16_t cur;
+        r = efi_var_read(EFIVARFS_PATH, "BootCurrent", EFI_GLOBAL_GUID, NULL, &v, &size);
+        if (r == -ENOENT)
+                return;
+        if (r < 0 || efi_parse_u16(v, size, &cur) < 0) {
+                log_warning_errno(r < 0 ? r : -EBADMSG, "EFI variable BootCurrent is unreadable or not 2 bytes, ignoring it");
+                return;
+        }
+        b->facts.boot_current = cur;
+
+        char name[9];
+        _cleanup_free_ void *opt = NULL;
+        efi_boot_option_name(cur, name);
+        r = efi_var_read(EFIVARFS_PATH, name, EFI_GLOBAL_GUID, NULL, &opt, &size);
+        if (r < 0) {
+                log_warning_errno(r, "BootCurrent names %s, which cannot be read: %m", name);
+                return;
+        }
+        struct efi_load_option lo;
+        r = efi_load_option_parse(opt, size, &lo);
+        if (r < 0) {
+                log_warning_errno(r, "%s is not a valid EFI load option, ignoring it: %m", name);
+                return;
+        }
+        (void) snprintf(b->boot_current_desc, sizeof(b->boot_current_desc), "%s", lo.description);
+        b->boot_current_path = TAKE_PTR(lo.file_path);
+        efi_load_option_done(&lo);
+}
+
+static void resolve_identity(struct boot *b) {
+        b->facts.cmdline_slot = b->cmdline.slot;
+        b->facts.stub_image_identifier = b->stub_image;
+        b->facts.loader_image_identifier = b->loader_image;
+        b->facts.loader_info = b->loader_info;
+        b->facts.loader_entry_selected = b->loader_entry;
+        b->facts.boot_current_path = b->boot_current_path;
+        b->facts.sources = b->cmdline.identity_sources;
+        slot_identity_resolve(&b->facts, &b->id);
+
+        for (int i = 0; i < IDENTITY_DEFAULT; i++)
+                if (b->id.verdicts[i] != VERDICT_NOT_CONSULTED && b->id.verdicts[i] != VERDICT_ANSWERED)
+                        log_info("Identity source %s: %s", identity_source_to_string(i),
+                                 identity_verdict_to_string(b->id.verdicts[i]));
+
+        if (b->id.source == IDENTITY_BOOT_CURRENT)
+                log_info("This is slot %s, from %s: BootCurrent=%04X '%s' starts %s", slot_to_string(b->id.slot),
+                         identity_source_to_string(b->id.source), b->facts.boot_current, b->boot_current_desc,
+                         b->id.value);
+        else
+                log_info("This is slot %s, from %s%s%s", slot_to_string(b->id.slot),
+                         identity_source_to_string(b->id.source), b->id.value ? ": " : "", b->id.value ?: "");
+}
+
+static void wait_for_partitions(struct boot *b) {
+        uint64_t deadline = now_boottime_us() + (uint64_t) b->cmdline.timeout_ms * 1000u;
+        char why[512], last[512] = "";
+        bool announced = false;
+        int r;
+
+        for (;;) {
+                r = slots_find_partitions("/sys/class/block", "/dev", b->id.slot, b->esp_partuuid, &b->parts,
+                                          why, sizeof(why));
+                if (r >= 0)
+                        break;
+                if (r != -ENOENT)
+                        stop(b, "finding the system partition", "%s", why);
+                if (now_boottime_us() >= deadline)
+                        stop(b, "finding the system partition",
+                             "%s after waiting %u s. Is the disk's storage driver in the initramfs "
+                             "(initramfs/mkinitramfs --module), and was the disk made by initramfs/mkdisk?",
+                             why, b->cmdline.timeout_ms / 1000);
+                if (!announced || !streq(why, last)) {
+                        log_info("Waiting up to %u s for slot %s's system partition: %s", b->cmdline.timeout_ms / 1000,
+                                 slot_to_string(b->id.slot), why);
+                        announced = true;
+                        (void) snprintf(last, sizeof(last), "%s", why);
+                }
+                (void) usleep(20 * 1000);
+        }
+        log_info("Slot %s: file system %s, hash tree %s on %s (GPT attributes 0x%016llx)", slot_to_string(b->id.slot),
+                 b->parts.data_dev, b->parts.hash_dev, b->parts.disk, (unsigned long long) b->parts.data_attrs);
+}
+
+static void setup_verity(struct boot *b) {
+        static const enum verity_policy policy[_VERITY_ERROR_MAX] = {
+                [VERITY_ERROR_RESTART] = VERITY_POLICY_RESTART,
+                [VERITY_ERROR_PANIC] = VERITY_POLICY_PANIC,
+                [VERITY_ERROR_EIO] = VERITY_POLICY_EIO,
+        };
+        struct verity_setup s = {
+                .data_dev = b->parts.data_dev,
+                .hash_dev = b->parts.hash_dev,
+                .root_hash = b->cmdline.roothash,
+                .name = DM_NAME,
+                .policy = policy[b->cmdline.verity_error],
+        };
+        char why[512] = "";
+        int r;
+
+        verity_log_to_debug();
+        r = verity_open(&s, &b->root_dev, why, sizeof(why));
+        if (r < 0) {
+                errno = -r;
+                stop(b, "setting up dm-verity", "%s (%m); refusing to mount an unverified root", why);
+        }
+        log_info("dm-verity: %s verified against root hash %.16s... (on corruption: %s)", b->root_dev,
+                 b->cmdline.roothash, verity_error_policy_to_string(b->cmdline.verity_error));
+}
+
+static void mount_root(struct boot *b) {
+        blkid_probe pr = blkid_new_probe_from_filename(b->root_dev);
+        const char *type = NULL;
+
+        if (pr) {
+                blkid_probe_enable_superblocks(pr, 1);
+                blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
+                if (blkid_do_safeprobe(pr) == 0 && blkid_probe_lookup_value(pr, "TYPE", &type, NULL) == 0)
+                        (void) snprintf(b->fstype, sizeof(b->fstype), "%s", type);
+                blkid_free_probe(pr);
+        }
+        if (!b->fstype[0])
+                stop(b, "mounting the root", "%s holds no file system libblkid recognises", b->root_dev);
+
+        (void) mkdir(NEWROOT, 0755);
+        if (mount(b->root_dev, NEWROOT, b->fstype, MS_RDONLY | MS_NODEV, NULL) < 0)
+                stop(b, "mounting the root", "mounting %s (%s) read-only on %s failed: %m", b->root_dev, b->fstype,
+                     NEWROOT);
+        log_info("Mounted %s (%s) read-only on %s", b->root_dev, b->fstype, NEWROOT);
+}
+
+static json_object *jstr(const char *s) {
+        return s ? json_object_new_string(s) : NULL;
+}
+
+static void write_record(struct boot *b, uint64_t t_end) {
+        json_object *o = json_object_new_object(), *id = json_object_new_object(),
+                    *verdicts = json_object_new_object(), *efi = json_object_new_object(),
+                    *parts = json_object_new_object(), *root = json_object_new_object(),
+                    *tm = json_object_new_object();
+        char buf[32];
+
+        json_object_object_add(o, "version", json_object_new_int(1));
+        json_object_object_add(o, "abswitch", json_object_new_string(ABSWITCH_VERSION));
+        json_object_object_add(o, "slot", json_object_new_string(slot_to_string(b->id.slot)));
+        json_object_object_add(o, "log", json_object_new_string(log_target_path()));
+
+        json_object_object_add(id, "source", json_object_new_string(identity_source_to_string(b->id.source)));
+        json_object_object_add(id, "value", jstr(b->id.value));
+        for (int i = 0; i < _IDENTITY_MAX; i++)
+                json_object_object_add(verdicts, identity_source_to_string(i),
+                                       json_object_new_string(identity_verdict_to_string(b->id.verdicts[i])));
+        json_object_object_add(id, "sources", verdicts);
+        json_object_object_add(o, "identity", id);
+
+        json_object_object_add(efi, "booted_via_efi", json_object_new_boolean(b->efi));
+        json_object_object_add(efi, "StubImageIdentifier", jstr(b->stub_image));
+        json_object_object_add(efi, "LoaderImageIdentifier", jstr(b->loader_image));
+        json_object_object_add(efi, "LoaderInfo", jstr(b->loader_info));
+        json_object_object_add(efi, "LoaderEntrySelected", jstr(b->loader_entry));
+        json_object_object_add(efi, "LoaderDevicePartUUID", jstr(b->esp_partuuid));
+        if (b->facts.boot_current >= 0) {
+                (void) snprintf(buf, sizeof(buf), "%04X", b->facts.boot_current);
+                json_object_object_add(efi, "BootCurrent", json_object_new_string(buf));
+                json_object_object_add(efi, "BootCurrentDescription", jstr(b->boot_current_desc));
+                json_object_object_add(efi, "BootCurrentPath", jstr(b->boot_current_path));
+        }
+        json_object_object_add(o, "efi", efi);
+
+        json_object_object_add(parts, "disk", jstr(b->parts.disk));
+        json_object_object_add(parts, "data", jstr(b->parts.data_dev));
+        json_object_object_add(parts, "hash", jstr(b->parts.hash_dev));
+        json_object_object_add(parts, "data_partuuid", jstr(b->parts.data_uuid));
+        (void) snprintf(buf, sizeof(buf), "0x%016llx", (unsigned long long) b->parts.data_attrs);
+        json_object_object_add(parts, "gpt_attributes", json_object_new_string(buf));
+        json_object_object_add(o, "partitions", parts);
+
+        json_object_object_add(root, "device", jstr(b->root_dev));
+        json_object_object_add(root, "fstype", jstr(b->fstype));
+        json_object_object_add(root, "roothash", jstr(b->cmdline.roothash));
+        json_object_object_add(root, "verity_error",
+                               json_object_new_string(verity_error_policy_to_string(b->cmdline.verity_error)));
+        json_object_object_add(root, "init", jstr(b->cmdline.init));
+        json_object_object_add(o, "root", root);
+
+        /* Milliseconds: absolute on CLOCK_BOOTTIME (comparable with the
+         * kernel's timestamps), and the length of each phase. */
+        json_object_object_add(tm, "init_start_ms", json_object_new_double((double) b->t_start / 1000.0));
+        uint64_t prev = b->t_start;
+        for (int i = 0; i < _PHASE_MAX; i++) {
+                json_object_object_add(tm, phase_names[i], json_object_new_double((double) (b->t_phase[i] - prev) / 1000.0));
+                prev = b->t_phase[i];
+        }
+        json_object_object_add(tm, "total", json_object_new_double((double) (t_end - b->t_start) / 1000.0));
+        json_object_object_add(tm, "switch_root_ms", json_object_new_double((double) t_end / 1000.0));
+        json_object_object_add(o, "timings_ms", tm);
+
+        (void) mkdir(RECORD_DIR, 0755);
+        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+        _cleanup_close_ int fd = open(RECORD_DIR "/boot.json.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, s, strlen(s)) != (ssize_t) strlen(s) || write(fd, "\n", 1) != 1 ||
+            rename(RECORD_DIR "/boot.json.tmp", RECORD_DIR "/boot.json") < 0)
+                log_warning_errno(-errno, "Failed to write %s/boot.json: %m", RECORD_DIR);
+        json_object_put(o);
+}
+
+int main(int argc, char **argv) {
+        static struct boot b = { .id = { .source = _IDENTITY_INVALID } };
+        char line[4096];
+        int r;
+
+        (void) argc;
+        b.t_start = now_boottime_us();
+        umask(0022);
+        mount_api_filesystems();
+        devkmsg_unlimit(&b);
+        log_setup("abswitch", LOG_TARGET_KMSG);
+        log_info("abswitch %s: init starting, logging to %s", ABSWITCH_VERSION, log_target_path());
+
+        r = read_small_file("/proc/cmdline", line, sizeof(line));
+        if (r < 0)
+                log_warning_errno(r, "Failed to read /proc/cmdline, using defaults: %m");
+        if (cmdline_parse(r < 0 ? "" : line, &b.cmdline, complain, NULL) < 0)
+                stop(&b, "reading the kernel command line", "out of memory");
+        if (b.cmdline.debug)
+                log_set_max_level(LOG_DEBUG);
+
+        static const char *const always[] = { "dm-verity", "efivarfs", NULL };
+        int failed = modules_load(MODULES_LIST, always);
+        b.t_phase[PHASE_MODULES] = now_boottime_us();
+        log_info("Loaded kernel modules in %llu ms%s", (unsigned long long) (b.t_phase[PHASE_MODULES] - b.t_start) / 1000,
+                 failed ? " (some failed, see above)" : "");
+
+        read_efi_facts(&b);
+        resolve_identity(&b);
+        b.t_phase[PHASE_IDENTITY] = now_boottime_us();
+
+        if (!b.cmdline.roothash[0])
+                stop(&b, "reading the kernel command line",
+                     "no valid ab.roothash= on the kernel command line, so there is no trusted root hash "
+                     "and no root will be mounted; build the UKI with initramfs/mkuki --roothash");
+
+        wait_for_partitions(&b);
+        b.t_phase[PHASE_DEVICES] = now_boottime_us();
+        setup_verity(&b);
+        b.t_phase[PHASE_VERITY] = now_boottime_us();
+        mount_root(&b);
+        b.t_phase[PHASE_MOUNT] = now_boottime_us();
+
+        uint64_t t_end = now_boottime_us();
+        write_record(&b, t_end);
+        log_info("Switching root to slot %s (%s) and executing %s after %llu ms "
+                 "(modules %llu, identity %llu, devices %llu, verity %llu, mount %llu)",
+                 slot_to_string(b.id.slot), b.fstype, b.cmdline.init, (unsigned long long) (t_end - b.t_start) / 1000,
+                 (unsigned long long) (b.t_phase[PHASE_MODULES] - b.t_start) / 1000,
+                 (unsigned long long) (b.t_phase[PHASE_IDENTITY] - b.t_phase[PHASE_MODULES]) / 1000,
+                 (unsigned long long) (b.t_phase[PHASE_DEVICES] - b.t_phase[PHASE_IDENTITY]) / 1000,
+                 (unsigned long long) (b.t_phase[PHASE_VERITY] - b.t_phase[PHASE_DEVICES]) / 1000,
+                 (unsigned long long) (b.t_phase[PHASE_MOUNT] - b.t_phase[PHASE_VERITY]) / 1000);
+        devkmsg_restore(&b);
+
+        r = switch_root(NEWROOT, b.cmdline.init, argv);
+        stop(&b, "switching root", "%s could not be executed: %s", b.cmdline.init, strerror(-r));
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+
+#include "../common/log.h"
+#include "init.h"
+
+uint64_t now_boottime_us(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_BOOTTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* Removes everything below dirfd that lives on device dev (the initramfs),
+ * leaving mount points alone. Errors are ignored: this only frees memory. */
+static void remove_on_device(int dirfd, dev_t dev) {
+        DIR *d = fdopendir(dirfd);
+        struct dirent *de;
+
+        if (!d) {
+                close(dirfd);
+                return;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != dev)
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0)
+                                remove_on_device(sub, dev);
+                        (void) unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
+                } else
+                        (void) unlinkat(dirfd, de->d_name, 0);
+        }
+        closedir(d);
+}
+
+int switch_root(const char *newroot, const char *init, char **argv) {
+        static const char *const moves[] = { "/dev", "/proc", "/sys", "/run" };
+        char target[256];
+        struct stat root_st, new_st;
+        struct statfs sfs;
+
+        for (size_t i = 0; i < ELEMENTSOF(moves); i++) {
+                (void) snprintf(target, sizeof(target), "%s%s", newroot, moves[i]);
+                if (mount(moves[i], target, NULL, MS_MOVE, NULL) < 0) {
+                        /* A read-only root without the directory: the root's
+                         * init must mount it itself. */
+                        log_warning_errno(-errno, "Failed to move %s to %s, detaching it instead: %m",
+                                          moves[i], target);
+                        (void) umount2(moves[i], MNT_DETACH);
+                }
+        }
+
+        if (chdir(newroot) < 0)
+                return log_error_errno(-errno, "Failed to enter %s: %m", newroot);
+        if (stat("/", &root_st) < 0 || stat(".", &new_st) < 0)
+                return log_error_errno(-errno, "Failed to stat the roots: %m");
+
+        /* Free the initramfs, but only if / really is one: never delete files
+         * of a real file system (say, when run by hand for debugging). */
+        if (statfs("/", &sfs) == 0 && (sfs.f_type == RAMFS_MAGIC || sfs.f_type == TMPFS_MAGIC) &&
+            root_st.st_dev != new_st.st_dev) {
+                int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd >= 0)
+                        remove_on_device(fd, root_st.st_dev);
+        }
+
+        if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
+                return log_error_errno(-errno, "Failed to move %s to /: %m", newroot);
+        if (chroot(".") < 0)
+                return log_error_errno(-errno, "Failed to change root to %s: %m", newroot);
+        if (chdir("/") < 0)
+                return log_error_errno(-errno, "Failed to enter the new root: %m");
+
+        argv[0] = (char *) init;
+        log_close();
+        execv(init, argv);
+        log_setup("abswitch", LOG_TARGET_KMSG);
+        return log_error_errno(-errno, "Failed to execute %s in the new root: %m", init);
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/* Thin adapter: finds a slot's partitions with libblkid. The sysfs and /dev
+ * directories are parameters so the code runs on test images too. */
+
+#include <blkid.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "../common/macro.h"
+#include "slots.h"
+
+static void blkid_free_probep(blkid_probe *pr) {
+        if (*pr)
+                blkid_free_probe(*pr);
+}
+static void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]) {
+        (void) snprintf(data, 32, "system-%s", slot_to_lower(s));
+        (void) snprintf(hash, 32, "system-%s-verity", slot_to_lower(s));
+}
+
+static bool sysfs_exists(const char *sysfs, const char *dev, const char *file) {
+        char p[512];
+        (void) snprintf(p, sizeof(p), "%s/%s/%s", sysfs, dev, file);
+        return access(p, F_OK) == 0;
+}
+
+/* The kernel name of partition partno of disk (vda + 2 -> vda2, nvme0n1 + 2 -> nvme0n1p2). */
+static int partition_name(const char *sysfs, const char *disk, int partno, char *ret, size_t size) {
+        char p[512];
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+
+        (void) snprintf(p, sizeof(p), "%s/%s", sysfs, disk);
+        d = opendir(p);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                char f[768], buf[16];
+                if (de->d_name[0] == '.')
+                        continue;
+                (void) snprintf(f, sizeof(f), "%s/%s/partition", p, de->d_name);
+                _cleanup_close_ int fd = open(f, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                ssize_t n = read(fd, buf, sizeof(buf) - 1);
+                if (n <= 0)
+                        continue;
+                buf[n] = 0;
+                if (atoi(buf) == partno) {
+                        (void) snprintf(ret, size, "%s", de->d_name);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+struct found {
+        bool data, hash, esp;
+        int data_no, hash_no;
+        char data_type[40], hash_type[40], data_uuid[40];
+        uint64_t data_attrs;
+};
+
+static int probe_disk(const char *devdir, const char *disk, const char *label_data,
+                      const char *label_hash, const char *esp_partuuid, struct found *f) {
+        char dev[320];
+        _cleanup_(blkid_free_probep) blkid_probe pr = NULL;
+
+        (void) snprintf(dev, sizeof(dev), "%s/%s", devdir, disk);
+        pr = blkid_new_probe_from_filename(dev);
+        if (!pr)
+                return -errno ?: -EIO;
+        blkid_probe_enable_superblocks(pr, 0);
+        blkid_probe_enable_partitions(pr, 1);
+
+        blkid_partlist pl = blkid_probe_get_partitions(pr);
+        if (!pl)
+                return -ENOENT;
+        blkid_parttable pt = blkid_partlist_get_table(pl);
+        if (!pt || !streq_ptr(blkid_parttable_get_type(pt), "gpt"))
+                return -ENOENT;
+
+        int n = blkid_partlist_numof_partitions(pl);
+        for (int i = 0; i < n; i++) {
+                blkid_partition par = blkid_partlist_get_partition(pl, i);
+                const char *name = blkid_partition_get_name(par);
+                const char *type = blkid_partition_get_type_string(par);
+                const char *uuid = blkid_partition_get_uuid(par);
+
+                if (esp_partuuid && uuid && strcasecmp(uuid, esp_partuuid) == 0)
+                        f->esp = true;
+                if (!name)
+                        continue;
+                if (streq(name, label_data)) {
+                        f->data = true;
+                        f->data_no = blkid_partition_get_partno(par);
+                        (void) snprintf(f->data_type, sizeof(f->data_type), "%s", strna(type));
+                        (void) snprintf(f->data_uuid, sizeof(f->data_uuid), "%s", uuid ?: "");
+                        f->data_attrs = blkid_partition_get_flags(par);
+                } else if (streq(name, label_hash)) {
+                        f->hash = true;
+                        f->hash_no = blkid_partition_get_partno(par);
+                        (void) snprintf(f->hash_type, sizeof(f->hash_type), "%s", strna(type));
+                }
+        }
+        return 0;
+}
+
+int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const char *esp_partuuid,
+                          struct slot_partitions *ret, char *why, size_t why_size) {
+        char label_data[32], label_hash[32];
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        struct slot_partitions best = {};
+        int candidates = 0;
+
+        slot_partition_labels(s, label_data, label_hash);
+        (void) snprintf(why, why_size, "no disk has GPT partitions labelled %s and %s", label_data, label_hash);
+
+        d = opendir(sysfs);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                struct found f = {};
+                if (de->d_name[0] == '.')
+                        continue;
+                /* Whole disks only; device-mapper and loop devices hold no slot. */
+                if (sysfs_exists(sysfs, de->d_name, "partition") ||
+                    startswith(de->d_name, "dm-") || startswith(de->d_name, "loop") ||
+                    startswith(de->d_name, "ram") || startswith(de->d_name, "zram"))
+                        continue;
+                if (probe_disk(devdir, de->d_name, label_data, label_hash, esp_partuuid, &f) < 0)
+                        continue;
+                if (!f.data && !f.hash)
+                        continue;
+                if (esp_partuuid && !f.esp)
+                        continue;
+                if (!f.data || !f.hash) {
+                        (void) snprintf(why, why_size, "%s/%s has a partition labelled %s but none labelled %s",
+                                        devdir, de->d_name, f.data ? label_data : label_hash,
+                                        f.data ? label_hash : label_data);
+                        continue;
+                }
+                if (strcasecmp(f.data_type, GPT_ROOT_X86_64) != 0 || strcasecmp(f.hash_type, GPT_ROOT_X86_64_VERITY) != 0) {
+                        (void) snprintf(why, why_size,
+                                        "on %s/%s, %s has type %s and %s has type %s; expected %s and %s "
+                                        "(Discoverable Partitions root-x86-64 and root-x86-64-verity)",
+                                        devdir, de->d_name, label_data, f.data_type, label_hash, f.hash_type,
+                                        GPT_ROOT_X86_64, GPT_ROOT_X86_64_VERITY);
+                        return -EMEDIUMTYPE;
+                }
+
+                char pd[256], ph[256];
+                if (partition_name(sysfs, de->d_name, f.data_no, pd, sizeof(pd)) < 0 ||
+                    partition_name(sysfs, de->d_name, f.hash_no, ph, sizeof(ph)) < 0) {
+                        (void) snprintf(why, why_size, "the kernel has not yet created the partition devices of %s/%s",
+                                        devdir, de->d_name);
+                        continue;
+                }
+
+                if (++candidates > 1) {
+                        (void) snprintf(why, why_size, "both %s and %s/%s have partitions labelled %s; "
+                                        "boot through a UKI on one of them (LoaderDevicePartUUID) to choose",
+                                        best.disk, devdir, de->d_name, label_data);
+                        return -ENOTUNIQ;
+                }
+                (void) snprintf(best.disk, sizeof(best.disk), "%s/%s", devdir, de->d_name);
+                (void) snprintf(best.data_dev, sizeof(best.data_dev), "%s/%s", devdir, pd);
+                (void) snprintf(best.hash_dev, sizeof(best.hash_dev), "%s/%s", devdir, ph);
+                best.data_partno = f.data_no;
+                best.hash_partno = f.hash_no;
+                best.data_attrs = f.data_attrs;
+                (void) snprintf(best.data_uuid, sizeof(best.data_uuid), "%s", f.data_uuid);
+        }
+        if (candidates == 0)
+                return -ENOENT;
+
+        /* The device node may lag the sysfs entry by a moment (devtmpfs). */
+        if (access(best.data_dev, F_OK) < 0 || access(best.hash_dev, F_OK) < 0) {
+                (void) snprintf(why, why_size, "%s or %s has no device node yet", best.data_dev, best.hash_dev);
+                return -ENOENT;
+        }
+        *ret = best;
+        return 0;
+}
