@@ -16,6 +16,8 @@ WARNINGS   := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wmissing-pro
 CSTD       := -std=gnu11
 MUSL_CC    ?= musl-gcc
 HOST_CC    ?= gcc
+# Debian's interpreter, where python3-pytest is installed (not a pyenv one on PATH).
+PYTHON     ?= /usr/bin/python3
 
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
@@ -95,7 +97,7 @@ e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(BUILD)
 E2E_ARGS ?=
 e2e: e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
-	python3 -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/e2e.xml tests/e2e $(E2E_ARGS)
+	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/e2e.xml tests/e2e $(E2E_ARGS)
 
 check: deps
 	$(MAKE) unit
@@ -103,7 +105,7 @@ check: deps
 
 demo: deps
 	$(MAKE) e2e-artifacts
-	tests/e2e/demo
+	$(PYTHON) tests/e2e/demo
 
 clean:
 	rm -rf $(BUILD)

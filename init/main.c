@@ -272,6 +272,8 @@ static void setup_verity(struct boot *b) {
 
         verity_log_to_debug();
         r = verity_open(&s, &b->root_dev, why, sizeof(why));
+        if (r == -EKEYREJECTED)
+                stop(b, "setting up dm-verity", "%s; refusing to mount an unverified root", why);
         if (r < 0) {
                 errno = -r;
                 stop(b, "setting up dm-verity", "%s (%m); refusing to mount an unverified root", why);

@@ -1,0 +1,179 @@
+"""A disk, a VARS file and a QEMU/OVMF boot: the pieces every e2e test uses.
+
+Real parts only: Debian's kernel, OVMF firmware with a per-machine copy of
+its VARS file (so EFI variables persist across that machine's boots), a GPT
+disk made by initramfs/mkdisk, dm-verity in the guest kernel.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import ovmfvars
+
+TOP = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("BUILD", TOP / "build"))
+E2E = BUILD / "e2e"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+CONSOLE = "console=ttyS0,115200 panic=-1"
+BOOT_TIMEOUT = int(os.environ.get("ABSWITCH_BOOT_TIMEOUT", "240"))
+
+ROOT_RE = re.compile(r"^ABSWITCH-ROOT (.*)$", re.M)
+RECORD_RE = re.compile(r"^ABSWITCH-RECORD (.*)$", re.M)
+STOPPED_RE = re.compile(r"abswitch: Stopped here\.")
+
+
+def env():
+    out = {}
+    for line in (E2E / "env").read_text().splitlines():
+        k, _, v = line.partition("=")
+        out[k] = v
+    return out
+
+
+def roothash(slot):
+    return (E2E / f"slot-{slot.lower()}.roothash").read_text().strip()
+
+
+class Boot:
+    """What one boot printed on the serial console."""
+
+    def __init__(self, console, seconds, exited):
+        self.console = console
+        self.seconds = seconds
+        self.exited = exited
+
+    @property
+    def root(self):
+        m = ROOT_RE.search(self.console)
+        if not m:
+            return None
+        return dict(kv.split("=", 1) for kv in m.group(1).split())
+
+    @property
+    def record(self):
+        m = RECORD_RE.search(self.console)
+        return json.loads(m.group(1)) if m else None
+
+    @property
+    def stopped(self):
+        return bool(STOPPED_RE.search(self.console))
+
+    def init_log(self):
+        """The init's own lines, without the kernel's timestamps' noise."""
+        return [l for l in self.console.splitlines() if "abswitch: " in l]
+
+    def tail(self, n=40):
+        return "\n".join(self.console.splitlines()[-n:])
+
+
+class Machine:
+    def __init__(self, workdir):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.vars = self.dir / "vars.fd"
+        shutil.copy(OVMF_VARS, self.vars)
+        self.disk = self.dir / "disk.img"
+        self.env = env()
+        self.boots = []
+
+    # ---- building ---------------------------------------------------------------
+
+    def uki(self, name, hash_of, slot=None, cmdline=""):
+        """A UKI pinning the root hash of slot hash_of's image."""
+        out = self.dir / name
+        args = [TOP / "initramfs/mkuki", "--kernel", self.env["KERNEL_IMAGE"],
+                "--initrd", E2E / "initramfs.img", "--roothash", roothash(hash_of),
+                "--cmdline", f"{CONSOLE} {cmdline}".strip(), "--output", out]
+        if slot:
+            args += ["--slot", slot]
+        subprocess.run([str(a) for a in args], check=True, capture_output=True)
+        return out
+
+    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", removable="a"):
+        args = [TOP / "initramfs/mkdisk", "--output", self.disk, "--a-uki", a_uki,
+                "--esp-size", "80M", "--slot-size", "16M", "--verity-size", "1M", "--removable", removable]
+        if a_image:
+            args += ["--a-image", E2E / f"slot-{a_image}"]
+        if b_uki:
+            args += ["--b-uki", b_uki]
+        if b_image:
+            args += ["--b-image", E2E / f"slot-{b_image}"]
+        subprocess.run([str(a) for a in args], check=True, capture_output=True)
+
+    def esp(self):
+        out = subprocess.run(["sgdisk", "-i", "1", str(self.disk)], check=True, capture_output=True,
+                             text=True).stdout
+        first = int(re.search(r"First sector: (\d+)", out).group(1))
+        last = int(re.search(r"Last sector: (\d+)", out).group(1))
+        guid = re.search(r"Partition unique GUID: (\S+)", out).group(1)
+        return {"partno": 1, "partuuid": str(uuid.UUID(guid)), "start": first, "size": last - first + 1}
+
+    def varstore(self):
+        return ovmfvars.VarStore(self.vars)
+
+    def add_boot_entries(self, entries, order=None, boot_next=None):
+        """entries: {number: (description, path)}; written into the VARS file."""
+        v = self.varstore()
+        esp = self.esp()
+        for num, (desc, path) in entries.items():
+            v.set_boot_option(num, desc, esp, path)
+        if order is not None:
+            v.set_boot_order(order)
+        if boot_next is not None:
+            v.set_boot_next(boot_next)
+        v.save()
+
+    def delete_partitions(self, *partnos):
+        for p in partnos:
+            subprocess.run(["sgdisk", "-d", str(p), str(self.disk)], check=True, capture_output=True)
+
+    # ---- booting ----------------------------------------------------------------
+
+    def qemu_args(self, console_path):
+        return ["qemu-system-x86_64", "-machine", "q35", "-m", "512", "-smp", "1", "-nodefaults",
+                "-display", "none", "-no-reboot", "-serial", f"file:{console_path}",
+                "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,file={self.vars}",
+                "-drive", f"file={self.disk},if=virtio,format=raw"]
+
+    def boot(self, timeout=BOOT_TIMEOUT, stop_on=STOPPED_RE, grace=3.0):
+        """Boots once. Returns when QEMU exits (power-off, or a reboot, which
+        -no-reboot turns into an exit), or grace seconds after the console
+        matched stop_on (the init stopped and waits forever by design)."""
+        n = len(self.boots) + 1
+        console = self.dir / f"console-{n}.log"
+        console.write_bytes(b"")
+        t0 = time.monotonic()
+        p = subprocess.Popen(self.qemu_args(console), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        matched_at = None
+        try:
+            while True:
+                if p.poll() is not None:
+                    break
+                now = time.monotonic()
+                text = console.read_bytes().decode("utf-8", "replace")
+                if matched_at is None and stop_on is not None and stop_on.search(text):
+                    matched_at = now
+                if matched_at is not None and now - matched_at >= grace:
+                    break
+                if now - t0 > timeout:
+                    break
+                time.sleep(0.2)
+        finally:
+            exited = p.poll() is not None
+            if not exited:
+                p.kill()
+            p.wait()
+        b = Boot(console.read_bytes().decode("utf-8", "replace"), time.monotonic() - t0, exited)
+        if not exited and matched_at is None:
+            raise AssertionError(f"boot {n} timed out after {timeout}s; console ends with:\n{b.tail()}")
+        self.boots.append(b)
+        return b

@@ -1,0 +1,124 @@
+"""Verified boot end to end: real OVMF, a real Debian kernel, a real GPT
+disk, real dm-verity. Each test is one or more boots of about 10-15 s under
+software emulation."""
+
+import abvm
+
+BOOT_A = 0x1000
+BOOT_B = 0x1001
+PATH_A = r"\EFI\abswitch\boot-a.efi"
+PATH_B = r"\EFI\abswitch\boot-b.efi"
+
+
+def two_slot_disk(m, a_cmdline="", b_cmdline=""):
+    """Both slots installed, each UKI pinning its own image, with a boot entry each."""
+    a = m.uki("boot-a.efi", "A", cmdline=a_cmdline)
+    b = m.uki("boot-b.efi", "B", cmdline=b_cmdline)
+    m.make_disk(a, b)
+    return a, b
+
+
+def assert_verified_root(boot, slot):
+    assert boot.root is not None, f"the root's init never ran; console ends with:\n{boot.tail()}"
+    assert boot.root["slot"] == slot, boot.root
+    assert boot.root["verity"] == "yes", boot.root
+    assert boot.root["dm"] == "abswitch-root", boot.root
+    assert boot.root["ro"] == "yes", boot.root
+    rec = boot.record
+    assert rec["slot"] == slot
+    assert rec["root"]["roothash"] == abvm.roothash(slot)
+    assert rec["root"]["device"] == "/dev/mapper/abswitch-root"
+    # The log went to /dev/kmsg and the kernel printed it: logging really works.
+    assert rec["log"] == "/dev/kmsg"
+    assert any("Switching root to slot " + slot in l for l in boot.init_log()), boot.tail()
+    return rec
+
+
+def test_boot_slot_a_by_file_name(machine):
+    two_slot_disk(machine)
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_A, BOOT_B])
+    boot = machine.boot()
+    rec = assert_verified_root(boot, "A")
+    assert rec["identity"]["source"] == "loader-image-identifier"
+    assert rec["identity"]["value"] == PATH_A
+    assert rec["partitions"]["data"] == "/dev/vda2"
+    assert rec["partitions"]["hash"] == "/dev/vda3"
+
+
+def test_boot_slot_b_by_file_name(machine):
+    two_slot_disk(machine)
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_B, BOOT_A])
+    boot = machine.boot()
+    rec = assert_verified_root(boot, "B")
+    assert rec["identity"]["source"] == "loader-image-identifier"
+    assert rec["identity"]["value"] == PATH_B
+    assert rec["partitions"]["data"] == "/dev/vda4"
+    assert rec["partitions"]["hash"] == "/dev/vda5"
+
+
+def test_boot_via_boot_entry_boot_current(machine):
+    # The stub's LoaderImageIdentifier would answer first; this UKI tells the
+    # init to consult only BootCurrent, so the Boot#### path must decide.
+    two_slot_disk(machine, b_cmdline="ab.identity=boot-current")
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_A, BOOT_B], boot_next=BOOT_B)
+    boot = machine.boot()
+    rec = assert_verified_root(boot, "B")
+    assert rec["identity"]["source"] == "boot-current"
+    assert rec["identity"]["sources"]["loader-image-identifier"] == "disabled"
+    assert rec["efi"]["BootCurrent"] == f"{BOOT_B:04X}"
+    assert rec["efi"]["BootCurrentDescription"] == "abswitch B"
+    assert rec["efi"]["BootCurrentPath"] == PATH_B
+    # The firmware consumed BootNext and kept the order: state is in the VARS file.
+    v = machine.varstore()
+    assert v.boot_next() is None
+    assert v.boot_order()[:2] == [BOOT_A, BOOT_B]
+
+
+def test_slot_override_cmdline(machine):
+    # A UKI at boot-a.efi with ab.slot=B baked in (and B's root hash): the
+    # command line beats the file name.
+    a = machine.uki("boot-a.efi", "B", slot="B")
+    b = machine.uki("boot-b.efi", "B")
+    machine.make_disk(a, b)
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A)}, order=[BOOT_A])
+    boot = machine.boot()
+    rec = assert_verified_root(boot, "B")
+    assert rec["identity"]["source"] == "cmdline"
+    assert rec["efi"]["LoaderImageIdentifier"] == PATH_A
+
+
+def test_wrong_root_hash_refused(machine):
+    # boot-b.efi pins A's root hash: B's image must not be mounted.
+    a = machine.uki("boot-a.efi", "A")
+    b = machine.uki("boot-b.efi", "A")
+    machine.make_disk(a, b)
+    machine.add_boot_entries({BOOT_B: ("abswitch B", PATH_B)}, order=[BOOT_B])
+    boot = machine.boot()
+    assert boot.root is None, "a root that does not verify was mounted"
+    assert boot.stopped, boot.tail()
+    log = "\n".join(boot.init_log())
+    assert "Cannot boot slot B: setting up dm-verity" in log
+    assert "does not verify against the pinned root hash" in log
+    assert "refusing to mount an unverified root" in log
+    assert "Mounted " not in log
+    assert "EROFS" not in boot.console  # the kernel never mounted a file system
+
+
+def test_missing_system_partition(machine):
+    a = machine.uki("boot-a.efi", "A")
+    b = machine.uki("boot-b.efi", "B", cmdline="ab.timeout=3")
+    machine.make_disk(a, b)
+    machine.delete_partitions(4, 5)
+    machine.add_boot_entries({BOOT_B: ("abswitch B", PATH_B)}, order=[BOOT_B])
+    boot = machine.boot()
+    assert boot.root is None
+    assert boot.stopped, boot.tail()
+    log = "\n".join(boot.init_log())
+    assert "Waiting up to 3 s for slot B's system partition" in log
+    assert "Cannot boot slot B: finding the system partition: no disk has GPT partitions labelled " \
+           "system-b and system-b-verity after waiting 3 s" in log
+    # The wait was bounded: the stop came within a few seconds of the wait starting.
+    assert "setting up dm-verity" not in log
