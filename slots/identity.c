@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <stdio.h>
 
 #include "../common/macro.h"
 #include "slots.h"
@@ -171,4 +172,9 @@ void slot_identity_resolve(const struct identity_facts *f, struct identity *ret)
         r.verdicts[IDENTITY_DEFAULT] = VERDICT_ANSWERED;
 done:
         *ret = r;
+}
+
+void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]) {
+        (void) snprintf(data, 32, "system-%s", slot_to_lower(s));
+        (void) snprintf(hash, 32, "system-%s-verity", slot_to_lower(s));
 }

@@ -20,11 +20,6 @@ static void closedirp(DIR **d) {
                 (void) closedir(*d);
 }
 
-void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]) {
-        (void) snprintf(data, 32, "system-%s", slot_to_lower(s));
-        (void) snprintf(hash, 32, "system-%s-verity", slot_to_lower(s));
-}
-
 static bool sysfs_exists(const char *sysfs, const char *dev, const char *file) {
         char p[512];
         (void) snprintf(p, sizeof(p), "%s/%s/%s", sysfs, dev, file);

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+#include "unit.h"
+#include "../../init/cmdline.h"
+#include "../../common/macro.h"
+
+#define HASH64 "1d5dc17caa857cbaac4a1bea501f394912a4e13d5924fe4fed8e4c085ba338ec"
+
+static int complaints;
+static char last_param[256], last_why[256];
+
+static void count(void *u, const char *param, const char *why) {
+        (void) u;
+        complaints++;
+        snprintf(last_param, sizeof(last_param), "%s", param);
+        snprintf(last_why, sizeof(last_why), "%s", why);
+}
+
+static struct cmdline parse(const char *s) {
+        struct cmdline c;
+        complaints = 0;
+        last_param[0] = last_why[0] = 0;
+        assert_int_equal(cmdline_parse(s, &c, count, NULL), 0);
+        return c;
+}
+
+static void test_defaults(void **state) {
+        struct cmdline c = parse("");
+        assert_int_equal(c.slot, _SLOT_INVALID);
+        assert_string_equal(c.roothash, "");
+        assert_int_equal(c.identity_sources, IDENTITY_MASK_ALL);
+        assert_int_equal(c.timeout_ms, 10000);
+        assert_int_equal(c.verity_error, VERITY_ERROR_RESTART);
+        assert_false(c.debug);
+        assert_string_equal(c.init, "/sbin/init");
+        assert_int_equal(complaints, 0);
+
+        c = parse(NULL);
+        assert_int_equal(c.slot, _SLOT_INVALID);
+}
+
+static void test_typical(void **state) {
+        struct cmdline c = parse("console=ttyS0 ab.roothash=" HASH64 " ab.slot=B quiet init=/lib/systemd/systemd\n");
+        assert_int_equal(c.slot, SLOT_B);
+        assert_string_equal(c.roothash, HASH64);
+        assert_string_equal(c.init, "/lib/systemd/systemd");
+        assert_int_equal(complaints, 0);
+}
+
+static void test_slot_values(void **state) {
+        static const struct { const char *in; Slot out; int complaints; } t[] = {
+                { "ab.slot=A", SLOT_A, 0 },  { "ab.slot=a", SLOT_A, 0 }, { "ab.slot=B", SLOT_B, 0 },
+                { "ab.slot=b", SLOT_B, 0 },  { "ab.slot=C", _SLOT_INVALID, 1 }, { "ab.slot=", _SLOT_INVALID, 1 },
+                { "ab.slot", _SLOT_INVALID, 1 }, { "ab.slot=AB", _SLOT_INVALID, 1 },
+                { "ab.slot=A ab.slot=B", SLOT_B, 0 },       /* last one wins */
+                { "ab.slot=B ab.slot=X", _SLOT_INVALID, 1 }, /* an invalid last one clears it */
+                { "xab.slot=B", _SLOT_INVALID, 0 },
+                { "ab.slotx=B", _SLOT_INVALID, 1 },          /* unknown ab.* parameter */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                struct cmdline c = parse(t[i].in);
+                assert_int_equal(c.slot, t[i].out);
+                assert_int_equal(complaints, t[i].complaints);
+        }
+}
+
+static void test_roothash(void **state) {
+        struct cmdline c = parse("ab.roothash=" "1D5DC17CAA857CBAAC4A1BEA501F394912A4E13D5924FE4FED8E4C085BA338EC");
+        assert_string_equal(c.roothash, HASH64); /* folded to lower case */
+
+        static const char *const bad[] = {
+                "ab.roothash=", "ab.roothash", "ab.roothash=xyz",
+                "ab.roothash=1d5dc17caa857cbaac4a1bea501f394912a4e13d5924fe4fed8e4c085ba338e",  /* odd */
+                "ab.roothash=1d5dc17caa857cbaac4a1bea501f394912a4e13d5924fe4fed8e4c085ba338eg", /* not hex */
+                "ab.roothash=1d5dc17c", /* too short */
+                "ab.roothash=" HASH64 HASH64 "00", /* too long */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                c = parse(bad[i]);
+                assert_string_equal(c.roothash, "");
+                assert_int_equal(complaints, 1);
+        }
+        /* A later bad value does not leave an earlier good one in place. */
+        c = parse("ab.roothash=" HASH64 " ab.roothash=nope");
+        assert_string_equal(c.roothash, "");
+        /* sha512 length is fine */
+        c = parse("ab.roothash=" HASH64 HASH64);
+        assert_int_equal(strlen(c.roothash), 128);
+}
+
+static void test_quotes(void **state) {
+        struct cmdline c = parse("\"ab.slot=B\" foo=\"bar baz\" init=\"/sbin/my init\"");
+        assert_int_equal(c.slot, SLOT_B);
+        assert_string_equal(c.init, "/sbin/my init");
+        /* An unterminated quote runs to the end of the line. */
+        c = parse("foo=\"bar ab.slot=B");
+        assert_int_equal(c.slot, _SLOT_INVALID);
+        /* Tabs and newlines separate like spaces. */
+        c = parse("\tab.slot=B\n\nab.debug\t");
+        assert_int_equal(c.slot, SLOT_B);
+        assert_true(c.debug);
+}
+
+static void test_double_dash(void **state) {
+        struct cmdline c = parse("ab.slot=A -- ab.slot=B single");
+        assert_int_equal(c.slot, SLOT_A);
+        assert_int_equal(complaints, 0);
+}
+
+static void test_identity_sources(void **state) {
+        struct cmdline c = parse("ab.identity=boot-current");
+        assert_int_equal(c.identity_sources, (1u << IDENTITY_BOOT_CURRENT) | (1u << IDENTITY_DEFAULT));
+        c = parse("ab.identity=cmdline,loader-entry-selected");
+        assert_int_equal(c.identity_sources,
+                         (1u << IDENTITY_CMDLINE) | (1u << IDENTITY_LOADER_ENTRY) | (1u << IDENTITY_DEFAULT));
+        c = parse("ab.identity=boot-current,bogus");
+        assert_int_equal(c.identity_sources, IDENTITY_MASK_ALL);
+        assert_int_equal(complaints, 1);
+        c = parse("ab.identity=");
+        assert_int_equal(c.identity_sources, IDENTITY_MASK_ALL);
+        assert_int_equal(complaints, 1);
+        c = parse("ab.identity=,,,");
+        assert_int_equal(c.identity_sources, (1u << IDENTITY_DEFAULT));
+}
+
+static void test_timeout_policy_init(void **state) {
+        struct cmdline c = parse("ab.timeout=3 ab.verity_error=eio ab.debug");
+        assert_int_equal(c.timeout_ms, 3000);
+        assert_int_equal(c.verity_error, VERITY_ERROR_EIO);
+        assert_true(c.debug);
+        static const char *const bad[] = { "ab.timeout=0", "ab.timeout=-1", "ab.timeout=3s", "ab.timeout=",
+                                           "ab.timeout=3601", "ab.timeout=99999999999999999999",
+                                           "ab.verity_error=reboot", "init=sbin/init", "init=" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                c = parse(bad[i]);
+                assert_int_equal(complaints, 1);
+                assert_int_equal(c.timeout_ms, 10000);
+                assert_int_equal(c.verity_error, VERITY_ERROR_RESTART);
+                assert_string_equal(c.init, "/sbin/init");
+        }
+        c = parse("ab.verity_error=panic");
+        assert_int_equal(c.verity_error, VERITY_ERROR_PANIC);
+}
+
+static void test_complaint_names_param(void **state) {
+        parse("ab.slot=Q");
+        assert_string_equal(last_param, "ab.slot=Q");
+        assert_non_null(strstr(last_why, "A or B"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_defaults),       cmocka_unit_test(test_typical),
+                cmocka_unit_test(test_slot_values),    cmocka_unit_test(test_roothash),
+                cmocka_unit_test(test_quotes),         cmocka_unit_test(test_double_dash),
+                cmocka_unit_test(test_identity_sources), cmocka_unit_test(test_timeout_policy_init),
+                cmocka_unit_test(test_complaint_names_param),
+        };
+        return cmocka_run_group_tests_name("cmdline", tests, NULL, NULL);
+}
