@@ -10,6 +10,7 @@
 #include <blkid.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <json-c/linkhash.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/mount.h>
@@ -308,6 +309,11 @@ static json_object *jstr(const char *s) {
 }
 
 static void write_record(struct boot *b, uint64_t t_end) {
+        /* json-c seeds its default string hash with getrandom(), which blocks
+         * until the kernel's CRNG is ready: a second or more this early in
+         * boot. The record is ours and small; the unseeded hash is fine. */
+        (void) json_global_set_string_hash(JSON_C_STR_HASH_PERLLIKE);
+
         json_object *o = json_object_new_object(), *id = json_object_new_object(),
                     *verdicts = json_object_new_object(), *efi = json_object_new_object(),
                     *parts = json_object_new_object(), *root = json_object_new_object(),
