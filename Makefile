@@ -94,6 +94,9 @@ e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(BUILD)
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
 
+# Keep the test roots between runs (they are stamps of a pattern chain).
+.SECONDARY:
+
 E2E_ARGS ?=
 e2e: e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
