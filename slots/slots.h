@@ -109,3 +109,88 @@ void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]);
 int slots_find_partitions(const char *sysfs_block, const char *devdir, Slot s,
                           const char *esp_partuuid, struct slot_partitions *ret,
                           char *why, size_t why_size);
+
+/* ---- boot state: GPT attribute bits, ChromeOS/Flatcar layout ----
+ *
+ * Bits 48-51 priority (0 = never boot), 52-55 tries left, 56 successful, as
+ * cgpt and sgdisk -A read them. Bit 57 is abswitch's own: "armed", set by
+ * whoever arms an attempt of the slot (BootNext) and cleared by the slot's
+ * init when it runs. With it the init tells an attempt that was armed (and
+ * paid for) from a firmware that started the slot on its own, and a
+ * redirect whose target never reached its init. Bits below 48 and above 57
+ * are never touched. */
+
+#define GPT_ATTR_PRIORITY_SHIFT 48
+#define GPT_ATTR_TRIES_SHIFT    52
+#define GPT_ATTR_SUCCESSFUL_BIT 56
+#define GPT_ATTR_ARMED_BIT      57
+#define GPT_ATTR_STATE_MASK     (0x3ffULL << GPT_ATTR_PRIORITY_SHIFT)
+
+#define SLOT_PRIORITY_MAX 15
+#define SLOT_TRIES_MAX    15
+#define SLOT_TRIES_DEFAULT 3
+
+struct slot_state {
+        uint8_t priority;   /* 0-15; 0 = failed, never boot */
+        uint8_t tries;      /* 0-15; attempts left while not successful */
+        bool successful;
+        bool armed;
+};
+
+struct slot_state slot_state_from_attrs(uint64_t attrs);
+uint64_t slot_state_to_attrs(uint64_t attrs, struct slot_state s);
+bool slot_state_equal(struct slot_state a, struct slot_state b);
+/* "prio=2 tries=0 successful armed" */
+void slot_state_format(struct slot_state s, char ret[static 48]);
+
+/* A slot another slot may hand over to: not failed, and committed or with tries left. */
+static inline bool slot_state_is_candidate(struct slot_state s) {
+        return s.priority > 0 && (s.successful || s.tries > 0);
+}
+
+typedef enum BootAction {
+        BOOT_ACTION_BOOT,    /* switch root into the running slot */
+        BOOT_ACTION_REBOOT,  /* arm target (BootNext) and reboot */
+        BOOT_ACTION_STOP,    /* nothing can boot: stop with a message on the console */
+        _BOOT_ACTION_MAX,
+} BootAction;
+
+typedef enum BootReason {
+        REASON_COMMITTED,           /* boot: the running slot is committed and the best */
+        REASON_TRIAL,               /* boot: the running slot is on trial (watchdog) */
+        REASON_OVERRIDE,            /* boot: ab.slot= chose it */
+        REASON_BOOTNEXT_IGNORED,    /* boot: a redirect is pending in BootNext; the firmware ignored it */
+        REASON_REDIRECT_UNANSWERED, /* boot: the committed slot we redirected to never reached its init */
+        REASON_LAST_RESORT,         /* boot: nothing is bootable; the running slot was the last good one */
+        REASON_BETTER_SLOT,         /* reboot: the other slot is better */
+        REASON_ROOT_FAILED,         /* reboot/stop: the running slot's root did not verify or mount */
+        REASON_NOT_BOOTABLE,        /* reboot/stop: the firmware started a failed or exhausted slot */
+        REASON_NOTHING_BOOTABLE,    /* stop: no slot can boot */
+        _BOOT_REASON_MAX,
+} BootReason;
+
+const char *boot_action_to_string(BootAction a);
+const char *boot_reason_to_string(BootReason r);
+
+struct boot_input {
+        struct slot_state slot[_SLOT_MAX];
+        Slot running;
+        bool override;          /* ab.slot= was given: obey, never redirect */
+        bool root_failed;       /* the running slot's root did not verify or mount */
+        bool bootnext_pending;  /* BootNext is set and names the other slot's entry */
+};
+
+struct boot_decision {
+        BootAction action;
+        BootReason reason;
+        Slot target;            /* BOOT: the running slot; REBOOT: the slot to arm */
+        bool trial;             /* BOOT into a slot not yet successful: arm the watchdog */
+        struct slot_state slot[_SLOT_MAX];  /* the state to write before acting */
+        unsigned changed;       /* bit (1 << slot) for each slot whose state changed */
+        unsigned marked_failed; /* bit (1 << slot) for each slot this decision failed */
+};
+
+/* The protocol of BRIEF.md as one pure function: what the init does with
+ * the running slot, and what must be written (GPT first, then BootNext)
+ * before it does it. */
+void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret);
