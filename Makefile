@@ -35,7 +35,9 @@ deps: $(BUILD)/deps.mk
 # ---- the init: static, musl ------------------------------------------------
 COMMON_SRC := common/log.c
 PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c efi/parse.c efi/efivar.c
-INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) init/main.c init/modules.c init/switchroot.c \
+# Thin I/O adapters the unit tests also run (on image files).
+IO_SRC     := slots/gpt.c
+INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/switchroot.c \
               slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
@@ -59,11 +61,11 @@ $(BUILD)/test-rootinit: tests/e2e/rootinit.c $(BUILD)/deps.mk
 # ---- unit tests: glibc, ASan + UBSan, cmocka ---------------------------------
 SAN_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
               -fno-omit-frame-pointer -DUNIT_TEST
-UNIT_TESTS := cmdline identity efi state
+UNIT_TESTS := cmdline identity efi state gpt
 
-$(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(INIT_HDR) tests/unit/unit.h
+$(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) $(INIT_HDR) tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
-	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) -lcmocka
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) -lcmocka -lz
 
 unit: $(addprefix $(BUILD)/unit/test-,$(UNIT_TESTS))
 	@mkdir -p $(BUILD)/test-results

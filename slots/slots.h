@@ -194,3 +194,39 @@ struct boot_decision {
  * the running slot, and what must be written (GPT first, then BootNext)
  * before it does it. */
 void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret);
+
+/* ---- GPT attribute writes (gpt.c) ----
+ *
+ * Hand-written because libblkid reads GPT but never writes it, and no
+ * library we can link statically writes GPT entries (libfdisk rewrites whole
+ * tables and is not built here); the on-disk format is UEFI 2.10 section
+ * 5.3, validated as libblkid does before anything is used. */
+
+struct gpt_io {
+        /* Replaceable for fault injection; NULL means pwrite/fdatasync. */
+        ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off, void *userdata);
+        int (*flush)(int fd, void *userdata);
+        void *userdata;
+};
+
+struct gpt_status {
+        bool primary_valid, backup_valid;
+        bool copies_differ;       /* both valid but not the same entries */
+        unsigned sector_size;
+        unsigned entries;         /* number of entries in the array */
+        unsigned writes;          /* pwrite calls made */
+        unsigned flushes;
+};
+
+/* Reads the attributes of partitions partnos[0..n) (1-based) from the valid
+ * copy (the primary if both are). -EBADMSG when neither copy is valid,
+ * -ENOENT when an entry is empty. */
+int gpt_get_attrs(int fd, const unsigned *partnos, uint64_t *ret_attrs, size_t n, struct gpt_status *ret_status);
+
+/* Writes the attributes: the primary copy (entry array, then header with
+ * the new CRCs), flush, then the backup, flush; a copy that already holds
+ * them is not written; an invalid copy is rebuilt from the valid one. A
+ * power cut at any point leaves one valid copy with the old or the new
+ * state. */
+int gpt_set_attrs(int fd, const unsigned *partnos, const uint64_t *attrs, size_t n, const struct gpt_io *io,
+                  struct gpt_status *ret_status);

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/* GPT partition entry attributes: read both copies, validate, write one copy
+ * at a time. See slots.h for why by hand. */
+
+#include <linux/fs.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "../common/macro.h"
+#include "slots.h"
+
+#define GPT_SIGNATURE "EFI PART"
+#define GPT_REVISION 0x00010000u
+#define GPT_HEADER_MIN 92u
+#define GPT_ENTRY_MIN 128u
+#define GPT_ENTRIES_MAX 4096u
+#define GPT_ARRAY_MAX (1024u * 1024u)
+#define ENTRY_ATTR_OFFSET 48
+
+struct gpt_copy {
+        bool valid;
+        uint64_t lba;
+        uint8_t *hdr;        /* one sector */
+        uint8_t *array;      /* entries * entry_size */
+        uint64_t my_lba, alt_lba, array_lba;
+        uint32_t entries, entry_size, header_size;
+};
+
+static uint32_t le32(const uint8_t *p) {
+        return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
+}
+static uint64_t le64(const uint8_t *p) {
+        return (uint64_t) le32(p) | ((uint64_t) le32(p + 4) << 32);
+}
+static void put32(uint8_t *p, uint32_t v) {
+        for (int i = 0; i < 4; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+        put32(p, (uint32_t) v);
+        put32(p + 4, (uint32_t) (v >> 32));
+}
+
+static void copy_free(struct gpt_copy *c) {
+        free(c->hdr);
+        free(c->array);
+        *c = (struct gpt_copy) {};
+}
+
+static int pread_all(int fd, void *buf, size_t n, off_t off) {
+        uint8_t *p = buf;
+        while (n > 0) {
+                ssize_t k = pread(fd, p, n, off);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -EIO;
+                p += k, n -= (size_t) k, off += k;
+        }
+        return 0;
+}
+
+static int disk_geometry(int fd, unsigned *ret_sector, uint64_t *ret_sectors) {
+        struct stat st;
+        uint64_t bytes;
+        int ss = 512;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISBLK(st.st_mode)) {
+                if (ioctl(fd, BLKSSZGET, &ss) < 0 || ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+                        return -errno;
+        } else if (S_ISREG(st.st_mode))
+                bytes = (uint64_t) st.st_size;
+        else
+                return -ENOTBLK;
+        if (ss < 512 || ss > 4096 || bytes / (unsigned) ss < 68)
+                return -EINVAL;
+        *ret_sector = (unsigned) ss;
+        *ret_sectors = bytes / (unsigned) ss;
+        return 0;
+}
+
+/* Reads and validates the header at lba and its entry array. */
+static int copy_read(int fd, unsigned ss, uint64_t sectors, uint64_t lba, struct gpt_copy *c) {
+        *c = (struct gpt_copy) { .lba = lba };
+        c->hdr = malloc(ss);
+        if (!c->hdr)
+                return -ENOMEM;
+        if (lba == 0 || lba >= sectors || pread_all(fd, c->hdr, ss, (off_t) (lba * ss)) < 0)
+                return 0;
+
+        uint8_t *h = c->hdr;
+        if (memcmp(h, GPT_SIGNATURE, 8) != 0 || le32(h + 8) != GPT_REVISION)
+                return 0;
+        c->header_size = le32(h + 12);
+        if (c->header_size < GPT_HEADER_MIN || c->header_size > ss)
+                return 0;
+        uint32_t crc = le32(h + 16);
+        put32(h + 16, 0);
+        uint32_t calc = (uint32_t) crc32(0, h, c->header_size);
+        put32(h + 16, crc);
+        if (crc != calc)
+                return 0;
+
+        c->my_lba = le64(h + 24);
+        c->alt_lba = le64(h + 32);
+        uint64_t first = le64(h + 40), last = le64(h + 48);
+        c->array_lba = le64(h + 72);
+        c->entries = le32(h + 80);
+        c->entry_size = le32(h + 84);
+        if (c->my_lba != lba || first > last || last >= sectors || c->alt_lba >= sectors)
+                return 0;
+        if (c->entry_size < GPT_ENTRY_MIN || c->entry_size % 8 != 0 || c->entries == 0 ||
+            c->entries > GPT_ENTRIES_MAX || (uint64_t) c->entries * c->entry_size > GPT_ARRAY_MAX)
+                return 0;
+        size_t asize = (size_t) c->entries * c->entry_size;
+        uint64_t asectors = (asize + ss - 1) / ss;
+        if (c->array_lba < 2 || c->array_lba + asectors > sectors)
+                return 0;
+        /* The array must not overlap the usable area. */
+        if (!(c->array_lba + asectors <= first || c->array_lba > last))
+                return 0;
+
+        c->array = malloc(asize);
+        if (!c->array)
+                return -ENOMEM;
+        if (pread_all(fd, c->array, asize, (off_t) (c->array_lba * ss)) < 0)
+                return 0;
+        if ((uint32_t) crc32(0, c->array, (uInt) asize) != le32(h + 88))
+                return 0;
+        c->valid = true;
+        return 0;
+}
+
+static int read_both(int fd, struct gpt_copy *p, struct gpt_copy *b, struct gpt_status *st) {
+        uint64_t sectors;
+        int r;
+
+        *st = (struct gpt_status) {};
+        r = disk_geometry(fd, &st->sector_size, &sectors);
+        if (r < 0)
+                return r;
+        r = copy_read(fd, st->sector_size, sectors, 1, p);
+        if (r < 0)
+                return r;
+        /* The backup is where the primary says, or at the last sector. */
+        r = copy_read(fd, st->sector_size, sectors, p->valid ? p->alt_lba : sectors - 1, b);
+        if (r < 0)
+                return r;
+        if (!b->valid && p->valid && p->alt_lba != sectors - 1) {
+                copy_free(b);
+                r = copy_read(fd, st->sector_size, sectors, sectors - 1, b);
+                if (r < 0)
+                        return r;
+        }
+        st->primary_valid = p->valid;
+        st->backup_valid = b->valid;
+        if (!p->valid && !b->valid)
+                return -EBADMSG;
+        const struct gpt_copy *v = p->valid ? p : b;
+        st->entries = v->entries;
+        st->copies_differ = p->valid && b->valid &&
+                            (p->entries != b->entries || p->entry_size != b->entry_size ||
+                             memcmp(p->array, b->array, (size_t) p->entries * p->entry_size) != 0);
+        return 0;
+}
+
+static bool entry_used(const uint8_t *e) {
+        static const uint8_t zero[16];
+        return memcmp(e, zero, 16) != 0;
+}
+
+int gpt_get_attrs(int fd, const unsigned *partnos, uint64_t *ret_attrs, size_t n, struct gpt_status *ret_status) {
+        struct gpt_copy p = {}, b = {};
+        struct gpt_status st;
+        int r = read_both(fd, &p, &b, &st);
+        if (r >= 0) {
+                const struct gpt_copy *v = p.valid ? &p : &b;
+                for (size_t i = 0; i < n && r >= 0; i++) {
+                        if (partnos[i] == 0 || partnos[i] > v->entries) {
+                                r = -ENOENT;
+                                break;
+                        }
+                        const uint8_t *e = v->array + (size_t) (partnos[i] - 1) * v->entry_size;
+                        if (!entry_used(e))
+                                r = -ENOENT;
+                        else
+                                ret_attrs[i] = le64(e + ENTRY_ATTR_OFFSET);
+                }
+        }
+        if (ret_status)
+                *ret_status = st;
+        copy_free(&p);
+        copy_free(&b);
+        return r;
+}
+
+static ssize_t default_pwrite(int fd, const void *buf, size_t n, off_t off, void *u) {
+        (void) u;
+        return pwrite(fd, buf, n, off);
+}
+static int default_flush(int fd, void *u) {
+        (void) u;
+        return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static int write_all(const struct gpt_io *io, int fd, const void *buf, size_t n, off_t off, struct gpt_status *st) {
+        const uint8_t *p = buf;
+        while (n > 0) {
+                ssize_t k = io->pwrite(fd, p, n, off, io->userdata);
+                st->writes++;
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -EIO;
+                p += k, n -= (size_t) k, off += k;
+        }
+        return 0;
+}
+
+/* Writes copy c (its array, then its header with fresh CRCs), then flushes. */
+static int copy_write(int fd, const struct gpt_io *io, unsigned ss, struct gpt_copy *c, struct gpt_status *st) {
+        size_t asize = (size_t) c->entries * c->entry_size;
+        int r;
+
+        put32(c->hdr + 88, (uint32_t) crc32(0, c->array, (uInt) asize));
+        put32(c->hdr + 16, 0);
+        put32(c->hdr + 16, (uint32_t) crc32(0, c->hdr, c->header_size));
+
+        r = write_all(io, fd, c->array, asize, (off_t) (c->array_lba * ss), st);
+        if (r < 0)
+                return r;
+        r = write_all(io, fd, c->hdr, ss, (off_t) (c->lba * ss), st);
+        if (r < 0)
+                return r;
+        st->flushes++;
+        return io->flush(fd, io->userdata);
+}
+
+/* Rebuilds an invalid copy dst from the valid one: same array, header with
+ * its own location. The backup array sits right before the backup header. */
+static int copy_rebuild(const struct gpt_copy *src, struct gpt_copy *dst, unsigned ss, bool dst_is_backup) {
+        size_t asize = (size_t) src->entries * src->entry_size;
+        uint64_t asectors = (asize + ss - 1) / ss;
+
+        free(dst->array);
+        dst->array = malloc(asize);
+        if (!dst->array)
+                return -ENOMEM;
+        memcpy(dst->array, src->array, asize);
+        memcpy(dst->hdr, src->hdr, ss);
+        dst->header_size = src->header_size;
+        dst->entries = src->entries;
+        dst->entry_size = src->entry_size;
+        dst->lba = dst_is_backup ? src->alt_lba : 1;
+        dst->my_lba = dst->lba;
+        dst->alt_lba = dst_is_backup ? 1 : src->my_lba;
+        dst->array_lba = dst_is_backup ? dst->lba - asectors : 2;
+        put64(dst->hdr + 24, dst->my_lba);
+        put64(dst->hdr + 32, dst->alt_lba);
+        put64(dst->hdr + 72, dst->array_lba);
+        dst->valid = true;
+        return 0;
+}
+
+int gpt_set_attrs(int fd, const unsigned *partnos, const uint64_t *attrs, size_t n, const struct gpt_io *io_in,
+                  struct gpt_status *ret_status) {
+        struct gpt_copy p = {}, b = {};
+        struct gpt_status st;
+        struct gpt_io io = {
+                .pwrite = io_in && io_in->pwrite ? io_in->pwrite : default_pwrite,
+                .flush = io_in && io_in->flush ? io_in->flush : default_flush,
+                .userdata = io_in ? io_in->userdata : NULL,
+        };
+        int r;
+
+        r = read_both(fd, &p, &b, &st);
+        if (r < 0)
+                goto out;
+
+        /* The valid copy is the truth; when both are valid the primary is
+         * (it is written first, so it may be one step ahead). */
+        bool p_was_valid = p.valid, b_was_valid = b.valid, differ = st.copies_differ;
+        if (!p.valid)
+                r = copy_rebuild(&b, &p, st.sector_size, false);
+        else if (!b.valid || differ)
+                r = copy_rebuild(&p, &b, st.sector_size, true);
+        if (r < 0)
+                goto out;
+
+        bool changed = false;
+        for (size_t i = 0; i < n; i++) {
+                if (partnos[i] == 0 || partnos[i] > p.entries) {
+                        r = -ENOENT;
+                        goto out;
+                }
+                uint8_t *e = p.array + (size_t) (partnos[i] - 1) * p.entry_size;
+                if (!entry_used(e)) {
+                        r = -ENOENT;
+                        goto out;
+                }
+                if (le64(e + ENTRY_ATTR_OFFSET) != attrs[i]) {
+                        put64(e + ENTRY_ATTR_OFFSET, attrs[i]);
+                        put64(b.array + (size_t) (partnos[i] - 1) * b.entry_size + ENTRY_ATTR_OFFSET, attrs[i]);
+                        changed = true;
+                }
+        }
+
+        if (changed || !p_was_valid) {
+                r = copy_write(fd, &io, st.sector_size, &p, &st);
+                if (r < 0)
+                        goto out;
+        }
+        if (changed || !b_was_valid || differ) {
+                r = copy_write(fd, &io, st.sector_size, &b, &st);
+                if (r < 0)
+                        goto out;
+        }
+        r = changed ? 1 : 0;
+out:
+        if (ret_status)
+                *ret_status = st;
+        copy_free(&p);
+        copy_free(&b);
+        return r;
+}
