@@ -138,7 +138,7 @@ static int copy_read(int fd, unsigned ss, uint64_t sectors, uint64_t lba, struct
 }
 
 static int read_both(int fd, struct gpt_copy *p, struct gpt_copy *b, struct gpt_status *st) {
-        uint64_t sectors;
+        uint64_t sectors = 0;
         int r;
 
         *st = (struct gpt_status) {};
