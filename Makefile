@@ -34,7 +34,7 @@ deps: $(BUILD)/deps.mk
 
 # ---- the init: static, musl ------------------------------------------------
 COMMON_SRC := common/log.c
-PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c efi/parse.c efi/efivar.c
+PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c efi/parse.c efi/efivar.c efi/bootmgr.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c
 INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/switchroot.c \

@@ -71,3 +71,58 @@ void efi_boot_option_name(uint16_t id, char ret[static 9]);
 
 /* GUID bytes (mixed-endian, as on disk and in EFI) to lower-case text. */
 void efi_guid_to_string(const uint8_t g[static 16], char ret[static 37]);
+
+/* ---- writing (efivar.c) ---- */
+
+#define EFI_VARIABLE_NV_BS_RT \
+        (EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS)
+
+/* Writes <dir>/<name>-<guid> in one write of attributes + value, clearing
+ * the immutable flag efivarfs sets on existing variables and restoring it.
+ * Skips the write when the variable already holds exactly this (NVRAM
+ * wears). Returns 1 when written, 0 when skipped. */
+int efi_var_write(const char *dir, const char *name, const char *guid, uint32_t attr,
+                  const void *value, size_t size);
+/* Deletes the variable; 0 also when it was not there. */
+int efi_var_delete(const char *dir, const char *name, const char *guid);
+
+/* ---- load options and the boot manager's variables (pure, bootmgr.c) ---- */
+
+struct efi_partition {
+        uint32_t number;
+        uint64_t start, size;        /* in 512-byte sectors, as sysfs reports them */
+        uint8_t guid[16];            /* EFI byte order */
+};
+
+/* Text GUID to EFI byte order; -EINVAL if malformed. */
+int efi_guid_from_string(const char *s, uint8_t ret[static 16]);
+
+/* An active EFI_LOAD_OPTION: HD(partition)/File(path)/End. path uses backslashes. */
+int efi_load_option_build(const char *description, const struct efi_partition *esp, const char *path,
+                          void **ret, size_t *ret_size);
+
+/* What the boot manager holds: BootOrder and the parsed Boot#### entries. */
+struct efi_boot_entry {
+        uint16_t id;
+        bool active;
+        char *description;
+        char *path;                  /* may be NULL */
+        bool on_esp;                 /* its HD() node names the ESP we were booted from */
+};
+
+struct efi_boot_plan {
+        int entry[2];                /* Boot#### id for slot A and B; -1 when missing */
+        bool create[2];              /* entry[i] is new: create Boot#### for it */
+        uint16_t order[64];          /* the BootOrder to have */
+        size_t order_len;
+        bool order_changed;
+};
+
+/* Plans the entries of the two slots' UKIs (paths[0] for A, paths[1] for B):
+ * reuses an entry on the ESP with the same path (case-insensitive), else
+ * picks a free number for a new one. first is the slot whose entry goes
+ * first in BootOrder (the committed one), or -1 to leave the order of our
+ * entries alone; second, if >= 0, follows it. Other entries keep their
+ * relative order after ours. */
+int efi_boot_plan(const struct efi_boot_entry *entries, size_t n_entries, const uint16_t *order, size_t order_len,
+                  const char *const paths[2], int first, int second, struct efi_boot_plan *ret);

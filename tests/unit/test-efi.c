@@ -314,6 +314,112 @@ static void test_efivar_read(void **state) {
         assert_int_equal(efi_var_read(dir, "Link", EFI_LOADER_GUID, NULL, NULL, NULL), -ELOOP);
 }
 
+
+/* ---- writing, and the boot manager plan ---------------------------------------- */
+
+static void test_efivar_write(void **state) {
+        uint16_t v = 0x1001;
+        assert_int_equal(efi_var_write(dir, "BootNext", EFI_LOADER_GUID, EFI_VARIABLE_NV_BS_RT, &v, 2), 1);
+        /* the same again: skipped */
+        assert_int_equal(efi_var_write(dir, "BootNext", EFI_LOADER_GUID, EFI_VARIABLE_NV_BS_RT, &v, 2), 0);
+        uint32_t attr;
+        void *val;
+        size_t size;
+        assert_int_equal(efi_var_read(dir, "BootNext", EFI_LOADER_GUID, &attr, &val, &size), 0);
+        assert_int_equal(attr, 7);
+        assert_int_equal(size, 2);
+        assert_memory_equal(val, &v, 2);
+        free(val);
+        /* shorter value replaces a longer one */
+        uint8_t one = 9;
+        assert_int_equal(efi_var_write(dir, "BootNext", EFI_LOADER_GUID, EFI_VARIABLE_NV_BS_RT, &one, 1), 1);
+        assert_int_equal(efi_var_read(dir, "BootNext", EFI_LOADER_GUID, NULL, &val, &size), 0);
+        assert_int_equal(size, 1);
+        free(val);
+        assert_int_equal(efi_var_delete(dir, "BootNext", EFI_LOADER_GUID), 1);
+        assert_int_equal(efi_var_delete(dir, "BootNext", EFI_LOADER_GUID), 0);
+        assert_int_equal(efi_var_read(dir, "BootNext", EFI_LOADER_GUID, NULL, NULL, NULL), -ENOENT);
+}
+
+static void test_load_option_build_roundtrip(void **state) {
+        struct efi_partition esp = { .number = 1, .start = 2048, .size = 163840 };
+        assert_int_equal(efi_guid_from_string("c44dd0a2-bc6e-4cab-a9ae-d5b0ba975e60", esp.guid), 0);
+        void *b;
+        size_t n;
+        assert_int_equal(efi_load_option_build("abswitch B", &esp, "\\EFI\\abswitch\\boot-b.efi", &b, &n), 0);
+        struct efi_load_option o;
+        assert_int_equal(efi_load_option_parse(b, n, &o), 0);
+        assert_string_equal(o.description, "abswitch B");
+        assert_string_equal(o.file_path, "\\EFI\\abswitch\\boot-b.efi");
+        assert_int_equal(o.part_start, 2048);
+        assert_int_equal(o.part_size, 163840);
+        char g[37];
+        efi_guid_to_string(o.part_signature, g);
+        assert_string_equal(g, "c44dd0a2-bc6e-4cab-a9ae-d5b0ba975e60");
+        efi_load_option_done(&o);
+        free(b);
+        uint8_t bad[16];
+        assert_int_equal(efi_guid_from_string("c44dd0a2-bc6e-4cab-a9ae-d5b0ba975e6", bad), -EINVAL);
+        assert_int_equal(efi_guid_from_string("c44dd0a2xbc6e-4cab-a9ae-d5b0ba975e60", bad), -EINVAL);
+        assert_int_equal(efi_guid_from_string("g44dd0a2-bc6e-4cab-a9ae-d5b0ba975e60", bad), -EINVAL);
+        assert_int_equal(efi_load_option_build("\xc3\xa9", &esp, "x", &b, &n), -EINVAL);
+}
+
+static const char *const PATHS[2] = { "\\EFI\\abswitch\\boot-a.efi", "\\EFI\\abswitch\\boot-b.efi" };
+
+static void test_boot_plan(void **state) {
+        struct efi_boot_plan p;
+        /* Fresh firmware: its own entries only. Both ours get created, A first. */
+        struct efi_boot_entry fw[] = {
+                { .id = 0, .active = true, .description = "UiApp" },
+                { .id = 1, .active = true, .description = "UEFI Misc Device" },
+        };
+        uint16_t order[] = { 0, 1 };
+        assert_int_equal(efi_boot_plan(fw, 2, order, 2, PATHS, 0, 1, &p), 0);
+        assert_true(p.create[0] && p.create[1]);
+        assert_int_equal(p.entry[0], 0x1000);
+        assert_int_equal(p.entry[1], 0x1001);
+        assert_int_equal(p.order_len, 4);
+        assert_int_equal(p.order[0], 0x1000);
+        assert_int_equal(p.order[1], 0x1001);
+        assert_int_equal(p.order[2], 0);
+        assert_true(p.order_changed);
+
+        /* Our entries exist (case differs); B committed: B first, nothing created. */
+        struct efi_boot_entry ours[] = {
+                { .id = 0, .active = true },
+                { .id = 0x1000, .active = true, .path = "\\EFI\\ABSWITCH\\BOOT-A.EFI", .on_esp = true },
+                { .id = 0x1001, .active = true, .path = "\\EFI\\abswitch\\boot-b.efi", .on_esp = true },
+        };
+        uint16_t o2[] = { 0x1000, 0x1001, 0 };
+        assert_int_equal(efi_boot_plan(ours, 3, o2, 3, PATHS, 1, 0, &p), 0);
+        assert_false(p.create[0] || p.create[1]);
+        assert_int_equal(p.order[0], 0x1001);
+        assert_int_equal(p.order[1], 0x1000);
+        assert_int_equal(p.order[2], 0);
+        assert_true(p.order_changed);
+        /* Already right: nothing to write. */
+        uint16_t o3[] = { 0x1001, 0x1000, 0 };
+        assert_int_equal(efi_boot_plan(ours, 3, o3, 3, PATHS, 1, 0, &p), 0);
+        assert_false(p.order_changed);
+        /* Order left alone (first = -1), but a missing entry is appended. */
+        uint16_t o4[] = { 0, 0x1001 };
+        assert_int_equal(efi_boot_plan(ours, 3, o4, 2, PATHS, -1, -1, &p), 0);
+        assert_int_equal(p.order_len, 3);
+        assert_int_equal(p.order[2], 0x1000);
+
+        /* An entry with our path on another disk, or inactive, is not ours;
+         * the new number skips every number in use. */
+        struct efi_boot_entry other[] = {
+                { .id = 0x1000, .active = true, .path = "\\EFI\\abswitch\\boot-a.efi", .on_esp = false },
+                { .id = 0x1001, .active = false, .path = "\\EFI\\abswitch\\boot-b.efi", .on_esp = true },
+        };
+        assert_int_equal(efi_boot_plan(other, 2, NULL, 0, PATHS, 0, -1, &p), 0);
+        assert_true(p.create[0] && p.create[1]);
+        assert_int_equal(p.entry[0], 0x1002);
+        assert_int_equal(p.entry[1], 0x1003);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_utf16),
@@ -324,6 +430,9 @@ int main(void) {
                 cmocka_unit_test(test_load_option_truncated_everywhere),
                 cmocka_unit_test(test_load_option_bad_lengths),
                 cmocka_unit_test_setup_teardown(test_efivar_read, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_efivar_write, setup_dir, teardown_dir),
+                cmocka_unit_test(test_load_option_build_roundtrip),
+                cmocka_unit_test(test_boot_plan),
         };
         return cmocka_run_group_tests_name("efi", tests, NULL, NULL);
 }
