@@ -37,7 +37,7 @@ COMMON_SRC := common/log.c
 PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c efi/parse.c efi/efivar.c efi/bootmgr.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c
-INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/switchroot.c \
+INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \
               slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
@@ -82,7 +82,7 @@ STUB ?= /usr/lib/systemd/boot/efi/linuxx64.efi.stub
 $(E2E)/initramfs.img: $(BUILD)/abswitch-init initramfs/mkinitramfs $(BUILD)/deps.mk
 	@mkdir -p $(E2E)
 	initramfs/mkinitramfs --init $(BUILD)/abswitch-init --kernel-root $(KERNEL_ROOT) \
-	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --output $@
+	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --module i6300esb --output $@
 
 # A test root per slot: different contents, so a test can tell them apart.
 $(E2E)/root-%/.done: $(BUILD)/test-rootinit tests/e2e/mkroot

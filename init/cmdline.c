@@ -91,6 +91,12 @@ static void parse_one(struct cmdline *c, const char *key, const char *value,
         } else if (streq(key, "ab.timeout")) {
                 if (!value || !parse_seconds(value, &c->timeout_ms))
                         complain(fn, u, key, value, "must be whole seconds from 1 to 3600; using 10");
+        } else if (streq(key, "ab.watchdog")) {
+                unsigned ms;
+                if (!value || !parse_seconds(value, &ms))
+                        complain(fn, u, key, value, "must be whole seconds from 1 to 3600; using 120");
+                else
+                        c->watchdog_sec = ms / 1000;
         } else if (streq(key, "ab.verity_error")) {
                 VerityErrorPolicy p = _VERITY_ERROR_INVALID;
                 for (int i = 0; value && i < _VERITY_ERROR_MAX; i++)
@@ -117,6 +123,7 @@ int cmdline_parse(const char *line, struct cmdline *ret, cmdline_complaint_fn fn
                 .slot = _SLOT_INVALID,
                 .identity_sources = IDENTITY_MASK_ALL,
                 .timeout_ms = 10000,
+                .watchdog_sec = 120,
                 .verity_error = VERITY_ERROR_RESTART,
                 .init = "/sbin/init",
         };

@@ -10,6 +10,7 @@
  *                             identity_source_to_string); default all
  *   ab.timeout=SECONDS        how long to wait for the slot's partitions (default 10)
  *   ab.verity_error=restart|panic|eio   dm-verity corruption policy (default restart)
+ *   ab.watchdog=SECONDS       hardware watchdog timeout on a trial boot (default 120)
  *   ab.debug                  log at debug level
  *   init=PATH                 the root's init (default /sbin/init)
  * Tokens follow the kernel's rules: separated by spaces, double quotes group
@@ -37,6 +38,7 @@ struct cmdline {
         char roothash[ROOTHASH_HEX_MAX + 1]; /* lower case; empty when absent or invalid */
         unsigned identity_sources;    /* mask of IdentitySource */
         unsigned timeout_ms;
+        unsigned watchdog_sec;
         VerityErrorPolicy verity_error;
         bool debug;
         char init[256];

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/mount.h>
+#include <sys/reboot.h>
 #include <sys/stat.h>
 
 #include "../common/log.h"
@@ -32,28 +33,13 @@
 #define DM_NAME "abswitch-root"
 #define RECORD_DIR "/run/abswitch"
 
-enum phase { PHASE_MODULES, PHASE_IDENTITY, PHASE_DEVICES, PHASE_VERITY, PHASE_MOUNT, _PHASE_MAX };
-static const char *const phase_names[_PHASE_MAX] = { "modules", "identity", "devices", "verity", "mount" };
-
-struct boot {
-        uint64_t t_start, t_phase[_PHASE_MAX];
-        struct cmdline cmdline;
-        struct identity_facts facts;
-        struct identity id;
-        char *loader_image, *stub_image, *loader_info, *loader_entry, *esp_partuuid, *boot_current_path;
-        char boot_current_desc[128];
-        struct slot_partitions parts;
-        char *root_dev;
-        char fstype[32];
-        bool efi;
-        char devkmsg_saved[32];
-};
+static const char *const phase_names[_PHASE_MAX] = { "modules", "identity", "devices", "state", "verity", "mount" };
 
 static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ...) _printf_(3, 4);
 
-/* The one emergency path. The protocol's fallback will hook in here; until
- * then the init stops with the reason on the console and never reboots by
- * itself: an unexplained reboot loop is the worst outcome for an operator. */
+/* The one emergency path, when the protocol says nothing can boot: the
+ * reason on the console, and no reboot: an unexplained reboot loop is the
+ * worst outcome for an operator. */
 static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ...) {
         char msg[768];
         va_list ap;
@@ -63,7 +49,7 @@ static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ..
         va_end(ap);
 
         log_emerg("Cannot boot slot %s: %s: %s", b->id.source >= 0 ? slot_to_string(b->id.slot) : "?", step, msg);
-        log_emerg("Stopped here. No partition was written. "
+        log_emerg("Stopped here; the running slot's partitions were not written. "
                   "Fix the cause above, or boot the other slot (ab.slot= on the kernel command line).");
         for (;;)
                 pause();
@@ -225,24 +211,35 @@ static void resolve_identity(struct boot *b) {
                          identity_source_to_string(b->id.source), b->id.value ? ": " : "", b->id.value ?: "");
 }
 
-static void wait_for_partitions(struct boot *b) {
+static int wait_for_partitions(struct boot *b) {
         uint64_t deadline = now_boottime_us() + (uint64_t) b->cmdline.timeout_ms * 1000u;
         char why[512], last[512] = "";
         bool announced = false;
         int r;
 
         for (;;) {
-                r = slots_find_partitions("/sys/class/block", "/dev", b->id.slot, b->esp_partuuid, &b->parts,
+                r = slots_find_partitions("/sys/class/block", "/dev", b->id.slot, b->esp_partuuid, &b->layout,
                                           why, sizeof(why));
                 if (r >= 0)
                         break;
                 if (r != -ENOENT)
                         stop(b, "finding the system partition", "%s", why);
-                if (now_boottime_us() >= deadline)
-                        stop(b, "finding the system partition",
-                             "%s after waiting %u s. Is the disk's storage driver in the initramfs "
-                             "(initramfs/mkinitramfs --module), and was the disk made by initramfs/mkdisk?",
-                             why, b->cmdline.timeout_ms / 1000);
+                if (now_boottime_us() >= deadline) {
+                        (void) snprintf(b->failure, sizeof(b->failure),
+                                        "finding the system partition: %s after waiting %u s", why,
+                                        b->cmdline.timeout_ms / 1000);
+                        /* If the other slot is on a disk, this is a slot that cannot
+                         * boot, and the protocol falls back; else nothing can. */
+                        char other_why[512];
+                        if (slots_find_partitions("/sys/class/block", "/dev", slot_other(b->id.slot), b->esp_partuuid,
+                                                  &b->layout, other_why, sizeof(other_why)) < 0)
+                                stop(b, "finding the system partition",
+                                     "%s after waiting %u s. Is the disk's storage driver in the initramfs "
+                                     "(initramfs/mkinitramfs --module), and was the disk made by initramfs/mkdisk?",
+                                     why, b->cmdline.timeout_ms / 1000);
+                        log_error("Slot %s: %s", slot_to_string(b->id.slot), b->failure);
+                        return -ENOENT;
+                }
                 if (!announced || !streq(why, last)) {
                         log_info("Waiting up to %u s for slot %s's system partition: %s", b->cmdline.timeout_ms / 1000,
                                  slot_to_string(b->id.slot), why);
@@ -251,19 +248,22 @@ static void wait_for_partitions(struct boot *b) {
                 }
                 (void) usleep(20 * 1000);
         }
-        log_info("Slot %s: file system %s, hash tree %s on %s (GPT attributes 0x%016llx)", slot_to_string(b->id.slot),
-                 b->parts.data_dev, b->parts.hash_dev, b->parts.disk, (unsigned long long) b->parts.data_attrs);
+        const struct slot_partitions *p = &b->layout.slot[b->id.slot];
+        log_info("Slot %s: file system %s, hash tree %s on %s", slot_to_string(b->id.slot), p->data_dev, p->hash_dev,
+                 b->layout.disk);
+        return 0;
 }
 
-static void setup_verity(struct boot *b) {
+/* Both return < 0 with b->failure set when the root cannot be used. */
+static int setup_verity(struct boot *b) {
         static const enum verity_policy policy[_VERITY_ERROR_MAX] = {
                 [VERITY_ERROR_RESTART] = VERITY_POLICY_RESTART,
                 [VERITY_ERROR_PANIC] = VERITY_POLICY_PANIC,
                 [VERITY_ERROR_EIO] = VERITY_POLICY_EIO,
         };
         struct verity_setup s = {
-                .data_dev = b->parts.data_dev,
-                .hash_dev = b->parts.hash_dev,
+                .data_dev = b->layout.slot[b->id.slot].data_dev,
+                .hash_dev = b->layout.slot[b->id.slot].hash_dev,
                 .root_hash = b->cmdline.roothash,
                 .name = DM_NAME,
                 .policy = policy[b->cmdline.verity_error],
@@ -271,19 +271,31 @@ static void setup_verity(struct boot *b) {
         char why[512] = "";
         int r;
 
+        if (!b->cmdline.roothash[0]) {
+                /* A UKI that pins nothing is a broken update: like a root that fails to verify. */
+                (void) snprintf(b->failure, sizeof(b->failure),
+                                "no valid ab.roothash= on the kernel command line, so there is no trusted root hash "
+                                "and no root will be mounted; build the UKI with initramfs/mkuki --roothash");
+                log_error("Slot %s: %s", slot_to_string(b->id.slot), b->failure);
+                return -ENOKEY;
+        }
         verity_log_to_debug();
         r = verity_open(&s, &b->root_dev, why, sizeof(why));
         if (r == -EKEYREJECTED)
-                stop(b, "setting up dm-verity", "%s; refusing to mount an unverified root", why);
+                (void) snprintf(b->failure, sizeof(b->failure), "setting up dm-verity: %s; refusing to mount an unverified root", why);
+        else if (r < 0)
+                (void) snprintf(b->failure, sizeof(b->failure), "setting up dm-verity: %s (%s); refusing to mount an unverified root",
+                                why, strerror(-r));
         if (r < 0) {
-                errno = -r;
-                stop(b, "setting up dm-verity", "%s (%m); refusing to mount an unverified root", why);
+                log_error("Slot %s: %s", slot_to_string(b->id.slot), b->failure);
+                return r;
         }
         log_info("dm-verity: %s verified against root hash %.16s... (on corruption: %s)", b->root_dev,
                  b->cmdline.roothash, verity_error_policy_to_string(b->cmdline.verity_error));
+        return 0;
 }
 
-static void mount_root(struct boot *b) {
+static int mount_root(struct boot *b) {
         blkid_probe pr = blkid_new_probe_from_filename(b->root_dev);
         const char *type = NULL;
 
@@ -294,18 +306,36 @@ static void mount_root(struct boot *b) {
                         (void) snprintf(b->fstype, sizeof(b->fstype), "%s", type);
                 blkid_free_probe(pr);
         }
-        if (!b->fstype[0])
-                stop(b, "mounting the root", "%s holds no file system libblkid recognises", b->root_dev);
-
+        if (!b->fstype[0]) {
+                (void) snprintf(b->failure, sizeof(b->failure), "mounting the root: %s holds no file system libblkid recognises",
+                                b->root_dev);
+                goto fail;
+        }
         (void) mkdir(NEWROOT, 0755);
-        if (mount(b->root_dev, NEWROOT, b->fstype, MS_RDONLY | MS_NODEV, NULL) < 0)
-                stop(b, "mounting the root", "mounting %s (%s) read-only on %s failed: %m", b->root_dev, b->fstype,
-                     NEWROOT);
+        if (mount(b->root_dev, NEWROOT, b->fstype, MS_RDONLY | MS_NODEV, NULL) < 0) {
+                (void) snprintf(b->failure, sizeof(b->failure), "mounting the root: mounting %s (%s) read-only on %s failed: %s",
+                                b->root_dev, b->fstype, NEWROOT, strerror(errno));
+                goto fail;
+        }
         log_info("Mounted %s (%s) read-only on %s", b->root_dev, b->fstype, NEWROOT);
+        return 0;
+fail:
+        log_error("Slot %s: %s", slot_to_string(b->id.slot), b->failure);
+        (void) verity_close(DM_NAME);
+        return -EIO;
 }
 
 static json_object *jstr(const char *s) {
         return s ? json_object_new_string(s) : NULL;
+}
+
+static json_object *state_json(struct slot_state s) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "priority", json_object_new_int(s.priority));
+        json_object_object_add(o, "tries", json_object_new_int(s.tries));
+        json_object_object_add(o, "successful", json_object_new_boolean(s.successful));
+        json_object_object_add(o, "armed", json_object_new_boolean(s.armed));
+        return o;
 }
 
 static void write_record(struct boot *b, uint64_t t_end) {
@@ -347,13 +377,34 @@ static void write_record(struct boot *b, uint64_t t_end) {
         }
         json_object_object_add(o, "efi", efi);
 
-        json_object_object_add(parts, "disk", jstr(b->parts.disk));
-        json_object_object_add(parts, "data", jstr(b->parts.data_dev));
-        json_object_object_add(parts, "hash", jstr(b->parts.hash_dev));
-        json_object_object_add(parts, "data_partuuid", jstr(b->parts.data_uuid));
-        (void) snprintf(buf, sizeof(buf), "0x%016llx", (unsigned long long) b->parts.data_attrs);
-        json_object_object_add(parts, "gpt_attributes", json_object_new_string(buf));
+        const struct slot_partitions *sp = &b->layout.slot[b->id.slot];
+        json_object_object_add(parts, "disk", jstr(b->layout.disk));
+        json_object_object_add(parts, "data", jstr(sp->data_dev));
+        json_object_object_add(parts, "hash", jstr(sp->hash_dev));
+        json_object_object_add(parts, "data_partuuid", jstr(sp->data_uuid));
         json_object_object_add(o, "partitions", parts);
+
+        json_object *state = json_object_new_object(), *dec = json_object_new_object();
+        for (int s = 0; s < _SLOT_MAX; s++) {
+                json_object *sl = json_object_new_object();
+                json_object_object_add(sl, "present", json_object_new_boolean(b->layout.slot[s].present));
+                json_object_object_add(sl, "before", state_json(b->before[s]));
+                json_object_object_add(sl, "after", state_json(b->decision.slot[s]));
+                json_object_object_add(state, slot_to_string(s), sl);
+        }
+        json_object_object_add(o, "state", state);
+        json_object_object_add(dec, "action", json_object_new_string(boot_action_to_string(b->decision.action)));
+        json_object_object_add(dec, "reason", json_object_new_string(boot_reason_to_string(b->decision.reason)));
+        json_object_object_add(dec, "target", json_object_new_string(slot_to_string(b->decision.target)));
+        json_object_object_add(dec, "trial", json_object_new_boolean(b->decision.trial));
+        json_object_object_add(dec, "watchdog", json_object_new_boolean(b->watchdog_armed));
+        json_object_object_add(dec, "gpt_writes", json_object_new_int((int) b->gpt_writes));
+        json_object_object_add(dec, "nvram_writes", json_object_new_int((int) b->nvram_writes));
+        if (b->boot_next >= 0) {
+                (void) snprintf(buf, sizeof(buf), "%04X", b->boot_next);
+                json_object_object_add(efi, "BootNext", json_object_new_string(buf));
+        }
+        json_object_object_add(o, "decision", dec);
 
         json_object_object_add(root, "device", jstr(b->root_dev));
         json_object_object_add(root, "fstype", jstr(b->fstype));
@@ -382,6 +433,37 @@ static void write_record(struct boot *b, uint64_t t_end) {
             rename(RECORD_DIR "/boot.json.tmp", RECORD_DIR "/boot.json") < 0)
                 log_warning_errno(-errno, "Failed to write %s/boot.json: %m", RECORD_DIR);
         json_object_put(o);
+}
+
+/* Writes what the decision needs and acts on reboot and stop; returns on boot. */
+static void follow_decision(struct boot *b) {
+        const struct boot_decision *d = &b->decision;
+        int r = protocol_apply(b);
+
+        switch (d->action) {
+        case BOOT_ACTION_BOOT:
+                if (r < 0 && d->changed)
+                        log_warning("Booting slot %s although its state could not be written", slot_to_string(d->target));
+                return;
+        case BOOT_ACTION_REBOOT:
+                if (r < 0)
+                        stop(b, "arming the other slot",
+                             "the state could not be written (see above), so rebooting could loop");
+                log_notice("Rebooting into slot %s (%s)%s%s", slot_to_string(d->target), boot_reason_to_string(d->reason),
+                           b->failure[0] ? ": " : "", b->failure);
+                log_close();
+                sync();
+                (void) reboot(RB_AUTOBOOT);
+                log_setup("abswitch", LOG_TARGET_KMSG);
+                stop(b, "rebooting", "reboot() failed: %s", strerror(errno));
+        case BOOT_ACTION_STOP:
+        default:
+                if (b->failure[0])
+                        stop(b, "no slot can boot", "%s; and slot %s cannot take over (%s)", b->failure,
+                             slot_to_string(slot_other(b->id.slot)), boot_reason_to_string(d->reason));
+                stop(b, "no slot can boot", "slot %s is marked failed and slot %s cannot take over (%s)",
+                     slot_to_string(b->id.slot), slot_to_string(slot_other(b->id.slot)), boot_reason_to_string(d->reason));
+        }
 }
 
 int main(int argc, char **argv) {
@@ -415,27 +497,42 @@ int main(int argc, char **argv) {
         resolve_identity(&b);
         b.t_phase[PHASE_IDENTITY] = now_boottime_us();
 
-        if (!b.cmdline.roothash[0])
-                stop(&b, "reading the kernel command line",
-                     "no valid ab.roothash= on the kernel command line, so there is no trusted root hash "
-                     "and no root will be mounted; build the UKI with initramfs/mkuki --roothash");
-
-        wait_for_partitions(&b);
+        bool missing = wait_for_partitions(&b) < 0;
         b.t_phase[PHASE_DEVICES] = now_boottime_us();
-        setup_verity(&b);
-        b.t_phase[PHASE_VERITY] = now_boottime_us();
-        mount_root(&b);
+
+        protocol_read(&b);
+        protocol_decide(&b, missing);
+        if (missing) {
+                follow_decision(&b);
+                stop(&b, "the boot protocol", "it decided to boot a slot without partitions"); /* not reached */
+        }
+        b.t_phase[PHASE_STATE] = now_boottime_us();
+        follow_decision(&b);
+
+        /* The decision is to boot this slot: its root must verify and mount. */
+        if (setup_verity(&b) < 0 || (b.t_phase[PHASE_VERITY] = now_boottime_us(), mount_root(&b) < 0)) {
+                protocol_decide(&b, true);
+                follow_decision(&b);
+                stop(&b, "the boot protocol", "it decided to boot a root that failed"); /* not reached */
+        }
         b.t_phase[PHASE_MOUNT] = now_boottime_us();
+        if (b.decision.trial) {
+                b.watchdog_armed = protocol_arm_watchdog(b.cmdline.watchdog_sec);
+                if (!b.watchdog_armed)
+                        log_warning("Trial boot without a hardware watchdog: if the new system hangs, "
+                                    "only a power cycle brings the fallback");
+        }
 
         uint64_t t_end = now_boottime_us();
         write_record(&b, t_end);
         log_info("Switching root to slot %s (%s) and executing %s after %llu ms "
-                 "(modules %llu, identity %llu, devices %llu, verity %llu, mount %llu)",
+                 "(modules %llu, identity %llu, devices %llu, state %llu, verity %llu, mount %llu)",
                  slot_to_string(b.id.slot), b.fstype, b.cmdline.init, (unsigned long long) (t_end - b.t_start) / 1000,
                  (unsigned long long) (b.t_phase[PHASE_MODULES] - b.t_start) / 1000,
                  (unsigned long long) (b.t_phase[PHASE_IDENTITY] - b.t_phase[PHASE_MODULES]) / 1000,
                  (unsigned long long) (b.t_phase[PHASE_DEVICES] - b.t_phase[PHASE_IDENTITY]) / 1000,
-                 (unsigned long long) (b.t_phase[PHASE_VERITY] - b.t_phase[PHASE_DEVICES]) / 1000,
+                 (unsigned long long) (b.t_phase[PHASE_STATE] - b.t_phase[PHASE_DEVICES]) / 1000,
+                 (unsigned long long) (b.t_phase[PHASE_VERITY] - b.t_phase[PHASE_STATE]) / 1000,
                  (unsigned long long) (b.t_phase[PHASE_MOUNT] - b.t_phase[PHASE_VERITY]) / 1000);
         devkmsg_restore(&b);
 

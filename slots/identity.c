@@ -178,3 +178,8 @@ void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]) {
         (void) snprintf(data, 32, "system-%s", slot_to_lower(s));
         (void) snprintf(hash, 32, "system-%s-verity", slot_to_lower(s));
 }
+
+const char *slot_uki_path(Slot s) {
+        static const char *const paths[_SLOT_MAX] = { "\\EFI\\abswitch\\boot-a.efi", "\\EFI\\abswitch\\boot-b.efi" };
+        return s >= 0 && s < _SLOT_MAX ? paths[s] : NULL;
+}

@@ -56,17 +56,27 @@ static int partition_name(const char *sysfs, const char *disk, int partno, char 
         return -ENOENT;
 }
 
-struct found {
-        bool data, hash, esp;
-        int data_no, hash_no;
+struct found_slot {
+        bool data, hash;
+        unsigned data_no, hash_no;
         char data_type[40], hash_type[40], data_uuid[40];
         uint64_t data_attrs;
 };
 
-static int probe_disk(const char *devdir, const char *disk, const char *label_data,
-                      const char *label_hash, const char *esp_partuuid, struct found *f) {
-        char dev[320];
+struct found {
+        struct found_slot slot[_SLOT_MAX];
+        bool esp;
+        unsigned esp_no;
+        uint64_t esp_start, esp_size;
+        char esp_uuid[40];
+};
+
+static int probe_disk(const char *devdir, const char *disk, const char *esp_partuuid, struct found *f) {
+        char dev[320], labels[_SLOT_MAX][2][32];
         _cleanup_(blkid_free_probep) blkid_probe pr = NULL;
+
+        for (int s = 0; s < _SLOT_MAX; s++)
+                slot_partition_labels(s, labels[s][0], labels[s][1]);
 
         (void) snprintf(dev, sizeof(dev), "%s/%s", devdir, disk);
         pr = blkid_new_probe_from_filename(dev);
@@ -88,33 +98,83 @@ static int probe_disk(const char *devdir, const char *disk, const char *label_da
                 const char *name = blkid_partition_get_name(par);
                 const char *type = blkid_partition_get_type_string(par);
                 const char *uuid = blkid_partition_get_uuid(par);
+                int no = blkid_partition_get_partno(par);
 
-                if (esp_partuuid && uuid && strcasecmp(uuid, esp_partuuid) == 0)
+                if (no <= 0)
+                        continue;
+                if (esp_partuuid && uuid && strcasecmp(uuid, esp_partuuid) == 0) {
                         f->esp = true;
+                        f->esp_no = (unsigned) no;
+                        f->esp_start = (uint64_t) blkid_partition_get_start(par);
+                        f->esp_size = (uint64_t) blkid_partition_get_size(par);
+                        (void) snprintf(f->esp_uuid, sizeof(f->esp_uuid), "%s", uuid);
+                }
                 if (!name)
                         continue;
-                if (streq(name, label_data)) {
-                        f->data = true;
-                        f->data_no = blkid_partition_get_partno(par);
-                        (void) snprintf(f->data_type, sizeof(f->data_type), "%s", strna(type));
-                        (void) snprintf(f->data_uuid, sizeof(f->data_uuid), "%s", uuid ?: "");
-                        f->data_attrs = blkid_partition_get_flags(par);
-                } else if (streq(name, label_hash)) {
-                        f->hash = true;
-                        f->hash_no = blkid_partition_get_partno(par);
-                        (void) snprintf(f->hash_type, sizeof(f->hash_type), "%s", strna(type));
+                for (int s = 0; s < _SLOT_MAX; s++) {
+                        struct found_slot *fs = &f->slot[s];
+                        if (streq(name, labels[s][0])) {
+                                fs->data = true;
+                                fs->data_no = (unsigned) no;
+                                (void) snprintf(fs->data_type, sizeof(fs->data_type), "%s", strna(type));
+                                (void) snprintf(fs->data_uuid, sizeof(fs->data_uuid), "%s", uuid ?: "");
+                                fs->data_attrs = blkid_partition_get_flags(par);
+                        } else if (streq(name, labels[s][1])) {
+                                fs->hash = true;
+                                fs->hash_no = (unsigned) no;
+                                (void) snprintf(fs->hash_type, sizeof(fs->hash_type), "%s", strna(type));
+                        }
                 }
         }
         return 0;
 }
 
+/* Fills ret for one slot found on disk; -EMEDIUMTYPE or -ENOENT with why. */
+static int fill_slot(const char *sysfs, const char *devdir, const char *disk, Slot s, const struct found_slot *f,
+                     struct slot_partitions *ret, char *why, size_t why_size) {
+        char label_data[32], label_hash[32], pd[256], ph[256];
+
+        slot_partition_labels(s, label_data, label_hash);
+        if (!f->data || !f->hash) {
+                if (f->data || f->hash)
+                        (void) snprintf(why, why_size, "%s/%s has a partition labelled %s but none labelled %s",
+                                        devdir, disk, f->data ? label_data : label_hash,
+                                        f->data ? label_hash : label_data);
+                return -ENOENT;
+        }
+        if (strcasecmp(f->data_type, GPT_ROOT_X86_64) != 0 || strcasecmp(f->hash_type, GPT_ROOT_X86_64_VERITY) != 0) {
+                (void) snprintf(why, why_size,
+                                "on %s/%s, %s has type %s and %s has type %s; expected %s and %s "
+                                "(Discoverable Partitions root-x86-64 and root-x86-64-verity)",
+                                devdir, disk, label_data, f->data_type, label_hash, f->hash_type,
+                                GPT_ROOT_X86_64, GPT_ROOT_X86_64_VERITY);
+                return -EMEDIUMTYPE;
+        }
+        if (partition_name(sysfs, disk, (int) f->data_no, pd, sizeof(pd)) < 0 ||
+            partition_name(sysfs, disk, (int) f->hash_no, ph, sizeof(ph)) < 0) {
+                (void) snprintf(why, why_size, "the kernel has not yet created the partition devices of %s/%s",
+                                devdir, disk);
+                return -ENOENT;
+        }
+        *ret = (struct slot_partitions) {
+                .present = true,
+                .data_partno = f->data_no,
+                .hash_partno = f->hash_no,
+                .data_attrs = f->data_attrs,
+        };
+        (void) snprintf(ret->data_dev, sizeof(ret->data_dev), "%s/%s", devdir, pd);
+        (void) snprintf(ret->hash_dev, sizeof(ret->hash_dev), "%s/%s", devdir, ph);
+        (void) snprintf(ret->data_uuid, sizeof(ret->data_uuid), "%s", f->data_uuid);
+        return 0;
+}
+
 int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const char *esp_partuuid,
-                          struct slot_partitions *ret, char *why, size_t why_size) {
+                          struct slot_layout *ret, char *why, size_t why_size) {
         char label_data[32], label_hash[32];
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
-        struct slot_partitions best = {};
-        int candidates = 0;
+        struct slot_layout best = {};
+        int candidates = 0, r;
 
         slot_partition_labels(s, label_data, label_hash);
         (void) snprintf(why, why_size, "no disk has GPT partitions labelled %s and %s", label_data, label_hash);
@@ -124,6 +184,7 @@ int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const c
                 return -errno;
         while ((de = readdir(d))) {
                 struct found f = {};
+                struct slot_layout l = {};
                 if (de->d_name[0] == '.')
                         continue;
                 /* Whole disks only; device-mapper and loop devices hold no slot. */
@@ -131,34 +192,23 @@ int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const c
                     startswith(de->d_name, "dm-") || startswith(de->d_name, "loop") ||
                     startswith(de->d_name, "ram") || startswith(de->d_name, "zram"))
                         continue;
-                if (probe_disk(devdir, de->d_name, label_data, label_hash, esp_partuuid, &f) < 0)
+                if (probe_disk(devdir, de->d_name, esp_partuuid, &f) < 0)
                         continue;
-                if (!f.data && !f.hash)
+                if (!f.slot[s].data && !f.slot[s].hash)
                         continue;
                 if (esp_partuuid && !f.esp)
                         continue;
-                if (!f.data || !f.hash) {
-                        (void) snprintf(why, why_size, "%s/%s has a partition labelled %s but none labelled %s",
-                                        devdir, de->d_name, f.data ? label_data : label_hash,
-                                        f.data ? label_hash : label_data);
-                        continue;
-                }
-                if (strcasecmp(f.data_type, GPT_ROOT_X86_64) != 0 || strcasecmp(f.hash_type, GPT_ROOT_X86_64_VERITY) != 0) {
-                        (void) snprintf(why, why_size,
-                                        "on %s/%s, %s has type %s and %s has type %s; expected %s and %s "
-                                        "(Discoverable Partitions root-x86-64 and root-x86-64-verity)",
-                                        devdir, de->d_name, label_data, f.data_type, label_hash, f.hash_type,
-                                        GPT_ROOT_X86_64, GPT_ROOT_X86_64_VERITY);
-                        return -EMEDIUMTYPE;
-                }
 
-                char pd[256], ph[256];
-                if (partition_name(sysfs, de->d_name, f.data_no, pd, sizeof(pd)) < 0 ||
-                    partition_name(sysfs, de->d_name, f.hash_no, ph, sizeof(ph)) < 0) {
-                        (void) snprintf(why, why_size, "the kernel has not yet created the partition devices of %s/%s",
-                                        devdir, de->d_name);
+                r = fill_slot(sysfs, devdir, de->d_name, s, &f.slot[s], &l.slot[s], why, why_size);
+                if (r == -EMEDIUMTYPE)
+                        return r;
+                if (r < 0)
                         continue;
-                }
+                /* The other slot is optional here: absent means never bootable. */
+                char other_why[512];
+                if (fill_slot(sysfs, devdir, de->d_name, slot_other(s), &f.slot[slot_other(s)],
+                              &l.slot[slot_other(s)], other_why, sizeof(other_why)) < 0)
+                        l.slot[slot_other(s)] = (struct slot_partitions) {};
 
                 if (++candidates > 1) {
                         (void) snprintf(why, why_size, "both %s and %s/%s have partitions labelled %s; "
@@ -166,20 +216,21 @@ int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const c
                                         best.disk, devdir, de->d_name, label_data);
                         return -ENOTUNIQ;
                 }
-                (void) snprintf(best.disk, sizeof(best.disk), "%s/%s", devdir, de->d_name);
-                (void) snprintf(best.data_dev, sizeof(best.data_dev), "%s/%s", devdir, pd);
-                (void) snprintf(best.hash_dev, sizeof(best.hash_dev), "%s/%s", devdir, ph);
-                best.data_partno = f.data_no;
-                best.hash_partno = f.hash_no;
-                best.data_attrs = f.data_attrs;
-                (void) snprintf(best.data_uuid, sizeof(best.data_uuid), "%s", f.data_uuid);
+                (void) snprintf(l.disk, sizeof(l.disk), "%s/%s", devdir, de->d_name);
+                l.esp_present = f.esp;
+                l.esp_partno = f.esp_no;
+                l.esp_start = f.esp_start;
+                l.esp_size = f.esp_size;
+                (void) snprintf(l.esp_uuid, sizeof(l.esp_uuid), "%s", f.esp_uuid);
+                best = l;
         }
         if (candidates == 0)
                 return -ENOENT;
 
         /* The device node may lag the sysfs entry by a moment (devtmpfs). */
-        if (access(best.data_dev, F_OK) < 0 || access(best.hash_dev, F_OK) < 0) {
-                (void) snprintf(why, why_size, "%s or %s has no device node yet", best.data_dev, best.hash_dev);
+        if (access(best.slot[s].data_dev, F_OK) < 0 || access(best.slot[s].hash_dev, F_OK) < 0) {
+                (void) snprintf(why, why_size, "%s or %s has no device node yet", best.slot[s].data_dev,
+                                best.slot[s].hash_dev);
                 return -ENOENT;
         }
         *ret = best;

@@ -89,26 +89,38 @@ void slot_identity_resolve(const struct identity_facts *facts, struct identity *
 #define GPT_ESP                "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 
 struct slot_partitions {
-        char disk[320];         /* /dev/vda */
-        char data_dev[320];      /* /dev/vda2: file system, label system-a */
-        char hash_dev[320];      /* /dev/vda3: dm-verity hash tree, label system-a-verity */
-        int data_partno;
-        int hash_partno;
+        bool present;           /* both partitions found */
+        char data_dev[320];     /* /dev/vda2: file system, label system-a */
+        char hash_dev[320];     /* /dev/vda3: dm-verity hash tree, label system-a-verity */
+        unsigned data_partno;
+        unsigned hash_partno;
         char data_uuid[40];
-        uint64_t data_attrs;    /* the GPT entry attribute bits of the data partition */
+        uint64_t data_attrs;    /* the GPT entry attribute bits of the data partition, as probed */
 };
+
+struct slot_layout {
+        char disk[320];                      /* /dev/vda */
+        struct slot_partitions slot[_SLOT_MAX];
+        bool esp_present;                    /* the partition LoaderDevicePartUUID names */
+        unsigned esp_partno;
+        uint64_t esp_start, esp_size;        /* 512-byte sectors */
+        char esp_uuid[40];
+};
+
+/* The slot's UKI on the ESP: \EFI\abswitch\boot-a.efi (and -b). */
+const char *slot_uki_path(Slot s);
 
 /* Labels are "system-a" and "system-a-verity" (and -b). */
 void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]);
 
 /* Looks through the whole disks under sysfs_block (normally /sys/class/block)
- * for GPT partitions labelled for slot s, device nodes under devdir (/dev).
- * When esp_partuuid is given (LoaderDevicePartUUID), only the disk holding
- * that partition counts. -ENOENT: not (yet) there; -ENOTUNIQ: more than one
- * disk has them; -EMEDIUMTYPE: a partition has the wrong type UUID. */
-int slots_find_partitions(const char *sysfs_block, const char *devdir, Slot s,
-                          const char *esp_partuuid, struct slot_partitions *ret,
-                          char *why, size_t why_size);
+ * for GPT partitions labelled for slot s, device nodes under devdir (/dev),
+ * and returns that disk's layout: both slots (the other may be absent) and
+ * the ESP. When esp_partuuid is given (LoaderDevicePartUUID), only the disk
+ * holding that partition counts. -ENOENT: not (yet) there; -ENOTUNIQ: more
+ * than one disk has them; -EMEDIUMTYPE: a partition has the wrong type UUID. */
+int slots_find_partitions(const char *sysfs_block, const char *devdir, Slot s, const char *esp_partuuid,
+                          struct slot_layout *ret, char *why, size_t why_size);
 
 /* ---- boot state: GPT attribute bits, ChromeOS/Flatcar layout ----
  *

@@ -26,7 +26,7 @@ BOOT_TIMEOUT = int(os.environ.get("ABSWITCH_BOOT_TIMEOUT", "240"))
 
 ROOT_RE = re.compile(r"^ABSWITCH-ROOT (.*)$", re.M)
 RECORD_RE = re.compile(r"^ABSWITCH-RECORD (.*)$", re.M)
-STOPPED_RE = re.compile(r"abswitch: Stopped here\.")
+STOPPED_RE = re.compile(r"abswitch: Stopped here")
 
 
 def env():
@@ -96,9 +96,10 @@ class Machine:
         subprocess.run([str(a) for a in args], check=True, capture_output=True)
         return out
 
-    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", removable="a"):
+    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", active="a", removable=None):
         args = [TOP / "initramfs/mkdisk", "--output", self.disk, "--a-uki", a_uki,
-                "--esp-size", "80M", "--slot-size", "16M", "--verity-size", "1M", "--removable", removable]
+                "--esp-size", "80M", "--slot-size", "16M", "--verity-size", "1M", "--active", active,
+                "--removable", removable or active]
         if a_image:
             args += ["--a-image", E2E / f"slot-{a_image}"]
         if b_uki:
@@ -129,6 +130,22 @@ class Machine:
         if boot_next is not None:
             v.set_boot_next(boot_next)
         v.save()
+
+    def slot_state(self, slot):
+        """The GPT state of a slot as cgpt reads it (ChromeOS bits), plus our armed bit."""
+        part = {"A": 2, "B": 4}[slot]
+        def cg(flag):
+            return int(subprocess.run(["cgpt", "show", "-i", str(part), flag, str(self.disk)], check=True,
+                                      capture_output=True, text=True).stdout.strip())
+        attrs = int(subprocess.run(["cgpt", "show", "-i", str(part), "-A", str(self.disk)], check=True,
+                                   capture_output=True, text=True).stdout.strip(), 16)
+        return {"priority": cg("-P"), "tries": cg("-T"), "successful": bool(cg("-S")),
+                "armed": bool(attrs & (1 << (57 - 48)))}
+
+    def set_slot_state(self, slot, priority, tries=0, successful=False):
+        part = {"A": 2, "B": 4}[slot]
+        subprocess.run(["cgpt", "add", "-i", str(part), "-P", str(priority), "-T", str(tries),
+                        "-S", "1" if successful else "0", str(self.disk)], check=True, capture_output=True)
 
     def delete_partitions(self, *partnos):
         for p in partnos:

@@ -10,11 +10,11 @@ PATH_A = r"\EFI\abswitch\boot-a.efi"
 PATH_B = r"\EFI\abswitch\boot-b.efi"
 
 
-def two_slot_disk(m, a_cmdline="", b_cmdline=""):
-    """Both slots installed, each UKI pinning its own image, with a boot entry each."""
+def two_slot_disk(m, a_cmdline="", b_cmdline="", active="a"):
+    """Both slots installed and committed, each UKI pinning its own image."""
     a = m.uki("boot-a.efi", "A", cmdline=a_cmdline)
     b = m.uki("boot-b.efi", "B", cmdline=b_cmdline)
-    m.make_disk(a, b)
+    m.make_disk(a, b, active=active)
     return a, b
 
 
@@ -47,7 +47,7 @@ def test_boot_slot_a_by_file_name(machine):
 
 
 def test_boot_slot_b_by_file_name(machine):
-    two_slot_disk(machine)
+    two_slot_disk(machine, active="b")
     machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
                              order=[BOOT_B, BOOT_A])
     boot = machine.boot()
@@ -61,7 +61,7 @@ def test_boot_slot_b_by_file_name(machine):
 def test_boot_via_boot_entry_boot_current(machine):
     # The stub's LoaderImageIdentifier would answer first; this UKI tells the
     # init to consult only BootCurrent, so the Boot#### path must decide.
-    two_slot_disk(machine, b_cmdline="ab.identity=boot-current")
+    two_slot_disk(machine, b_cmdline="ab.identity=boot-current", active="b")
     machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
                              order=[BOOT_A, BOOT_B], boot_next=BOOT_B)
     boot = machine.boot()
@@ -71,10 +71,12 @@ def test_boot_via_boot_entry_boot_current(machine):
     assert rec["efi"]["BootCurrent"] == f"{BOOT_B:04X}"
     assert rec["efi"]["BootCurrentDescription"] == "abswitch B"
     assert rec["efi"]["BootCurrentPath"] == PATH_B
-    # The firmware consumed BootNext and kept the order: state is in the VARS file.
+    # The firmware consumed BootNext; the init put the committed, preferred
+    # slot B first in BootOrder: both are in the real VARS file.
     v = machine.varstore()
     assert v.boot_next() is None
-    assert v.boot_order()[:2] == [BOOT_A, BOOT_B]
+    assert v.boot_order()[:2] == [BOOT_B, BOOT_A]
+    assert rec["decision"]["nvram_writes"] == 1
 
 
 def test_slot_override_cmdline(machine):
@@ -91,34 +93,62 @@ def test_slot_override_cmdline(machine):
 
 
 def test_wrong_root_hash_refused(machine):
-    # boot-b.efi pins A's root hash: B's image must not be mounted.
+    # boot-b.efi pins A's root hash: B's image must not be mounted. B is the
+    # active slot; the init refuses it, marks it failed and falls back to A.
     a = machine.uki("boot-a.efi", "A")
     b = machine.uki("boot-b.efi", "A")
-    machine.make_disk(a, b)
-    machine.add_boot_entries({BOOT_B: ("abswitch B", PATH_B)}, order=[BOOT_B])
+    machine.make_disk(a, b, active="b")
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_B, BOOT_A])
     boot = machine.boot()
     assert boot.root is None, "a root that does not verify was mounted"
-    assert boot.stopped, boot.tail()
     log = "\n".join(boot.init_log())
-    assert "Cannot boot slot B: setting up dm-verity" in log
-    assert "does not verify against the pinned root hash" in log
+    assert "Slot B: setting up dm-verity: the hash tree on /dev/vda5 does not verify against the pinned " \
+           "root hash" in log
     assert "refusing to mount an unverified root" in log
     assert "Mounted " not in log
     assert "EROFS" not in boot.console  # the kernel never mounted a file system
+    assert "Slot B is now marked failed" in log
+    assert "Rebooting into slot A (root-failed)" in log
+    assert machine.slot_state("B")["priority"] == 0
+    assert machine.varstore().boot_next() == BOOT_A
+
+    boot = machine.boot()
+    rec = assert_verified_root(boot, "A")
+    assert rec["identity"]["value"] == PATH_A
 
 
 def test_missing_system_partition(machine):
     a = machine.uki("boot-a.efi", "A")
     b = machine.uki("boot-b.efi", "B", cmdline="ab.timeout=3")
-    machine.make_disk(a, b)
+    machine.make_disk(a, b, active="b")
     machine.delete_partitions(4, 5)
-    machine.add_boot_entries({BOOT_B: ("abswitch B", PATH_B)}, order=[BOOT_B])
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_B, BOOT_A])
     boot = machine.boot()
     assert boot.root is None
-    assert boot.stopped, boot.tail()
     log = "\n".join(boot.init_log())
     assert "Waiting up to 3 s for slot B's system partition" in log
-    assert "Cannot boot slot B: finding the system partition: no disk has GPT partitions labelled " \
+    assert "Slot B: finding the system partition: no disk has GPT partitions labelled " \
            "system-b and system-b-verity after waiting 3 s" in log
-    # The wait was bounded: the stop came within a few seconds of the wait starting.
     assert "setting up dm-verity" not in log
+    assert "Rebooting into slot A (root-failed)" in log
+    # Slot B has no partition to mark; A is untouched and boots next.
+    assert machine.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": True}
+    boot = machine.boot()
+    assert_verified_root(boot, "A")
+    assert machine.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+
+
+def test_missing_both_slots_stops(machine):
+    # Nothing to fall back to: a clear stop after the bounded wait, no reboot loop.
+    a = machine.uki("boot-a.efi", "A", cmdline="ab.timeout=3")
+    machine.make_disk(a, None, b_image=None)
+    machine.delete_partitions(2, 3)
+    boot = machine.boot()
+    assert boot.stopped, boot.tail()
+    assert not boot.exited  # it did not reboot
+    log = "\n".join(boot.init_log())
+    assert "Cannot boot slot A: no slot can boot: finding the system partition: no disk has GPT " \
+           "partitions labelled system-a and system-a-verity after waiting 3 s; and slot B cannot take over" in log
+    assert "Rebooting" not in log
