@@ -34,7 +34,7 @@ deps: $(BUILD)/deps.mk
 
 # ---- the init: static, musl ------------------------------------------------
 COMMON_SRC := common/log.c
-PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c efi/parse.c efi/efivar.c efi/bootmgr.c
+PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c
 INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \
@@ -86,23 +86,24 @@ $(E2E)/initramfs.img: $(BUILD)/abswitch-init initramfs/mkinitramfs $(BUILD)/deps
 
 # A test root per slot: different contents, so a test can tell them apart.
 $(E2E)/root-%/.done: $(BUILD)/test-rootinit tests/e2e/mkroot
-	tests/e2e/mkroot $(BUILD)/test-rootinit $* $(@D)
+	tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
 	@touch $@
 
 $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 	initramfs/mkslot --root $(E2E)/root-$* --fs erofs --output $(E2E)/slot-$*
 
-e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(BUILD)/deps.mk
+e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
 
 # Keep the test roots between runs (they are stamps of a pattern chain).
 .SECONDARY:
 
+E2E_TESTS ?= tests/e2e
 E2E_ARGS ?=
 e2e: e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
-	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/e2e.xml tests/e2e $(E2E_ARGS)
+	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/e2e.xml $(E2E_ARGS) $(E2E_TESTS)
 
 check: deps
 	$(MAKE) unit

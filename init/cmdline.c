@@ -86,7 +86,7 @@ static void parse_one(struct cmdline *c, const char *key, const char *value,
                 if (!value || !parse_sources(value, &c->identity_sources))
                         complain(fn, u, key, value,
                                  "must be a comma-separated list of cmdline, stub-image-identifier, "
-                                 "loader-image-identifier, loader-entry-selected, boot-current; "
+                                 "loader-image-identifier, loader-entry-selected, boot-current, root-hash; "
                                  "consulting all");
         } else if (streq(key, "ab.timeout")) {
                 if (!value || !parse_seconds(value, &c->timeout_ms))

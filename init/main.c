@@ -187,7 +187,31 @@ static void read_efi_facts(struct boot *b) {
         efi_load_option_done(&lo);
 }
 
-static void resolve_identity(struct boot *b) {
+/* Which slot's hash tree verifies against the pinned root hash: asked only
+ * when no EFI source named a slot (the removable-path copy of a UKI). */
+static Slot slot_matching_root_hash(struct boot *b) {
+        Slot match = _SLOT_INVALID;
+        int matches = 0;
+
+        for (int s = 0; s < _SLOT_MAX; s++) {
+                const struct slot_partitions *p = &b->layout.slot[s];
+                struct verity_setup v = { .data_dev = p->data_dev, .hash_dev = p->hash_dev,
+                                          .root_hash = b->cmdline.roothash, .name = "abswitch-probe",
+                                          .policy = VERITY_POLICY_EIO };
+                _cleanup_free_ char *path = NULL;
+                char why[512];
+                if (!p->present || !b->cmdline.roothash[0])
+                        continue;
+                if (verity_open(&v, &path, why, sizeof(why)) < 0)
+                        continue;
+                (void) verity_close(v.name);
+                match = s;
+                matches++;
+        }
+        return matches == 1 ? match : _SLOT_INVALID;
+}
+
+static void resolve_identity(struct boot *b, bool announce) {
         b->facts.cmdline_slot = b->cmdline.slot;
         b->facts.stub_image_identifier = b->stub_image;
         b->facts.loader_image_identifier = b->loader_image;
@@ -195,7 +219,13 @@ static void resolve_identity(struct boot *b) {
         b->facts.loader_entry_selected = b->loader_entry;
         b->facts.boot_current_path = b->boot_current_path;
         b->facts.sources = b->cmdline.identity_sources;
+        if (!b->layout.disk[0])
+                b->facts.root_hash_slot = _SLOT_INVALID;
         slot_identity_resolve(&b->facts, &b->id);
+        /* With nothing else answering, the root-hash probe (after the
+         * partitions appear) may still; announce the result then. */
+        if (!announce && b->id.source == IDENTITY_DEFAULT)
+                return;
 
         for (int i = 0; i < IDENTITY_DEFAULT; i++)
                 if (b->id.verdicts[i] != VERDICT_NOT_CONSULTED && b->id.verdicts[i] != VERDICT_ANSWERED)
@@ -494,11 +524,15 @@ int main(int argc, char **argv) {
                  failed ? " (some failed, see above)" : "");
 
         read_efi_facts(&b);
-        resolve_identity(&b);
+        resolve_identity(&b, !(b.cmdline.identity_sources & (1u << IDENTITY_ROOT_HASH)));
         b.t_phase[PHASE_IDENTITY] = now_boottime_us();
 
         bool missing = wait_for_partitions(&b) < 0;
         b.t_phase[PHASE_DEVICES] = now_boottime_us();
+        if (!missing && b.id.source == IDENTITY_DEFAULT && (b.cmdline.identity_sources & (1u << IDENTITY_ROOT_HASH))) {
+                b.facts.root_hash_slot = slot_matching_root_hash(&b);
+                resolve_identity(&b, true);
+        }
 
         protocol_read(&b);
         protocol_decide(&b, missing);

@@ -32,6 +32,7 @@ static const char *const source_names[_IDENTITY_MAX] = {
         [IDENTITY_LOADER_IMAGE] = "loader-image-identifier",
         [IDENTITY_LOADER_ENTRY] = "loader-entry-selected",
         [IDENTITY_BOOT_CURRENT] = "boot-current",
+        [IDENTITY_ROOT_HASH] = "root-hash",
         [IDENTITY_DEFAULT] = "default",
 };
 
@@ -168,6 +169,18 @@ void slot_identity_resolve(const struct identity_facts *f, struct identity *ret)
                 r.verdicts[IDENTITY_BOOT_CURRENT] = VERDICT_ABSENT;
         else if (consult(f, &r, IDENTITY_BOOT_CURRENT, f->boot_current_path, VERDICT_NO_SLOT))
                 goto done;
+
+        if (!(f->sources & (1u << IDENTITY_ROOT_HASH)))
+                r.verdicts[IDENTITY_ROOT_HASH] = VERDICT_DISABLED;
+        else if (f->root_hash_slot < 0)
+                r.verdicts[IDENTITY_ROOT_HASH] = VERDICT_ABSENT;
+        else {
+                r.verdicts[IDENTITY_ROOT_HASH] = VERDICT_ANSWERED;
+                r.slot = f->root_hash_slot;
+                r.source = IDENTITY_ROOT_HASH;
+                r.value = slot_to_string(f->root_hash_slot);
+                goto done;
+        }
 
         r.verdicts[IDENTITY_DEFAULT] = VERDICT_ANSWERED;
 done:

@@ -32,6 +32,8 @@ typedef enum IdentitySource {
         IDENTITY_LOADER_IMAGE,    /* LoaderImageIdentifier, unless a boot loader ran */
         IDENTITY_LOADER_ENTRY,    /* LoaderEntrySelected */
         IDENTITY_BOOT_CURRENT,    /* BootCurrent -> Boot#### -> file path */
+        IDENTITY_ROOT_HASH,       /* the slot whose hash tree matches the pinned root hash
+                                   * (the removable-path copy of a UKI names no slot) */
         IDENTITY_DEFAULT,         /* nothing answered: A */
         _IDENTITY_MAX,
         _IDENTITY_INVALID = -22,
@@ -63,6 +65,8 @@ struct identity_facts {
         const char *loader_entry_selected;
         int boot_current;                    /* -1 when absent */
         const char *boot_current_path;       /* file path of Boot<BootCurrent>, NULL if none */
+        Slot root_hash_slot;                 /* the one slot that verifies; _SLOT_INVALID if none,
+                                              * both, or not probed */
         unsigned sources;                    /* bit mask of IdentitySource to consult */
 };
 
@@ -242,3 +246,34 @@ int gpt_get_attrs(int fd, const unsigned *partnos, uint64_t *ret_attrs, size_t n
  * state. */
 int gpt_set_attrs(int fd, const unsigned *partnos, const uint64_t *attrs, size_t n, const struct gpt_io *io,
                   struct gpt_status *ret_status);
+
+/* ---- operator actions (abctl), pure ---- */
+
+typedef enum SlotOp {
+        SLOT_OP_INSTALL,     /* a new image went into target: trial at top priority, first attempt armed */
+        SLOT_OP_MARK_GOOD,   /* commit the running slot */
+        SLOT_OP_MARK_BAD,    /* fail target */
+        SLOT_OP_SET_ACTIVE,  /* prefer target from now on (armed if not yet committed) */
+        SLOT_OP_ROLLBACK,    /* prefer the other, committed slot again */
+        _SLOT_OP_MAX,
+        _SLOT_OP_INVALID = -22,
+} SlotOp;
+
+struct slot_op_result {
+        struct slot_state slot[_SLOT_MAX];
+        unsigned changed;
+        bool arm;            /* set BootNext to target (the attempt is paid for) */
+        Slot target;
+        Slot boot_order_first;   /* the committed slot to lead BootOrder, or _SLOT_INVALID */
+};
+
+const char *slot_op_to_string(SlotOp op);
+
+/* Applies op for target with running the slot now booted. -EBUSY: the
+ * operation would touch the running slot where it must not (install, mark
+ * the running slot bad without a committed fallback...); -ESTALE: rollback
+ * to a slot that is not committed or has failed; -EINVAL: nonsense
+ * (tries 0 for install, mark-good of a slot that is not running). why
+ * names the reason for a person. */
+int slots_apply_op(SlotOp op, const struct slot_state in[_SLOT_MAX], Slot running, Slot target, unsigned tries,
+                   struct slot_op_result *ret, char *why, size_t why_size);

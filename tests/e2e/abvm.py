@@ -142,10 +142,25 @@ class Machine:
         return {"priority": cg("-P"), "tries": cg("-T"), "successful": bool(cg("-S")),
                 "armed": bool(attrs & (1 << (57 - 48)))}
 
-    def set_slot_state(self, slot, priority, tries=0, successful=False):
+    def set_slot_state(self, slot, priority, tries=0, successful=False, armed=False):
+        """Writes a slot's state with the tools ChromeOS and gdisk ship."""
         part = {"A": 2, "B": 4}[slot]
         subprocess.run(["cgpt", "add", "-i", str(part), "-P", str(priority), "-T", str(tries),
                         "-S", "1" if successful else "0", str(self.disk)], check=True, capture_output=True)
+        subprocess.run(["sgdisk", "-A", f"{part}:{'set' if armed else 'clear'}:57", str(self.disk)],
+                       check=True, capture_output=True)
+
+    def corrupt_slot(self, slot, offset=1024):
+        """Flips bytes in a slot's file system (erofs keeps its superblock at 1024)."""
+        part = {"A": 2, "B": 4}[slot]
+        out = subprocess.run(["sgdisk", "-i", str(part), str(self.disk)], check=True, capture_output=True,
+                             text=True).stdout
+        start = int(re.search(r"First sector: (\d+)", out).group(1)) * 512
+        with open(self.disk, "r+b") as f:
+            f.seek(start + offset)
+            data = bytearray(f.read(16))
+            f.seek(start + offset)
+            f.write(bytes(b ^ 0xFF for b in data))
 
     def delete_partitions(self, *partnos):
         for p in partnos:
@@ -158,7 +173,9 @@ class Machine:
                 "-display", "none", "-no-reboot", "-serial", f"file:{console_path}",
                 "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                 "-drive", f"if=pflash,format=raw,file={self.vars}",
-                "-drive", f"file={self.disk},if=virtio,format=raw"]
+                "-drive", f"file={self.disk},if=virtio,format=raw",
+                # A hardware watchdog; its reset ends QEMU like any reboot (-no-reboot).
+                "-device", "i6300esb"]
 
     def boot(self, timeout=BOOT_TIMEOUT, stop_on=STOPPED_RE, grace=3.0):
         """Boots once. Returns when QEMU exits (power-off, or a reboot, which

@@ -6,7 +6,8 @@
  *   ABSWITCH-RECORD <one line of /run/abswitch/boot.json>
  *
  * The slot comes from /etc/abswitch-test-slot in the image itself, so a test
- * sees which image was really mounted, not what the init believes. */
+ * sees which image was really mounted, not what the init believes. With
+ * /etc/abswitch-test-hang it hangs instead of powering off. */
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -68,6 +69,12 @@ int main(void) {
                         rec[i] = ' ';
         dprintf(con, "ABSWITCH-RECORD %s\n", n > 0 ? rec : "{}");
 
+        /* A root that hangs in userspace, for the watchdog test. */
+        if (access("/etc/abswitch-test-hang", F_OK) == 0) {
+                dprintf(con, "ABSWITCH-HANG\n");
+                for (;;)
+                        pause();
+        }
         sync();
         reboot(RB_POWER_OFF);
         for (;;)

@@ -46,13 +46,15 @@ static const char *const val_str[_V_MAX] = { NULL, "\\EFI\\x\\os-a.efi", "\\EFI\
 
 /* The rule from BRIEF.md, written independently of identity.c. */
 static void reference(Slot cmd, enum val stub, enum val loader, bool loader_info, enum val entry,
-                      bool have_current, enum val current, unsigned mask, Slot *ret_slot, IdentitySource *ret_src) {
+                      bool have_current, enum val current, Slot hash, unsigned mask, Slot *ret_slot,
+                      IdentitySource *ret_src) {
         struct { IdentitySource src; bool usable; Slot slot; } order[] = {
                 { IDENTITY_CMDLINE, cmd >= 0, cmd },
                 { IDENTITY_STUB_IMAGE, stub == V_A || stub == V_B, stub == V_B ? SLOT_B : SLOT_A },
                 { IDENTITY_LOADER_IMAGE, !loader_info && (loader == V_A || loader == V_B), loader == V_B ? SLOT_B : SLOT_A },
                 { IDENTITY_LOADER_ENTRY, entry == V_A || entry == V_B, entry == V_B ? SLOT_B : SLOT_A },
                 { IDENTITY_BOOT_CURRENT, have_current && (current == V_A || current == V_B), current == V_B ? SLOT_B : SLOT_A },
+                { IDENTITY_ROOT_HASH, hash >= 0, hash },
         };
         for (size_t i = 0; i < ELEMENTSOF(order); i++)
                 if ((mask & (1u << order[i].src)) && order[i].usable) {
@@ -73,6 +75,7 @@ static void test_exhaustive(void **state) {
         for (int entry = 0; entry < _V_MAX; entry++)
         for (int hc = 0; hc < 2; hc++)
         for (int cur = 0; cur < _V_MAX; cur++)
+        for (int hash = -1; hash < _SLOT_MAX; hash++)
         for (unsigned mask = 0; mask < (1u << IDENTITY_DEFAULT); mask++) {
                 unsigned m = mask | (1u << IDENTITY_DEFAULT);
                 struct identity_facts f = {
@@ -83,6 +86,7 @@ static void test_exhaustive(void **state) {
                         .loader_entry_selected = val_str[entry],
                         .boot_current = hc ? 1 : -1,
                         .boot_current_path = hc ? val_str[cur] : NULL,
+                        .root_hash_slot = hash < 0 ? _SLOT_INVALID : (Slot) hash,
                         .sources = m,
                 };
                 struct identity id;
@@ -90,7 +94,8 @@ static void test_exhaustive(void **state) {
                 IdentitySource want_src;
 
                 slot_identity_resolve(&f, &id);
-                reference(f.cmdline_slot, stub, loader, info, entry, hc, cur, m, &want_slot, &want_src);
+                reference(f.cmdline_slot, stub, loader, info, entry, hc, cur, f.root_hash_slot, m, &want_slot,
+                          &want_src);
                 assert_int_equal(id.slot, want_slot);
                 assert_int_equal(id.source, want_src);
 
@@ -109,7 +114,7 @@ static void test_exhaustive(void **state) {
                 /* The value that answered names the slot chosen. */
                 if (id.source != IDENTITY_DEFAULT) {
                         assert_non_null(id.value);
-                        if (id.source != IDENTITY_CMDLINE)
+                        if (id.source != IDENTITY_CMDLINE && id.source != IDENTITY_ROOT_HASH)
                                 assert_int_equal(slot_from_image_name(id.value), id.slot);
                 }
                 /* Under a boot loader, LoaderImageIdentifier never answers. */
@@ -117,8 +122,8 @@ static void test_exhaustive(void **state) {
                         assert_int_not_equal(id.source, IDENTITY_LOADER_IMAGE);
                 n++;
         }
-        /* 3 * 4 * 4 * 2 * 4 * 2 * 4 * 32 combinations */
-        assert_int_equal(n, 3u * 4 * 4 * 2 * 4 * 2 * 4 * 32);
+        /* 3 * 4 * 4 * 2 * 4 * 2 * 4 * 3 * 64 combinations */
+        assert_int_equal(n, 3u * 4 * 4 * 2 * 4 * 2 * 4 * 3 * 64);
 }
 
 static void test_verdict_details(void **state) {
@@ -128,6 +133,7 @@ static void test_verdict_details(void **state) {
                 .loader_info = "systemd-boot 252",
                 .loader_entry_selected = "abswitch-b+2-1.efi",
                 .boot_current = 3,
+                .root_hash_slot = _SLOT_INVALID,
                 .sources = IDENTITY_MASK_ALL,
         };
         struct identity id;

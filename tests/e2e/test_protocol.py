@@ -1,0 +1,145 @@
+"""Tried/failed state and automatic fallback, end to end.
+
+Each test starts from the state `abctl install` leaves (A committed, B
+installed at a higher priority with its first attempt armed: tries spent,
+armed bit, BootNext), written with cgpt, sgdisk and the VARS writer, then
+boots real OVMF until the machine settles. "Reboot" is QEMU exiting
+(-no-reboot) and starting again with the same disk and VARS file."""
+
+import abvm
+
+BOOT_A, BOOT_B = 0x1000, 0x1001
+PATH_A = r"\EFI\abswitch\boot-a.efi"
+PATH_B = r"\EFI\abswitch\boot-b.efi"
+
+
+def installed_trial(m, b_cmdline="", b_image="b", tries_left=2, b_hash=None):
+    """A committed at priority 1; B on trial at priority 2, its first attempt armed."""
+    a = m.uki("boot-a.efi", "A")
+    b = m.uki("boot-b.efi", b_hash or b_image.upper(), cmdline=b_cmdline)
+    m.make_disk(a, b, b_image=b_image)
+    m.set_slot_state("A", priority=1, successful=True)
+    m.set_slot_state("B", priority=2, tries=tries_left, armed=True)
+    m.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                       order=[BOOT_A, BOOT_B], boot_next=BOOT_B)
+
+
+def boot_until_settled(m, limit=10):
+    """Boots until a root's init runs in a committed slot. Returns the boots."""
+    boots = []
+    for _ in range(limit):
+        b = m.boot()
+        boots.append(b)
+        rec = b.record
+        if rec and rec["decision"]["action"] == "boot" and not rec["decision"]["trial"]:
+            return boots
+    raise AssertionError(f"not settled after {limit} boots; last console:\n{boots[-1].tail()}")
+
+
+def slots_seen(boots):
+    """Per boot: which slot's root ran ('-' when none did)."""
+    return [b.root["slot"] if b.root else "-" for b in boots]
+
+
+def test_corrupt_image_falls_back(machine):
+    installed_trial(machine)
+    machine.corrupt_slot("B")
+    boots = boot_until_settled(machine)
+    log = "\n".join(boots[0].init_log())
+    assert "This is slot B" in log
+    assert "does not verify against the pinned root hash" in log
+    assert "Rebooting into slot A (root-failed)" in log
+    assert slots_seen(boots) == ["-", "A"]
+    assert machine.slot_state("B") == {"priority": 0, "tries": 0, "successful": False, "armed": False}
+    # B is not retried: the next boot is A again, and writes nothing.
+    boot = machine.boot()
+    assert boot.root["slot"] == "A"
+    assert boot.record["decision"]["reason"] == "committed"
+    assert boot.record["decision"]["gpt_writes"] == 0
+    assert boot.record["decision"]["nvram_writes"] == 0
+
+
+def test_panic_before_init_falls_back(machine):
+    # B's kernel cannot run the initramfs: it panics before any init.
+    installed_trial(machine, b_cmdline="rdinit=/nonexistent")
+    boots = boot_until_settled(machine, limit=8)
+    assert any("Kernel panic" in b.console for b in boots)
+    # B (panic), A arms B, B (panic), A arms B, B (panic), A fails B: 3 tries.
+    assert slots_seen(boots) == ["-", "-", "-", "-", "-", "A"]
+    assert sum("Kernel panic" in b.console for b in boots) == 3
+    assert "Slot B is now marked failed" in "\n".join(boots[-1].init_log())
+    assert machine.slot_state("B")["priority"] == 0
+    assert machine.varstore().boot_next() is None
+
+
+def test_never_marked_good_falls_back(machine):
+    # B boots fine but nobody commits it: after its tries, back on A for good.
+    installed_trial(machine)
+    boots = boot_until_settled(machine, limit=10)
+    assert slots_seen(boots) == ["B", "-", "B", "-", "B", "A"]
+    for b in boots[0::2][:3]:
+        assert b.record["decision"]["trial"] is True
+        assert b.record["decision"]["reason"] == "trial"
+    assert machine.slot_state("B")["priority"] == 0
+    assert machine.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+    boot = machine.boot()
+    assert boot.root["slot"] == "A"
+
+
+def test_hang_watchdog_falls_back(machine):
+    # B's userspace hangs on its last try; the i6300esb watchdog resets it.
+    installed_trial(machine, b_cmdline="ab.watchdog=10", b_image="b-hang", tries_left=0)
+    boot = machine.boot()
+    assert "ABSWITCH-HANG" in boot.console
+    assert boot.exited, "the watchdog did not reset the hung machine"
+    assert boot.record["decision"]["watchdog"] is True
+    boot = machine.boot()
+    assert boot.root["slot"] == "A"
+    assert "Slot B is now marked failed" in "\n".join(boot.init_log())
+    assert machine.slot_state("B")["priority"] == 0
+
+
+def test_lost_boot_entries_repaired(machine):
+    # B committed and preferred; the VARS file is fresh, as after an NVRAM
+    # reset: the firmware boots the removable path, a copy of B's UKI.
+    a = machine.uki("boot-a.efi", "A")
+    b = machine.uki("boot-b.efi", "B")
+    machine.make_disk(a, b, active="b")
+    boot = machine.boot()
+    rec = boot.record
+    assert boot.root["slot"] == "B"
+    assert rec["efi"]["LoaderImageIdentifier"] == r"\EFI\BOOT\BOOTX64.EFI"
+    assert rec["identity"]["source"] == "root-hash"
+    log = "\n".join(boot.init_log())
+    assert "Created boot entry Boot1000 'abswitch A'" in log
+    assert "Created boot entry Boot1001 'abswitch B'" in log
+    v = machine.varstore()
+    assert v.boot_order()[:2] == [BOOT_B, BOOT_A]
+    opts = v.boot_options()
+    assert opts[BOOT_A]["path"] == PATH_A and opts[BOOT_B]["path"] == PATH_B
+
+    # The firmware now starts the committed slot by its entry, and the boot writes nothing.
+    boot = machine.boot()
+    rec = boot.record
+    assert boot.root["slot"] == "B"
+    assert rec["identity"]["source"] == "loader-image-identifier"
+    assert rec["decision"]["nvram_writes"] == 0
+    assert rec["decision"]["gpt_writes"] == 0
+
+
+def test_override_is_obeyed(machine):
+    # B is on trial at a higher priority, but this UKI says ab.slot=A.
+    a = machine.uki("boot-a.efi", "A", slot="A")
+    b = machine.uki("boot-b.efi", "B")
+    machine.make_disk(a, b)
+    machine.set_slot_state("A", priority=1, successful=True)
+    machine.set_slot_state("B", priority=2, tries=2)
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)}, order=[BOOT_A])
+    boot = machine.boot()
+    assert boot.root["slot"] == "A"
+    rec = boot.record
+    assert rec["identity"]["source"] == "cmdline"
+    assert rec["decision"]["reason"] == "override"
+    # B was not armed or charged a try.
+    assert machine.slot_state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": False}
+    assert machine.varstore().boot_next() is None
