@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+#include "unit.h"
+#include "../../common/macro.h"
+#include "../../slots/slots.h"
+
+static struct slot_state st(unsigned i) {
+        return (struct slot_state) { .priority = i & 15, .tries = (i >> 4) & 15, .successful = (i >> 8) & 1,
+                                     .armed = (i >> 9) & 1 };
+}
+
+/* Every operation, every state of both slots, every running and target
+ * slot: the promises of BRIEF.md hold for whatever succeeds. */
+static void test_exhaustive(void **state) {
+        char why[256];
+        unsigned long ok = 0, refused = 0;
+
+        for (unsigned a = 0; a < 1024; a++)
+        for (unsigned b = 0; b < 1024; b += 3) /* a third of B's states: every priority, tries, flag */
+        for (int run = 0; run < _SLOT_MAX; run++)
+        for (int tgt = 0; tgt < _SLOT_MAX; tgt++)
+        for (int op = 0; op < _SLOT_OP_MAX; op++) {
+                struct slot_state in[2] = { st(a), st(b) };
+                struct slot_op_result r;
+                why[0] = 0;
+                int e = slots_apply_op(op, in, run, tgt, SLOT_TRIES_DEFAULT, &r, why, sizeof(why));
+                if (e < 0) {
+                        assert_true(why[0] != 0);  /* a refusal always says why */
+                        refused++;
+                        continue;
+                }
+                ok++;
+                Slot t = r.target, other = slot_other(t);
+                for (int s = 0; s < 2; s++)
+                        assert_int_equal(!!(r.changed & (1u << s)), !slot_state_equal(r.slot[s], in[s]));
+                switch (op) {
+                case SLOT_OP_INSTALL:
+                        /* never the running slot */
+                        assert_int_not_equal(t, run);
+                        assert_int_equal(r.slot[run].successful, in[run].successful);
+                        assert_int_equal(r.slot[run].tries, in[run].tries);
+                        assert_false(r.slot[t].successful);
+                        assert_int_equal(r.slot[t].tries, SLOT_TRIES_DEFAULT - 1);
+                        assert_true(r.slot[t].armed && r.arm);
+                        assert_true(r.slot[t].priority > r.slot[other].priority);
+                        break;
+                case SLOT_OP_MARK_GOOD:
+                        assert_int_equal(t, run);
+                        assert_true(r.slot[t].successful);
+                        assert_int_equal(r.slot[t].tries, 0);
+                        assert_true(r.slot[t].priority > r.slot[other].priority);
+                        assert_int_equal(r.boot_order_first, t);
+                        /* the other stays a fallback unless it had failed */
+                        assert_int_equal(r.slot[other].priority > 0, in[other].priority > 0);
+                        break;
+                case SLOT_OP_MARK_BAD:
+                        assert_int_equal(r.slot[tgt].priority, 0);
+                        /* never leaves the running machine without a committed slot to boot */
+                        if (tgt == run)
+                                assert_true(in[slot_other(run)].successful && in[slot_other(run)].priority > 0);
+                        break;
+                case SLOT_OP_SET_ACTIVE:
+                        assert_true(r.slot[t].priority > r.slot[other].priority);
+                        if (!in[t].successful) {
+                                assert_true(r.arm);
+                                assert_int_equal(r.slot[t].tries, in[t].tries - 1); /* arming costs a try */
+                        }
+                        break;
+                case SLOT_OP_ROLLBACK:
+                        assert_int_equal(t, slot_other(run));
+                        assert_true(in[t].successful);
+                        assert_true(r.slot[t].priority > r.slot[run].priority);
+                        break;
+                }
+                /* The running slot's successful bit never changes except by mark-good. */
+                if (op != SLOT_OP_MARK_GOOD)
+                        assert_int_equal(r.slot[run].successful, in[run].successful);
+                /* Priorities stay small whatever the history. */
+                assert_true(r.slot[0].priority <= 2 || r.slot[0].priority == in[0].priority);
+                assert_true(r.slot[1].priority <= 2 || r.slot[1].priority == in[1].priority);
+        }
+        print_message("%lu operations applied, %lu refused with a reason\n", ok, refused);
+}
+
+static void test_refusals(void **state) {
+        char why[256];
+        struct slot_op_result r;
+        struct slot_state committed = { .priority = 2, .successful = true };
+        struct slot_state failed = { .priority = 0 };
+        struct slot_state s[2] = { committed, failed };
+
+        assert_int_equal(slots_apply_op(SLOT_OP_INSTALL, s, SLOT_A, SLOT_A, 3, &r, why, sizeof(why)), -EBUSY);
+        assert_non_null(strstr(why, "running slot"));
+        assert_int_equal(slots_apply_op(SLOT_OP_INSTALL, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -EINVAL);
+        assert_int_equal(slots_apply_op(SLOT_OP_MARK_GOOD, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -EINVAL);
+        assert_int_equal(slots_apply_op(SLOT_OP_MARK_BAD, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EBUSY);
+        assert_non_null(strstr(why, "no slot to boot"));
+        assert_int_equal(slots_apply_op(SLOT_OP_SET_ACTIVE, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -ESTALE);
+        assert_int_equal(slots_apply_op(SLOT_OP_ROLLBACK, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -ESTALE);
+        assert_int_equal(slots_apply_op(_SLOT_OP_MAX, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EINVAL);
+}
+
+static void test_update_story(void **state) {
+        char why[256];
+        struct slot_op_result r;
+        struct slot_state s[2] = { { .priority = 2, .successful = true }, { .priority = 1, .successful = true } };
+
+        /* install v2 into B from A */
+        assert_int_equal(slots_apply_op(SLOT_OP_INSTALL, s, SLOT_A, SLOT_B, 3, &r, why, sizeof(why)), 0);
+        assert_true(r.arm);
+        assert_int_equal(r.target, SLOT_B);
+        s[0] = r.slot[0], s[1] = r.slot[1];
+        assert_int_equal(s[1].priority, 2);
+        assert_int_equal(s[1].tries, 2);
+        assert_int_equal(s[0].priority, 1);
+
+        /* the init boots B on trial; B commits */
+        struct boot_input in = { .slot = { s[0], s[1] }, .running = SLOT_B };
+        struct boot_decision d;
+        slots_decide_boot(&in, &d);
+        assert_int_equal(d.action, BOOT_ACTION_BOOT);
+        s[0] = d.slot[0], s[1] = d.slot[1];
+        assert_int_equal(slots_apply_op(SLOT_OP_MARK_GOOD, s, SLOT_B, SLOT_B, 0, &r, why, sizeof(why)), 0);
+        assert_true(r.slot[1].successful);
+        assert_int_equal(r.boot_order_first, SLOT_B);
+        s[0] = r.slot[0], s[1] = r.slot[1];
+
+        /* rollback to A from B */
+        assert_int_equal(slots_apply_op(SLOT_OP_ROLLBACK, s, SLOT_B, SLOT_B, 0, &r, why, sizeof(why)), 0);
+        assert_int_equal(r.target, SLOT_A);
+        assert_true(r.slot[0].priority > r.slot[1].priority);
+        assert_true(r.arm);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_exhaustive),
+                cmocka_unit_test(test_refusals),
+                cmocka_unit_test(test_update_story),
+        };
+        return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
+}
