@@ -1,7 +1,7 @@
 # abswitch: one non-recursive Makefile.
 #
 #   make            the init (build/abswitch-init) and the host tools
-#   make check      unit tests (cmocka, ASan+UBSan) and the QEMU/OVMF e2e tests
+#   make check      unit tests (cmocka, ASan+UBSan), abctl on disk images, QEMU/OVMF e2e tests
 #   make demo       a two-slot disk booted in QEMU, slot A then slot B
 #   make deps       install build/test packages, build the static musl libraries
 #
@@ -23,8 +23,8 @@ ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
 endif
 
-.PHONY: all deps check unit e2e demo clean e2e-artifacts
-all: $(BUILD)/abswitch-init
+.PHONY: all deps check unit e2e tools demo clean e2e-artifacts
+all: $(BUILD)/abswitch-init $(BUILD)/abctl
 
 $(BUILD)/deps.mk: initramfs/deps.sh
 	@mkdir -p $(BUILD)
@@ -36,7 +36,7 @@ deps: $(BUILD)/deps.mk
 COMMON_SRC := common/log.c
 PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c
 # Thin I/O adapters the unit tests also run (on image files).
-IO_SRC     := slots/gpt.c
+IO_SRC     := slots/gpt.c slots/store.c efi/bootvars.c
 INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \
               slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
@@ -52,6 +52,12 @@ $(BUILD)/abswitch-init.unstripped: $(INIT_SRC) $(INIT_HDR) $(BUILD)/deps.mk
 
 $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 	strip -o $@ $<
+
+# abctl: static too, so it runs in any root, however small.
+ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c abctl/abctl.c
+$(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(BUILD)/deps.mk
+	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) -ljson-c -lblkid -luuid -lz
+	strip $@
 
 # The test root's /sbin/init: prints one checkable line and powers off.
 $(BUILD)/test-rootinit: tests/e2e/rootinit.c $(BUILD)/deps.mk
@@ -85,14 +91,14 @@ $(E2E)/initramfs.img: $(BUILD)/abswitch-init initramfs/mkinitramfs $(BUILD)/deps
 	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --module i6300esb --output $@
 
 # A test root per slot: different contents, so a test can tell them apart.
-$(E2E)/root-%/.done: $(BUILD)/test-rootinit tests/e2e/mkroot
+$(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 	tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
 	@touch $@
 
 $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 	initramfs/mkslot --root $(E2E)/root-$* --fs erofs --output $(E2E)/slot-$*
 
-e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(BUILD)/deps.mk
+e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
 
@@ -105,8 +111,14 @@ e2e: e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
 	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/e2e.xml $(E2E_ARGS) $(E2E_TESTS)
 
+# abctl on disk images and a stand-in efivarfs directory: no VM.
+tools: $(BUILD)/abctl e2e-artifacts
+	@mkdir -p $(BUILD)/test-results
+	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/tools.xml tests/tools
+
 check: deps
 	$(MAKE) unit
+	$(MAKE) tools
 	$(MAKE) e2e
 
 demo: deps

@@ -126,3 +126,29 @@ struct efi_boot_plan {
  * relative order after ours. */
 int efi_boot_plan(const struct efi_boot_entry *entries, size_t n_entries, const uint16_t *order, size_t order_len,
                   const char *const paths[2], int first, int second, struct efi_boot_plan *ret);
+
+/* ---- the boot manager's variables through efivarfs (bootvars.c) ---- */
+
+struct efi_boot_vars {
+        int boot_next;                  /* -1 when absent */
+        uint16_t order[62];
+        size_t order_len;
+        struct efi_boot_entry *entries;
+        size_t n_entries;
+};
+
+/* Reads BootNext, BootOrder and every Boot#### that parses; on_esp is set
+ * for entries whose HD() node names the partition with GUID esp_uuid.
+ * Unreadable values are skipped (reported through the returned count of
+ * problems, >= 0). */
+int efi_boot_vars_read(const char *dir, const char *esp_uuid, struct efi_boot_vars *ret);
+void efi_boot_vars_done(struct efi_boot_vars *v);
+
+/* Creates Boot<plan->entry[slot_index]> for path if the plan says so.
+ * Returns 1 when written, 0 when nothing was needed. */
+int efi_boot_entry_create(const char *dir, const struct efi_boot_plan *plan, int slot_index,
+                          const char *description, const struct efi_partition *esp, const char *path);
+/* Writes plan->order as BootOrder when it changed; 1 when written. */
+int efi_boot_order_write(const char *dir, const struct efi_boot_plan *plan);
+/* Sets BootNext; 1 when written, 0 when it already held id. */
+int efi_boot_next_write(const char *dir, uint16_t id);

@@ -24,11 +24,7 @@ struct boot {
 
         /* protocol */
         struct slot_state before[_SLOT_MAX];
-        int boot_next;                  /* -1 when absent */
-        struct efi_boot_entry *entries;
-        size_t n_entries;
-        uint16_t order[64];
-        size_t order_len;
+        struct efi_boot_vars vars;      /* BootNext, BootOrder, Boot#### */
         struct efi_boot_plan plan;
         bool plan_ok;
         struct boot_decision decision;

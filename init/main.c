@@ -430,8 +430,8 @@ static void write_record(struct boot *b, uint64_t t_end) {
         json_object_object_add(dec, "watchdog", json_object_new_boolean(b->watchdog_armed));
         json_object_object_add(dec, "gpt_writes", json_object_new_int((int) b->gpt_writes));
         json_object_object_add(dec, "nvram_writes", json_object_new_int((int) b->nvram_writes));
-        if (b->boot_next >= 0) {
-                (void) snprintf(buf, sizeof(buf), "%04X", b->boot_next);
+        if (b->vars.boot_next >= 0) {
+                (void) snprintf(buf, sizeof(buf), "%04X", b->vars.boot_next);
                 json_object_object_add(efi, "BootNext", json_object_new_string(buf));
         }
         json_object_object_add(o, "decision", dec);

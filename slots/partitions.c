@@ -71,14 +71,15 @@ struct found {
         char esp_uuid[40];
 };
 
-static int probe_disk(const char *devdir, const char *disk, const char *esp_partuuid, struct found *f) {
-        char dev[320], labels[_SLOT_MAX][2][32];
+/* Probes the GPT of dev. The ESP is the partition esp_partuuid names, or
+ * without one the first EFI System partition. */
+static int probe_disk(const char *dev, const char *esp_partuuid, struct found *f) {
+        char labels[_SLOT_MAX][2][32];
         _cleanup_(blkid_free_probep) blkid_probe pr = NULL;
 
         for (int s = 0; s < _SLOT_MAX; s++)
                 slot_partition_labels(s, labels[s][0], labels[s][1]);
 
-        (void) snprintf(dev, sizeof(dev), "%s/%s", devdir, disk);
         pr = blkid_new_probe_from_filename(dev);
         if (!pr)
                 return -errno ?: -EIO;
@@ -102,7 +103,9 @@ static int probe_disk(const char *devdir, const char *disk, const char *esp_part
 
                 if (no <= 0)
                         continue;
-                if (esp_partuuid && uuid && strcasecmp(uuid, esp_partuuid) == 0) {
+                bool esp = esp_partuuid ? uuid && strcasecmp(uuid, esp_partuuid) == 0
+                                        : !f->esp && type && strcasecmp(type, GPT_ESP) == 0;
+                if (esp) {
                         f->esp = true;
                         f->esp_no = (unsigned) no;
                         f->esp_start = (uint64_t) blkid_partition_get_start(par);
@@ -192,7 +195,9 @@ int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const c
                     startswith(de->d_name, "dm-") || startswith(de->d_name, "loop") ||
                     startswith(de->d_name, "ram") || startswith(de->d_name, "zram"))
                         continue;
-                if (probe_disk(devdir, de->d_name, esp_partuuid, &f) < 0)
+                char dev[320];
+                (void) snprintf(dev, sizeof(dev), "%s/%s", devdir, de->d_name);
+                if (probe_disk(dev, esp_partuuid, &f) < 0)
                         continue;
                 if (!f.slot[s].data && !f.slot[s].hash)
                         continue;
@@ -234,5 +239,31 @@ int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const c
                 return -ENOENT;
         }
         *ret = best;
+        return 0;
+}
+
+int slots_read_layout(const char *disk, struct slot_layout *ret) {
+        struct found f = {};
+        struct slot_layout l = {};
+        int r = probe_disk(disk, NULL, &f);
+        if (r < 0)
+                return r;
+        (void) snprintf(l.disk, sizeof(l.disk), "%s", disk);
+        for (int s = 0; s < _SLOT_MAX; s++) {
+                const struct found_slot *fs = &f.slot[s];
+                if (!fs->data || !fs->hash)
+                        continue;
+                l.slot[s] = (struct slot_partitions) {
+                        .present = true, .data_partno = fs->data_no, .hash_partno = fs->hash_no,
+                        .data_attrs = fs->data_attrs,
+                };
+                (void) snprintf(l.slot[s].data_uuid, sizeof(l.slot[s].data_uuid), "%s", fs->data_uuid);
+        }
+        l.esp_present = f.esp;
+        l.esp_partno = f.esp_no;
+        l.esp_start = f.esp_start;
+        l.esp_size = f.esp_size;
+        (void) snprintf(l.esp_uuid, sizeof(l.esp_uuid), "%s", f.esp_uuid);
+        *ret = l;
         return 0;
 }

@@ -126,6 +126,10 @@ void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]);
 int slots_find_partitions(const char *sysfs_block, const char *devdir, Slot s, const char *esp_partuuid,
                           struct slot_layout *ret, char *why, size_t why_size);
 
+/* The layout of one disk (a device or an image file), without device nodes:
+ * which partitions hold the slots, and the first EFI System partition. */
+int slots_read_layout(const char *disk, struct slot_layout *ret);
+
 /* ---- boot state: GPT attribute bits, ChromeOS/Flatcar layout ----
  *
  * Bits 48-51 priority (0 = never boot), 52-55 tries left, 56 successful, as
@@ -277,3 +281,12 @@ const char *slot_op_to_string(SlotOp op);
  * names the reason for a person. */
 int slots_apply_op(SlotOp op, const struct slot_state in[_SLOT_MAX], Slot running, Slot target, unsigned tries,
                    struct slot_op_result *ret, char *why, size_t why_size);
+
+/* ---- the slots' state on a disk (store.c): gpt.c applied to a layout ---- */
+
+/* Reads both slots' state; an absent slot reads as priority 0. */
+int slots_state_read(const struct slot_layout *l, struct slot_state ret[_SLOT_MAX], struct gpt_status *ret_status);
+/* Writes both slots' state (only what differs, GPT copies in order). ret_writes counts pwrite calls. */
+int slots_state_write(const struct slot_layout *l, const struct slot_state st[_SLOT_MAX], unsigned *ret_writes);
+/* The BootOrder hint: committed slots by priority, best first; -1 if none. */
+void slots_boot_order_hint(const struct slot_state st[_SLOT_MAX], int *ret_first, int *ret_second);

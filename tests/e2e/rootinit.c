@@ -7,10 +7,13 @@
  *
  * The slot comes from /etc/abswitch-test-slot in the image itself, so a test
  * sees which image was really mounted, not what the init believes. With
- * /etc/abswitch-test-hang it hangs instead of powering off. */
+ * /etc/abswitch-test-hang it hangs instead of powering off; each line of
+ * /etc/abswitch-test-run is run first (argv split at spaces) and reported as
+ *   ABSWITCH-RUN rc=<status> <command>  */
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -68,6 +71,35 @@ int main(void) {
                 if (rec[i] == '\n')
                         rec[i] = ' ';
         dprintf(con, "ABSWITCH-RECORD %s\n", n > 0 ? rec : "{}");
+
+        /* Commands a test wants run in the booted system, e.g. abctl mark-good. */
+        FILE *run = fopen("/etc/abswitch-test-run", "re");
+        char line[512];
+        while (run && fgets(line, sizeof(line), run)) {
+                char *argv[16], *save = NULL;
+                int argc = 0;
+                line[strcspn(line, "\n")] = 0;
+                char shown[512];
+                snprintf(shown, sizeof(shown), "%s", line);
+                for (char *t = strtok_r(line, " ", &save); t && argc < 15; t = strtok_r(NULL, " ", &save))
+                        argv[argc++] = t;
+                argv[argc] = NULL;
+                if (argc == 0)
+                        continue;
+                int status = -1;
+                pid_t pid = fork();
+                if (pid == 0) {
+                        dup2(con, STDOUT_FILENO);
+                        dup2(con, STDERR_FILENO);
+                        execv(argv[0], argv);
+                        _exit(127);
+                }
+                if (pid > 0)
+                        waitpid(pid, &status, 0);
+                dprintf(con, "ABSWITCH-RUN rc=%d %s\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1, shown);
+        }
+        if (run)
+                fclose(run);
 
         /* A root that hangs in userspace, for the watchdog test. */
         if (access("/etc/abswitch-test-hang", F_OK) == 0) {

@@ -143,3 +143,24 @@ def test_override_is_obeyed(machine):
     # B was not armed or charged a try.
     assert machine.slot_state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": False}
     assert machine.varstore().boot_next() is None
+
+
+def test_trial_commit_in_the_guest(machine):
+    # B's system runs `abctl mark-good` on its trial boot, on real efivarfs.
+    installed_trial(machine, b_image="b-commit")
+    boot = machine.boot()
+    assert boot.root["slot"] == "B"
+    assert boot.record["decision"]["trial"] is True
+    assert "ABSWITCH-RUN rc=0 /usr/bin/abctl mark-good" in boot.console, boot.tail()
+    assert "mark-good: slot B is now committed" in boot.console
+    assert machine.slot_state("B") == {"priority": 2, "tries": 0, "successful": True, "armed": False}
+    assert machine.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+    assert machine.varstore().boot_order()[0] == BOOT_B
+
+    # Next boot: the firmware starts B by BootOrder; a committed boot writes nothing.
+    boot = machine.boot()
+    assert boot.root["slot"] == "B"
+    rec = boot.record
+    assert rec["decision"]["reason"] == "committed"
+    assert rec["decision"]["gpt_writes"] == 0
+    assert rec["decision"]["nvram_writes"] == 0

@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/* abctl: the operator's side of abswitch. Reads the slots' state from the
+ * GPT and the boot manager's variables from efivarfs, applies one operation
+ * through the pure transitions in slots/ops.c, and writes GPT first, then
+ * NVRAM, only what changed. A refused operation writes nothing. */
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <json-c/linkhash.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "../common/log.h"
+#include "../efi/efi.h"
+#include "../slots/slots.h"
+
+#define RECORD "/run/abswitch/boot.json"
+
+struct ctx {
+        const char *disk, *efivars, *record;
+        Slot running;
+        bool json;
+        unsigned tries;
+        char record_disk[320], record_source[64];
+        struct slot_layout layout;
+        struct slot_state st[_SLOT_MAX];
+        struct gpt_status gpt;
+        struct efi_boot_vars vars;
+        bool efi;
+};
+
+static void help(void) {
+        printf("abctl: A/B boot slots, as abswitch's init sees them\n\n"
+               "Usage:\n"
+               "  abctl status [--json]        both slots' state, BootNext and BootOrder\n"
+               "  abctl mark-good              commit the running slot: successful, preferred,\n"
+               "                               first in BootOrder; stops the trial watchdog\n"
+               "  abctl mark-bad [A|B]         fail a slot (default: the running one, which needs\n"
+               "                               a committed fallback); it is not tried again\n"
+               "  abctl set-active A|B         prefer a slot; one not yet committed gets a trial\n"
+               "                               (a try is spent and BootNext armed)\n"
+               "  abctl rollback               prefer the other, committed slot and arm it\n\n"
+               "Options:\n"
+               "  --json             machine-readable output (status)\n"
+               "  --disk PATH        the disk holding the slots (default: from " RECORD ")\n"
+               "  --running A|B      the running slot (default: from " RECORD ")\n"
+               "  --efivars DIR      efivarfs (default " EFIVARFS_PATH ")\n"
+               "  --record FILE      the init's boot record (default " RECORD ")\n\n"
+               "State lives in the GPT attribute bits of system-a and system-b (cgpt show, sgdisk -A):\n"
+               "48-51 priority, 52-55 tries left, 56 successful, 57 armed. Nothing reboots by itself:\n"
+               "rebooting is the caller's choice. Exit status 0 on success, 1 when refused or failed,\n"
+               "with the reason on stderr; a refused operation changes nothing.\n");
+}
+
+static int read_record(struct ctx *c) {
+        (void) json_global_set_string_hash(JSON_C_STR_HASH_PERLLIKE);
+        json_object *o = json_object_from_file(c->record);
+        json_object *v, *p;
+        if (!o)
+                return -ENOENT;
+        if (c->running < 0 && json_object_object_get_ex(o, "slot", &v))
+                c->running = slot_from_string(json_object_get_string(v));
+        if (json_object_object_get_ex(o, "partitions", &p) && json_object_object_get_ex(p, "disk", &v))
+                (void) snprintf(c->record_disk, sizeof(c->record_disk), "%s", json_object_get_string(v) ?: "");
+        if (json_object_object_get_ex(o, "identity", &p) && json_object_object_get_ex(p, "source", &v))
+                (void) snprintf(c->record_source, sizeof(c->record_source), "%s", json_object_get_string(v) ?: "");
+        json_object_put(o);
+        return 0;
+}
+
+static int load(struct ctx *c) {
+        int r;
+
+        bool have_record = read_record(c) >= 0;
+        if (!c->disk && c->record_disk[0])
+                c->disk = c->record_disk;
+        if (!c->disk)
+                return log_error_errno(-ENOENT, "Cannot tell which disk holds the slots: %s is %s. "
+                                       "Was this system booted by abswitch? Pass --disk.", c->record,
+                                       have_record ? "missing the disk" : "not there");
+        if (c->running < 0)
+                return log_error_errno(-ENOENT, "Cannot tell which slot is running: %s names none. Pass --running.",
+                                       c->record);
+        r = slots_read_layout(c->disk, &c->layout);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the partition table of %s: %m", c->disk);
+        if (!c->layout.slot[SLOT_A].present && !c->layout.slot[SLOT_B].present)
+                return log_error_errno(-ENOENT, "%s has no partitions labelled system-a/system-b with their "
+                                       "-verity partners: not an abswitch disk", c->disk);
+        r = slots_state_read(&c->layout, c->st, &c->gpt);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the slots' state from the GPT of %s (both copies invalid?): %m",
+                                       c->disk);
+        c->vars = (struct efi_boot_vars) { .boot_next = -1 };
+        c->efi = access(c->efivars, F_OK) == 0;
+        if (c->efi) {
+                r = efi_boot_vars_read(c->efivars, c->layout.esp_present ? c->layout.esp_uuid : NULL, &c->vars);
+                if (r > 0)
+                        log_warning("%d boot manager variable(s) in %s are malformed; ignoring them", r, c->efivars);
+        }
+        return 0;
+}
+
+static const char *state_word(struct slot_state s, bool present) {
+        if (!present)
+                return "absent";
+        if (s.priority == 0)
+                return s.successful ? "failed (was committed)" : "failed or empty";
+        if (s.successful)
+                return "committed";
+        return s.tries > 0 || s.armed ? "on trial" : "exhausted";
+}
+
+static int entry_of(const struct ctx *c, Slot s) {
+        for (size_t i = 0; i < c->vars.n_entries; i++)
+                if (c->vars.entries[i].on_esp && c->vars.entries[i].path &&
+                    strcasecmp(c->vars.entries[i].path, slot_uki_path(s)) == 0)
+                        return c->vars.entries[i].id;
+        return -1;
+}
+
+static int status(struct ctx *c) {
+        if (c->json) {
+                json_object *o = json_object_new_object(), *slots = json_object_new_object(),
+                            *order = json_object_new_array();
+                char buf[8];
+                json_object_object_add(o, "running", json_object_new_string(slot_to_string(c->running)));
+                if (c->record_source[0])
+                        json_object_object_add(o, "identity_source", json_object_new_string(c->record_source));
+                json_object_object_add(o, "disk", json_object_new_string(c->layout.disk));
+                for (int s = 0; s < _SLOT_MAX; s++) {
+                        json_object *j = json_object_new_object();
+                        json_object_object_add(j, "present", json_object_new_boolean(c->layout.slot[s].present));
+                        json_object_object_add(j, "status", json_object_new_string(state_word(c->st[s], c->layout.slot[s].present)));
+                        json_object_object_add(j, "priority", json_object_new_int(c->st[s].priority));
+                        json_object_object_add(j, "tries", json_object_new_int(c->st[s].tries));
+                        json_object_object_add(j, "successful", json_object_new_boolean(c->st[s].successful));
+                        json_object_object_add(j, "armed", json_object_new_boolean(c->st[s].armed));
+                        json_object_object_add(j, "partition", json_object_new_int((int) c->layout.slot[s].data_partno));
+                        json_object_object_add(j, "uki", json_object_new_string(slot_uki_path(s)));
+                        int e = entry_of(c, s);
+                        if (e >= 0) {
+                                (void) snprintf(buf, sizeof(buf), "%04X", e);
+                                json_object_object_add(j, "boot_entry", json_object_new_string(buf));
+                        }
+                        json_object_object_add(slots, slot_to_string(s), j);
+                }
+                json_object_object_add(o, "slots", slots);
+                if (c->vars.boot_next >= 0) {
+                        (void) snprintf(buf, sizeof(buf), "%04X", c->vars.boot_next);
+                        json_object_object_add(o, "boot_next", json_object_new_string(buf));
+                }
+                for (size_t i = 0; i < c->vars.order_len; i++) {
+                        (void) snprintf(buf, sizeof(buf), "%04X", c->vars.order[i]);
+                        json_object_array_add(order, json_object_new_string(buf));
+                }
+                json_object_object_add(o, "boot_order", order);
+                json_object_object_add(o, "gpt_primary_valid", json_object_new_boolean(c->gpt.primary_valid));
+                json_object_object_add(o, "gpt_backup_valid", json_object_new_boolean(c->gpt.backup_valid));
+                printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(o);
+                return 0;
+        }
+
+        printf("Running: slot %s%s%s%s\nDisk:    %s\n", slot_to_string(c->running), c->record_source[0] ? " (identity from " : "",
+               c->record_source, c->record_source[0] ? ")" : "", c->layout.disk);
+        for (int s = 0; s < _SLOT_MAX; s++) {
+                struct slot_state st = c->st[s];
+                int e = entry_of(c, s);
+                printf("Slot %s:  %-22s priority %u, %u tries left%s%s", slot_to_string(s),
+                       state_word(st, c->layout.slot[s].present), st.priority, st.tries, st.armed ? ", attempt armed" : "",
+                       s == c->running ? ", running" : "");
+                if (e >= 0)
+                        printf(", Boot%04X", e);
+                printf("\n");
+        }
+        if (c->vars.boot_next >= 0)
+                printf("BootNext: Boot%04X\n", c->vars.boot_next);
+        printf("BootOrder:");
+        for (size_t i = 0; i < c->vars.order_len; i++)
+                printf("%s%04X", i ? "," : " ", c->vars.order[i]);
+        printf("%s\n", c->efi ? "" : " (no EFI variables)");
+        if (!c->gpt.primary_valid || !c->gpt.backup_valid)
+                printf("GPT: primary %s, backup %s: the next state write repairs it\n",
+                       c->gpt.primary_valid ? "valid" : "INVALID", c->gpt.backup_valid ? "valid" : "INVALID");
+        return 0;
+}
+
+/* After a commit, the trial watchdog the init armed is no longer needed. */
+static void watchdog_disarm(void) {
+        static const char *const devs[] = { "/dev/watchdog0", "/dev/watchdog" };
+        for (size_t i = 0; i < ELEMENTSOF(devs); i++) {
+                _cleanup_close_ int fd = open(devs[i], O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        continue;
+                if (write(fd, "V", 1) == 1)
+                        log_info("Stopped the trial watchdog %s", devs[i]);
+                return;
+        }
+}
+
+static int apply(struct ctx *c, SlotOp op, Slot target) {
+        struct slot_op_result res;
+        char why[256];
+        unsigned writes = 0;
+        int r;
+
+        r = slots_apply_op(op, c->st, c->running, target, c->tries, &res, why, sizeof(why));
+        if (r < 0)
+                return log_error_errno(r, "Refusing to %s slot %s: %s. Nothing was changed.", slot_op_to_string(op),
+                                       slot_to_string(op == SLOT_OP_ROLLBACK ? slot_other(c->running) : target), why);
+        if (!c->layout.slot[res.target].present)
+                return log_error_errno(-ENOENT, "Refusing to %s: slot %s has no partitions on %s. Nothing was changed.",
+                                       slot_op_to_string(op), slot_to_string(res.target), c->disk);
+
+        /* GPT first: the state is the truth, NVRAM only follows it. */
+        if (res.changed) {
+                r = slots_state_write(&c->layout, res.slot, &writes);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to write the slots' state to %s: %m", c->disk);
+        }
+
+        if (c->efi && c->layout.esp_present) {
+                const char *paths[_SLOT_MAX] = { slot_uki_path(SLOT_A), slot_uki_path(SLOT_B) };
+                struct efi_boot_plan plan;
+                struct efi_partition esp = { .number = c->layout.esp_partno, .start = c->layout.esp_start,
+                                             .size = c->layout.esp_size };
+                int first, second;
+                slots_boot_order_hint(res.slot, &first, &second);
+                if (res.boot_order_first >= 0)
+                        first = res.boot_order_first, second = second == first ? -1 : second;
+                r = efi_guid_from_string(c->layout.esp_uuid, esp.guid);
+                if (r >= 0)
+                        r = efi_boot_plan(c->vars.entries, c->vars.n_entries, c->vars.order, c->vars.order_len, paths,
+                                          first, second, &plan);
+                if (r < 0)
+                        return log_error_errno(r, "The state is written, but the boot entries cannot be planned: %m");
+                for (int s = 0; s < _SLOT_MAX; s++) {
+                        char desc[32];
+                        (void) snprintf(desc, sizeof(desc), "abswitch %s", slot_to_string(s));
+                        if (c->layout.slot[s].present && (res.slot[s].priority > 0 || res.slot[s].successful)) {
+                                r = efi_boot_entry_create(c->efivars, &plan, s, desc, &esp, paths[s]);
+                                if (r < 0)
+                                        return log_error_errno(r, "Failed to create the boot entry of slot %s: %m",
+                                                               slot_to_string(s));
+                        }
+                }
+                if (res.arm) {
+                        r = efi_boot_next_write(c->efivars, (uint16_t) plan.entry[res.target]);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to set BootNext: %m");
+                        printf("BootNext: Boot%04X (slot %s) for the next boot\n", plan.entry[res.target],
+                               slot_to_string(res.target));
+                }
+                if (res.boot_order_first >= 0) {
+                        r = efi_boot_order_write(c->efivars, &plan);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to write BootOrder: %m");
+                }
+        } else if (res.arm)
+                log_warning("No EFI variables: the firmware will not be told to try slot %s next", slot_to_string(res.target));
+
+        if (op == SLOT_OP_MARK_GOOD)
+                watchdog_disarm();
+        Slot shown = op == SLOT_OP_MARK_BAD ? target : res.target;
+        char st[48];
+        slot_state_format(res.slot[shown], st);
+        printf("%s: slot %s is now %s (%s)\n", slot_op_to_string(op), slot_to_string(shown),
+               state_word(res.slot[shown], true), st);
+        if (op == SLOT_OP_MARK_BAD && target == c->running)
+                printf("Slot %s takes over at the next boot; reboot when ready.\n", slot_to_string(res.target));
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },       { "json", no_argument, NULL, 'j' },
+                { "disk", required_argument, NULL, 'd' }, { "running", required_argument, NULL, 'r' },
+                { "efivars", required_argument, NULL, 'e' }, { "record", required_argument, NULL, 'R' },
+                {},
+        };
+        struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
+                         .tries = SLOT_TRIES_DEFAULT };
+        int o;
+
+        log_setup("abctl", LOG_TARGET_STDERR);
+        while ((o = getopt_long(argc, argv, "hj", opts, NULL)) >= 0)
+                switch (o) {
+                case 'h':
+                        help();
+                        return 0;
+                case 'j':
+                        c.json = true;
+                        break;
+                case 'd':
+                        c.disk = optarg;
+                        break;
+                case 'r':
+                        c.running = slot_from_string(optarg);
+                        if (c.running < 0) {
+                                log_error("--running must be A or B, not '%s'", optarg);
+                                return 1;
+                        }
+                        break;
+                case 'e':
+                        c.efivars = optarg;
+                        break;
+                case 'R':
+                        c.record = optarg;
+                        break;
+                default:
+                        return 1;
+                }
+        if (optind >= argc) {
+                help();
+                return 1;
+        }
+        const char *verb = argv[optind];
+        const char *arg = optind + 1 < argc ? argv[optind + 1] : NULL;
+        Slot target = arg ? slot_from_string(arg) : _SLOT_INVALID;
+        if (arg && target < 0) {
+                log_error("'%s' is not a slot: use A or B", arg);
+                return 1;
+        }
+
+        if (!streq(verb, "status") && !streq(verb, "mark-good") && !streq(verb, "mark-bad") &&
+            !streq(verb, "set-active") && !streq(verb, "rollback")) {
+                log_error("Unknown command '%s'; see abctl --help", verb);
+                return 1;
+        }
+        if (load(&c) < 0)
+                return 1;
+
+        int r;
+        if (streq(verb, "status"))
+                r = status(&c);
+        else if (streq(verb, "mark-good"))
+                r = apply(&c, SLOT_OP_MARK_GOOD, c.running);
+        else if (streq(verb, "mark-bad"))
+                r = apply(&c, SLOT_OP_MARK_BAD, target >= 0 ? target : c.running);
+        else if (streq(verb, "set-active")) {
+                if (target < 0) {
+                        log_error("set-active needs a slot: abctl set-active A|B");
+                        return 1;
+                }
+                r = apply(&c, SLOT_OP_SET_ACTIVE, target);
+        } else
+                r = apply(&c, SLOT_OP_ROLLBACK, c.running);
+        efi_boot_vars_done(&c.vars);
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,147 @@
+"""abctl against a real GPT disk image (made by initramfs/mkdisk, read back
+with cgpt) and a directory standing in for efivarfs (the same file format:
+4 bytes of attributes, then the value). No VM needed."""
+
+import hashlib
+import json
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TOP = Path(__file__).resolve().parents[2]
+ABCTL = TOP / "build" / "abctl"
+GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+class Rig:
+    def __init__(self, tmp):
+        self.dir = tmp
+        self.disk = tmp / "disk.img"
+        self.efivars = tmp / "efivars"
+        self.efivars.mkdir()
+        for s in "ab":
+            (tmp / f"boot-{s}.efi").write_bytes(b"MZ not really a UKI")
+        subprocess.run([TOP / "initramfs/mkdisk", "--output", self.disk,
+                        "--a-image", TOP / "build/e2e/slot-a", "--a-uki", tmp / "boot-a.efi",
+                        "--b-image", TOP / "build/e2e/slot-b", "--b-uki", tmp / "boot-b.efi",
+                        "--esp-size", "64M", "--slot-size", "4M", "--verity-size", "1M"],
+                       check=True, capture_output=True)
+
+    def abctl(self, *args, running="A"):
+        return subprocess.run([ABCTL, "--disk", self.disk, "--efivars", self.efivars, "--record", "/nonexistent",
+                               "--running", running, *args], capture_output=True, text=True)
+
+    def state(self, slot):
+        part = {"A": "2", "B": "4"}[slot]
+        def cg(flag):
+            return int(subprocess.run(["cgpt", "show", "-i", part, flag, self.disk], check=True,
+                                      capture_output=True, text=True).stdout)
+        raw = int(subprocess.run(["cgpt", "show", "-i", part, "-A", self.disk], check=True,
+                                 capture_output=True, text=True).stdout, 16)
+        return {"priority": cg("-P"), "tries": cg("-T"), "successful": bool(cg("-S")), "armed": bool(raw & 0x200)}
+
+    def set_state(self, slot, priority, tries=0, successful=False):
+        part = {"A": "2", "B": "4"}[slot]
+        subprocess.run(["cgpt", "add", "-i", part, "-P", str(priority), "-T", str(tries),
+                        "-S", "1" if successful else "0", self.disk], check=True, capture_output=True)
+
+    def var(self, name):
+        p = self.efivars / f"{name}-{GLOBAL}"
+        return p.read_bytes()[4:] if p.exists() else None
+
+    def u16s(self, name):
+        v = self.var(name)
+        return list(struct.unpack(f"<{len(v) // 2}H", v)) if v else None
+
+    def fingerprint(self):
+        h = hashlib.sha256(self.disk.read_bytes())
+        for p in sorted(self.efivars.iterdir()):
+            h.update(p.name.encode() + p.read_bytes())
+        return h.hexdigest()
+
+
+@pytest.fixture
+def rig(tmp_path):
+    return Rig(tmp_path)
+
+
+def test_status_json(rig):
+    r = rig.abctl("status", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["running"] == "A"
+    assert s["slots"]["A"] == {**s["slots"]["A"], "status": "committed", "priority": 2, "successful": True,
+                               "partition": 2}
+    assert s["slots"]["B"]["priority"] == 1
+    assert s["gpt_primary_valid"] and s["gpt_backup_valid"]
+    words = rig.abctl("status").stdout
+    assert "Slot A:  committed" in words and "running" in words
+
+
+def test_mark_good_commits_the_running_trial_slot(rig):
+    rig.set_state("B", priority=2, tries=1)
+    rig.set_state("A", priority=1, successful=True)
+    r = rig.abctl("mark-good", running="B")
+    assert r.returncode == 0, r.stderr
+    assert rig.state("B") == {"priority": 2, "tries": 0, "successful": True, "armed": False}
+    assert rig.state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+    # Entries exist for both UKIs and B's leads BootOrder.
+    assert rig.var("Boot1000") and rig.var("Boot1001")
+    assert rig.u16s("BootOrder")[0] == 0x1001
+    # Once more: nothing left to write.
+    before = rig.fingerprint()
+    assert rig.abctl("mark-good", running="B").returncode == 0
+    assert rig.fingerprint() == before
+
+
+def test_set_active_trial_slot_arms_it(rig):
+    rig.set_state("B", priority=1, tries=3)
+    r = rig.abctl("set-active", "B")
+    assert r.returncode == 0, r.stderr
+    assert rig.state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
+    assert rig.u16s("BootNext") == [0x1001]
+    assert "BootNext: Boot1001 (slot B)" in r.stdout
+
+
+def test_mark_bad_other_then_rollback_refused(rig):
+    rig.set_state("B", priority=1, tries=2)  # B on trial, never committed
+    assert rig.abctl("mark-bad", "B").returncode == 0
+    assert rig.state("B")["priority"] == 0
+    r = rig.abctl("rollback")
+    assert r.returncode == 1
+    assert "slot B has never been committed" in r.stderr
+
+
+@pytest.mark.parametrize("args,running,message", [
+    (("mark-bad",), "A", "marking it bad would leave no slot to boot"),
+    (("set-active", "B"), "A", "slot B has failed; install a new image into it first"),
+    (("rollback",), "A", "slot B has never been committed"),
+    (("set-active", "C"), "A", "'C' is not a slot"),
+    (("frobnicate",), "A", "Unknown command 'frobnicate'"),
+])
+def test_refusals_change_nothing(rig, args, running, message):
+    rig.set_state("B", priority=0)  # B failed, never committed
+    before = rig.fingerprint()
+    r = rig.abctl(*args, running=running)
+    assert r.returncode == 1
+    assert message in r.stderr
+    assert rig.fingerprint() == before
+
+
+def test_corrupt_primary_gpt_is_reported_and_repaired(rig):
+    with open(rig.disk, "r+b") as f:
+        f.seek(512 + 16)  # primary header CRC
+        f.write(b"\xde\xad\xbe\xef")
+    s = rig.abctl("status").stdout
+    assert "GPT: primary INVALID, backup valid" in s
+    assert rig.abctl("set-active", "B").returncode == 0
+    assert "No problems found" in subprocess.run(["sgdisk", "-v", rig.disk], capture_output=True,
+                                                 text=True).stdout
+
+
+def test_no_record_no_disk(tmp_path):
+    r = subprocess.run([ABCTL, "--record", str(tmp_path / "none.json"), "status"], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "Was this system booted by abswitch? Pass --disk." in r.stderr
