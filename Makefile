@@ -34,7 +34,7 @@ deps: $(BUILD)/deps.mk
 
 # ---- the init: static, musl ------------------------------------------------
 COMMON_SRC := common/log.c
-PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c
+PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c slots/store.c efi/bootvars.c
 INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \
@@ -54,9 +54,9 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 	strip -o $@ $<
 
 # abctl: static too, so it runs in any root, however small.
-ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c abctl/abctl.c
-$(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(BUILD)/deps.mk
-	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) -ljson-c -lblkid -luuid -lz
+ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c abctl/abctl.c abctl/install.c
+$(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) abctl/abctl.h $(BUILD)/deps.mk
+	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz
 	strip $@
 
 # The test root's /sbin/init: prints one checkable line and powers off.
@@ -88,17 +88,29 @@ STUB ?= /usr/lib/systemd/boot/efi/linuxx64.efi.stub
 $(E2E)/initramfs.img: $(BUILD)/abswitch-init initramfs/mkinitramfs $(BUILD)/deps.mk
 	@mkdir -p $(E2E)
 	initramfs/mkinitramfs --init $(BUILD)/abswitch-init --kernel-root $(KERNEL_ROOT) \
-	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --module i6300esb --output $@
+	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --module i6300esb \
+	  --module vfat --module nls_cp437 --module nls_ascii --output $@
 
 # A test root per slot: different contents, so a test can tell them apart.
 $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 	tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
 	@touch $@
 
+# Slot A's test root that installs v2 (B's "commit" image and its UKI) with abctl.
+$(E2E)/v2-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-commit.img initramfs/mkuki
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img \
+	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1" --output $@
+
+$(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2-boot-b.efi
+	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v2-boot-b.efi \
+	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
+	@touch $@
+
 $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 	initramfs/mkslot --root $(E2E)/root-$* --fs erofs --output $(E2E)/slot-$*
 
-e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img $(BUILD)/deps.mk
+e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
+              $(E2E)/slot-a-installer.img $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
 

@@ -15,20 +15,7 @@
 #include "../efi/efi.h"
 #include "../slots/slots.h"
 
-#define RECORD "/run/abswitch/boot.json"
-
-struct ctx {
-        const char *disk, *efivars, *record;
-        Slot running;
-        bool json;
-        unsigned tries;
-        char record_disk[320], record_source[64];
-        struct slot_layout layout;
-        struct slot_state st[_SLOT_MAX];
-        struct gpt_status gpt;
-        struct efi_boot_vars vars;
-        bool efi;
-};
+#include "abctl.h"
 
 static void help(void) {
         printf("abctl: A/B boot slots, as abswitch's init sees them\n\n"
@@ -40,13 +27,20 @@ static void help(void) {
                "                               a committed fallback); it is not tried again\n"
                "  abctl set-active A|B         prefer a slot; one not yet committed gets a trial\n"
                "                               (a try is spent and BootNext armed)\n"
-               "  abctl rollback               prefer the other, committed slot and arm it\n\n"
+               "  abctl rollback               prefer the other, committed slot and arm it\n"
+               "  abctl install PREFIX UKI     write PREFIX.img and PREFIX.verity (from mkslot) and the\n"
+               "                               slot's UKI into the inactive slot, verify them, give it\n"
+               "                               the top priority with --tries attempts, arm the first\n\n"
                "Options:\n"
                "  --json             machine-readable output (status)\n"
                "  --disk PATH        the disk holding the slots (default: from " RECORD ")\n"
                "  --running A|B      the running slot (default: from " RECORD ")\n"
                "  --efivars DIR      efivarfs (default " EFIVARFS_PATH ")\n"
-               "  --record FILE      the init's boot record (default " RECORD ")\n\n"
+               "  --record FILE      the init's boot record (default " RECORD ")\n"
+               "  --esp DIR          the mounted ESP (default: /efi, /boot/efi or /boot, whichever holds\n"
+               "                     EFI/abswitch)\n"
+               "  --tries N          attempts for an installed image (default 3)\n"
+               "  --force            install an image that already failed in that slot\n\n"
                "State lives in the GPT attribute bits of system-a and system-b (cgpt show, sgdisk -A):\n"
                "48-51 priority, 52-55 tries left, 56 successful, 57 armed. Nothing reboots by itself:\n"
                "rebooting is the caller's choice. Exit status 0 on success, 1 when refused or failed,\n"
@@ -200,7 +194,7 @@ static void watchdog_disarm(void) {
         }
 }
 
-static int apply(struct ctx *c, SlotOp op, Slot target) {
+int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         struct slot_op_result res;
         char why[256];
         unsigned writes = 0;
@@ -278,6 +272,8 @@ int main(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },       { "json", no_argument, NULL, 'j' },
                 { "disk", required_argument, NULL, 'd' }, { "running", required_argument, NULL, 'r' },
                 { "efivars", required_argument, NULL, 'e' }, { "record", required_argument, NULL, 'R' },
+                { "esp", required_argument, NULL, 'E' },  { "tries", required_argument, NULL, 't' },
+                { "force", no_argument, NULL, 'f' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
@@ -309,6 +305,22 @@ int main(int argc, char **argv) {
                 case 'R':
                         c.record = optarg;
                         break;
+                case 'E':
+                        c.esp = optarg;
+                        break;
+                case 't': {
+                        char *end;
+                        unsigned long t = strtoul(optarg, &end, 10);
+                        if (*end || t < 1 || t > SLOT_TRIES_MAX) {
+                                log_error("--tries must be 1 to %d, not '%s'", SLOT_TRIES_MAX, optarg);
+                                return 1;
+                        }
+                        c.tries = (unsigned) t;
+                        break;
+                }
+                case 'f':
+                        c.force = true;
+                        break;
                 default:
                         return 1;
                 }
@@ -318,35 +330,42 @@ int main(int argc, char **argv) {
         }
         const char *verb = argv[optind];
         const char *arg = optind + 1 < argc ? argv[optind + 1] : NULL;
-        Slot target = arg ? slot_from_string(arg) : _SLOT_INVALID;
-        if (arg && target < 0) {
+        bool is_install = streq(verb, "install");
+        Slot target = arg && !is_install ? slot_from_string(arg) : _SLOT_INVALID;
+        if (arg && !is_install && target < 0) {
                 log_error("'%s' is not a slot: use A or B", arg);
                 return 1;
         }
 
         if (!streq(verb, "status") && !streq(verb, "mark-good") && !streq(verb, "mark-bad") &&
-            !streq(verb, "set-active") && !streq(verb, "rollback")) {
+            !streq(verb, "set-active") && !streq(verb, "rollback") && !is_install) {
                 log_error("Unknown command '%s'; see abctl --help", verb);
+                return 1;
+        }
+        if (is_install && optind + 2 >= argc) {
+                log_error("install needs the image prefix and the UKI: abctl install PREFIX UKI");
                 return 1;
         }
         if (load(&c) < 0)
                 return 1;
 
         int r;
-        if (streq(verb, "status"))
+        if (is_install)
+                r = abctl_install(&c, argv[optind + 1], argv[optind + 2]);
+        else if (streq(verb, "status"))
                 r = status(&c);
         else if (streq(verb, "mark-good"))
-                r = apply(&c, SLOT_OP_MARK_GOOD, c.running);
+                r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
         else if (streq(verb, "mark-bad"))
-                r = apply(&c, SLOT_OP_MARK_BAD, target >= 0 ? target : c.running);
+                r = abctl_apply(&c, SLOT_OP_MARK_BAD, target >= 0 ? target : c.running);
         else if (streq(verb, "set-active")) {
                 if (target < 0) {
                         log_error("set-active needs a slot: abctl set-active A|B");
                         return 1;
                 }
-                r = apply(&c, SLOT_OP_SET_ACTIVE, target);
+                r = abctl_apply(&c, SLOT_OP_SET_ACTIVE, target);
         } else
-                r = apply(&c, SLOT_OP_ROLLBACK, c.running);
+                r = abctl_apply(&c, SLOT_OP_ROLLBACK, c.running);
         efi_boot_vars_done(&c.vars);
         return r < 0 ? 1 : 0;
 }

@@ -152,3 +152,14 @@ int efi_boot_entry_create(const char *dir, const struct efi_boot_plan *plan, int
 int efi_boot_order_write(const char *dir, const struct efi_boot_plan *plan);
 /* Sets BootNext; 1 when written, 0 when it already held id. */
 int efi_boot_next_write(const char *dir, uint16_t id);
+
+/* ---- PE/COFF (pe.c, pure) ----
+ *
+ * Finds a section of a PE image (a UKI) from its headers: head holds the
+ * first head_size bytes of the file. Returns the section's file offset and
+ * size (the smaller of its virtual and raw sizes). Hand-written: no library
+ * we link reads PE, and we need only the section table; every offset is
+ * checked against head_size and the sizes against file_size.
+ * -EBADMSG: not a PE file; -ENOENT: no such section. */
+int efi_pe_find_section(const void *head, size_t head_size, uint64_t file_size, const char *name,
+                        uint64_t *ret_offset, uint64_t *ret_size);

@@ -59,6 +59,7 @@ static int partition_name(const char *sysfs, const char *disk, int partno, char 
 struct found_slot {
         bool data, hash;
         unsigned data_no, hash_no;
+        uint64_t data_start, data_size, hash_start, hash_size;
         char data_type[40], hash_type[40], data_uuid[40];
         uint64_t data_attrs;
 };
@@ -122,9 +123,13 @@ static int probe_disk(const char *dev, const char *esp_partuuid, struct found *f
                                 (void) snprintf(fs->data_type, sizeof(fs->data_type), "%s", strna(type));
                                 (void) snprintf(fs->data_uuid, sizeof(fs->data_uuid), "%s", uuid ?: "");
                                 fs->data_attrs = blkid_partition_get_flags(par);
+                                fs->data_start = (uint64_t) blkid_partition_get_start(par);
+                                fs->data_size = (uint64_t) blkid_partition_get_size(par);
                         } else if (streq(name, labels[s][1])) {
                                 fs->hash = true;
                                 fs->hash_no = (unsigned) no;
+                                fs->hash_start = (uint64_t) blkid_partition_get_start(par);
+                                fs->hash_size = (uint64_t) blkid_partition_get_size(par);
                                 (void) snprintf(fs->hash_type, sizeof(fs->hash_type), "%s", strna(type));
                         }
                 }
@@ -256,6 +261,8 @@ int slots_read_layout(const char *disk, struct slot_layout *ret) {
                 l.slot[s] = (struct slot_partitions) {
                         .present = true, .data_partno = fs->data_no, .hash_partno = fs->hash_no,
                         .data_attrs = fs->data_attrs,
+                        .data_start = fs->data_start, .data_size = fs->data_size,
+                        .hash_start = fs->hash_start, .hash_size = fs->hash_size,
                 };
                 (void) snprintf(l.slot[s].data_uuid, sizeof(l.slot[s].data_uuid), "%s", fs->data_uuid);
         }

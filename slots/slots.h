@@ -100,6 +100,7 @@ struct slot_partitions {
         unsigned hash_partno;
         char data_uuid[40];
         uint64_t data_attrs;    /* the GPT entry attribute bits of the data partition, as probed */
+        uint64_t data_start, data_size, hash_start, hash_size;  /* 512-byte sectors */
 };
 
 struct slot_layout {

@@ -164,3 +164,32 @@ def test_trial_commit_in_the_guest(machine):
     assert rec["decision"]["reason"] == "committed"
     assert rec["decision"]["gpt_writes"] == 0
     assert rec["decision"]["nvram_writes"] == 0
+
+
+def test_update_commit(machine):
+    # Slot A's system installs v2 into B with abctl, B boots on trial and
+    # commits itself; B stays, first in BootOrder.
+    a = machine.uki("boot-a.efi", "A-INSTALLER")
+    b = machine.uki("boot-b.efi", "B")
+    machine.make_disk(a, b, a_image="a-installer")
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_A, BOOT_B])
+
+    boot = machine.boot()
+    assert boot.root["slot"] == "A"
+    assert "ABSWITCH-RUN rc=0 /usr/bin/abctl install /images/v2 /images/boot-b.efi" in boot.console, boot.tail(30)
+    assert machine.slot_state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
+    assert machine.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+    assert machine.varstore().boot_next() == BOOT_B
+
+    boot = machine.boot()
+    assert boot.root["slot"] == "B"
+    assert boot.record["decision"]["trial"] is True
+    assert boot.record["root"]["roothash"] == abvm.roothash("B-COMMIT")
+    assert "ABSWITCH-RUN rc=0 /usr/bin/abctl mark-good" in boot.console
+
+    boot = machine.boot()
+    assert boot.root["slot"] == "B"
+    assert boot.record["decision"]["reason"] == "committed"
+    assert machine.varstore().boot_order()[0] == BOOT_B
+    assert machine.slot_state("B") == {"priority": 2, "tries": 0, "successful": True, "armed": False}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Internal interfaces of abctl (not a library). */
+
+#include "../efi/efi.h"
+#include "../slots/slots.h"
+
+#define RECORD "/run/abswitch/boot.json"
+
+struct ctx {
+        const char *disk, *efivars, *record, *esp;
+        Slot running;
+        bool json, force;
+        unsigned tries;
+        char record_disk[320], record_source[64];
+        struct slot_layout layout;
+        struct slot_state st[_SLOT_MAX];
+        struct gpt_status gpt;
+        struct efi_boot_vars vars;
+        bool efi;
+};
+
+/* Applies op through slots_apply_op and writes GPT, then NVRAM. */
+int abctl_apply(struct ctx *c, SlotOp op, Slot target);
+
+/* Writes PREFIX.img, PREFIX.verity and the UKI into the inactive slot, then
+ * arms its first attempt (install.c). */
+int abctl_install(struct ctx *c, const char *prefix, const char *uki);
