@@ -106,11 +106,21 @@ $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/m
 	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
 	@touch $@
 
+# The same, but the UKI pins another image's root hash: install must refuse.
+$(E2E)/v1-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b.img initramfs/mkuki
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img \
+	  --roothash @$(E2E)/slot-b.roothash --cmdline "console=ttyS0,115200 panic=-1" --output $@
+
+$(E2E)/root-a-mismatch/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v1-boot-b.efi
+	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v1-boot-b.efi \
+	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
+	@touch $@
+
 $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 	initramfs/mkslot --root $(E2E)/root-$* --fs erofs --output $(E2E)/slot-$*
 
 e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
-              $(E2E)/slot-a-installer.img $(BUILD)/deps.mk
+              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
 

@@ -40,7 +40,8 @@ static void help(void) {
                "  --esp DIR          the mounted ESP (default: /efi, /boot/efi or /boot, whichever holds\n"
                "                     EFI/abswitch)\n"
                "  --tries N          attempts for an installed image (default 3)\n"
-               "  --force            install an image that already failed in that slot\n\n"
+               "  --force            install an image that already failed in that slot\n"
+               "  --slot A|B         the slot to install into (default: the one not running)\n\n"
                "State lives in the GPT attribute bits of system-a and system-b (cgpt show, sgdisk -A):\n"
                "48-51 priority, 52-55 tries left, 56 successful, 57 armed. Nothing reboots by itself:\n"
                "rebooting is the caller's choice. Exit status 0 on success, 1 when refused or failed,\n"
@@ -273,10 +274,11 @@ int main(int argc, char **argv) {
                 { "disk", required_argument, NULL, 'd' }, { "running", required_argument, NULL, 'r' },
                 { "efivars", required_argument, NULL, 'e' }, { "record", required_argument, NULL, 'R' },
                 { "esp", required_argument, NULL, 'E' },  { "tries", required_argument, NULL, 't' },
-                { "force", no_argument, NULL, 'f' },
+                { "force", no_argument, NULL, 'f' },      { "slot", required_argument, NULL, 's' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
+                         .install_slot = _SLOT_INVALID,
                          .tries = SLOT_TRIES_DEFAULT };
         int o;
 
@@ -320,6 +322,13 @@ int main(int argc, char **argv) {
                 }
                 case 'f':
                         c.force = true;
+                        break;
+                case 's':
+                        c.install_slot = slot_from_string(optarg);
+                        if (c.install_slot < 0) {
+                                log_error("--slot must be A or B, not '%s'", optarg);
+                                return 1;
+                        }
                         break;
                 default:
                         return 1;

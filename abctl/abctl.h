@@ -11,6 +11,7 @@
 struct ctx {
         const char *disk, *efivars, *record, *esp;
         Slot running;
+        Slot install_slot;      /* --slot, or _SLOT_INVALID for the one not running */
         bool json, force;
         unsigned tries;
         char record_disk[320], record_source[64];

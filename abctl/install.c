@@ -91,16 +91,19 @@ static int verify_image(const char *img, const char *hash, const char *roothash)
         r = crypt_init_data_device(&cd, hash, img);
         if (r < 0)
                 return log_error_errno(r, "Cannot open %s and %s: %m", img, hash);
-        struct crypt_params_verity p = { .data_device = img };
+        /* CRYPT_VERITY_CHECK_HASH: without it, activation without a device
+         * name checks nothing at all (found by test_install_refuses_mismatched_hash). */
+        struct crypt_params_verity p = { .data_device = img, .flags = CRYPT_VERITY_CHECK_HASH };
         r = crypt_load(cd, CRYPT_VERITY, &p);
         if (r < 0)
                 return log_error_errno(r, "%s holds no dm-verity superblock (make it with initramfs/mkslot)", hash);
         if ((size_t) crypt_get_volume_key_size(cd) != len)
                 return log_error_errno(-EINVAL, "The UKI's root hash has %zu bytes; the hash tree uses %d", len,
                                        crypt_get_volume_key_size(cd));
-        /* No device name: libcryptsetup checks the whole tree and data. */
+        /* No device name: libcryptsetup checks the whole tree and all data in userspace. */
         r = crypt_activate_by_volume_key(cd, NULL, (const char *) key, len, 0);
-        if (r == -EPERM)
+        /* libcryptsetup: -EPERM for the root hash, -EFAULT for a block below it. */
+        if (r == -EPERM || r == -EFAULT)
                 return log_error_errno(r, "%s does not verify against the root hash the UKI pins: "
                                        "this image and this UKI do not belong together", img);
         if (r < 0)
@@ -224,7 +227,7 @@ static int replace_file(const char *src, const char *dst) {
 }
 
 int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
-        Slot t = slot_other(c->running);
+        Slot t = c->install_slot >= 0 ? c->install_slot : slot_other(c->running);
         const struct slot_partitions *p = &c->layout.slot[t];
         char img[512], hash[512], roothash[ROOTHASH_HEX_MAX + 1], why[256], dst[600];
         struct slot_op_result res;
@@ -244,12 +247,12 @@ int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
                 return log_error_errno(-ENOENT, "Refusing to install: expected %s and %s (from initramfs/mkslot). "
                                        "Nothing was changed.", img, hash);
         if ((uint64_t) si.st_size > p->data_size * 512)
-                return log_error_errno(-EFBIG, "Refusing to install: %s is %lld bytes, slot %s's system partition %llu. "
-                                       "Nothing was changed.", img, (long long) si.st_size, slot_to_string(t),
+                return log_error_errno(-EFBIG, "Refusing to install: %s (%lld bytes) does not fit slot %s's system "
+                                       "partition (%llu bytes). Nothing was changed.", img, (long long) si.st_size, slot_to_string(t),
                                        (unsigned long long) p->data_size * 512);
         if ((uint64_t) sh.st_size > p->hash_size * 512)
-                return log_error_errno(-EFBIG, "Refusing to install: %s is %lld bytes, slot %s's verity partition %llu. "
-                                       "Nothing was changed.", hash, (long long) sh.st_size, slot_to_string(t),
+                return log_error_errno(-EFBIG, "Refusing to install: %s (%lld bytes) does not fit slot %s's verity "
+                                       "partition (%llu bytes). Nothing was changed.", hash, (long long) sh.st_size, slot_to_string(t),
                                        (unsigned long long) p->hash_size * 512);
         r = uki_roothash(uki, roothash);
         if (r < 0)

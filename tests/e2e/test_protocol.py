@@ -193,3 +193,35 @@ def test_update_commit(machine):
     assert boot.record["decision"]["reason"] == "committed"
     assert machine.varstore().boot_order()[0] == BOOT_B
     assert machine.slot_state("B") == {"priority": 2, "tries": 0, "successful": True, "armed": False}
+
+
+def test_install_refuses_mismatched_hash(machine):
+    # Inside slot A: an image whose hash tree does not match what the UKI pins.
+    a = machine.uki("boot-a.efi", "A-MISMATCH")
+    b = machine.uki("boot-b.efi", "B")
+    machine.make_disk(a, b, a_image="a-mismatch")
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_A, BOOT_B])
+    before = (machine.slot_state("A"), machine.slot_state("B"))
+    boot = machine.boot()
+    assert "ABSWITCH-RUN rc=1 /usr/bin/abctl install" in boot.console, boot.tail(30)
+    assert "does not verify against the root hash the UKI pins" in boot.console
+    assert "Nothing was changed." in boot.console
+    assert (machine.slot_state("A"), machine.slot_state("B")) == before
+    assert machine.varstore().boot_next() is None
+
+
+def test_failed_image_not_reinstalled(machine):
+    # v2 already failed in slot B (its UKI is on the ESP, B is failed):
+    # installing the same v2 again is refused without --force.
+    a = machine.uki("boot-a.efi", "A-INSTALLER")
+    machine.make_disk(a, abvm.E2E / "v2-boot-b.efi", a_image="a-installer", b_image="b-commit")
+    machine.set_slot_state("B", priority=0)
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_A, BOOT_B])
+    boot = machine.boot()
+    assert boot.root["slot"] == "A"
+    assert "ABSWITCH-RUN rc=1 /usr/bin/abctl install" in boot.console, boot.tail(30)
+    assert "already failed in slot B. Install it anyway with --force" in boot.console
+    assert machine.slot_state("B") == {"priority": 0, "tries": 0, "successful": False, "armed": False}
+    assert machine.varstore().boot_next() is None

@@ -145,3 +145,33 @@ def test_no_record_no_disk(tmp_path):
     r = subprocess.run([ABCTL, "--record", str(tmp_path / "none.json"), "status"], capture_output=True, text=True)
     assert r.returncode == 1
     assert "Was this system booted by abswitch? Pass --disk." in r.stderr
+
+
+def test_install_refuses_running_slot(rig):
+    before = rig.fingerprint()
+    r = rig.abctl("install", "--slot", "A", str(TOP / "build/e2e/slot-b"), str(rig.dir / "boot-b.efi"))
+    assert r.returncode == 1
+    assert "slot A is the running slot; install into slot B" in r.stderr
+    assert "Nothing was changed" in r.stderr
+    assert rig.fingerprint() == before
+
+
+@pytest.mark.parametrize("what,message", [
+    ("not-pe", "is not a PE file, so not a UKI"),
+    ("missing-image", "expected "),
+    ("too-big", "does not fit"),
+])
+def test_install_refuses_bad_input(rig, what, message):
+    prefix, uki = TOP / "build/e2e/slot-b", rig.dir / "boot-b.efi"   # boot-b.efi here is not a PE file
+    if what == "missing-image":
+        prefix = rig.dir / "nothing"
+    if what == "too-big":
+        big = rig.dir / "big"
+        (rig.dir / "big.img").write_bytes(b"\0" * (5 << 20))   # the slot partitions here are 4 MiB
+        (rig.dir / "big.verity").write_bytes(b"\0" * 4096)
+        prefix = big
+    before = rig.fingerprint()
+    r = rig.abctl("install", "--esp", str(rig.dir), str(prefix), str(uki))
+    assert r.returncode == 1
+    assert message in r.stderr
+    assert rig.fingerprint() == before
