@@ -143,8 +143,28 @@ check: deps
 	$(MAKE) tools
 	$(MAKE) e2e
 
+# The demo's story: A installs v2 into B; B commits itself and installs a
+# v3 into A whose kernel panics before its initramfs runs.
+$(E2E)/v3-boot-a.efi: $(E2E)/initramfs.img $(E2E)/slot-a.img initramfs/mkuki
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img --roothash @$(E2E)/slot-a.roothash \
+	  --cmdline "console=ttyS0,115200 panic=-1 rdinit=/nonexistent" --output $@
+
+$(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v3-boot-a.efi
+	COMMIT_FIRST=1 INSTALL_NAME=v3 INSTALL_PAYLOAD=$(E2E)/slot-a INSTALL_UKI=$(E2E)/v3-boot-a.efi \
+	  tests/e2e/mkroot $(BUILD)/test-rootinit b $(@D) installer
+	@touch $@
+
+$(E2E)/v2demo-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-demo.img initramfs/mkuki
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img --roothash @$(E2E)/slot-b-demo.roothash \
+	  --cmdline "console=ttyS0,115200 panic=-1" --output $@
+
+$(E2E)/root-a-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2demo-boot-b.efi
+	INSTALL_PAYLOAD=$(E2E)/slot-b-demo INSTALL_UKI=$(E2E)/v2demo-boot-b.efi \
+	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
+	@touch $@
+
 demo: deps
-	$(MAKE) e2e-artifacts
+	$(MAKE) e2e-artifacts $(E2E)/slot-a-demo.img
 	$(PYTHON) tests/e2e/demo
 
 clean:

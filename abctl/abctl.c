@@ -195,6 +195,26 @@ static void watchdog_disarm(void) {
         }
 }
 
+/* The firmware's last resort, \EFI\BOOT\BOOTX64.EFI, follows the
+ * committed slot: without boot entries the machine still starts it. */
+static void update_removable_copy(struct ctx *c, Slot s) {
+        char src[600], dst[600];
+        bool mounted;
+        const char *esp = abctl_esp_find(c, &mounted);
+        if (!esp) {
+                log_warning("Cannot find or mount the ESP: the removable-path copy \\EFI\\BOOT\\BOOTX64.EFI "
+                            "still holds the previously committed UKI");
+                return;
+        }
+        (void) snprintf(src, sizeof(src), "%s/EFI/abswitch/boot-%s.efi", esp, slot_to_lower(s));
+        (void) snprintf(dst, sizeof(dst), "%s/EFI/BOOT/BOOTX64.EFI", esp);
+        if (access(src, F_OK) < 0)
+                log_warning("%s is missing: the removable-path copy is left as it was", src);
+        else if (abctl_replace_file(src, dst) >= 0)
+                printf("Removable path %s is now a copy of slot %s's UKI\n", dst, slot_to_string(s));
+        abctl_esp_release(mounted);
+}
+
 int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         struct slot_op_result res;
         char why[256];
@@ -256,8 +276,10 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         } else if (res.arm)
                 log_warning("No EFI variables: the firmware will not be told to try slot %s next", slot_to_string(res.target));
 
-        if (op == SLOT_OP_MARK_GOOD)
+        if (op == SLOT_OP_MARK_GOOD) {
                 watchdog_disarm();
+                update_removable_copy(c, target);
+        }
         Slot shown = op == SLOT_OP_MARK_BAD ? target : res.target;
         char st[48];
         slot_state_format(res.slot[shown], st);

@@ -28,3 +28,10 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target);
 /* Writes PREFIX.img, PREFIX.verity and the UKI into the inactive slot, then
  * arms its first attempt (install.c). */
 int abctl_install(struct ctx *c, const char *prefix, const char *uki);
+
+/* The ESP: --esp, a mounted one holding EFI/abswitch, or the layout's ESP
+ * mounted by us (*ret_mounted; release with abctl_esp_release). */
+const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted);
+void abctl_esp_release(bool mounted);
+/* Replaces dst by a copy of src: temporary file, fsync, rename, fsync of the directory. */
+int abctl_replace_file(const char *src, const char *dst);

@@ -114,7 +114,7 @@ static int verify_image(const char *img, const char *hash, const char *roothash)
 #define ESP_MOUNT "/run/abswitch/esp"
 
 /* The mounted ESP, or the layout's ESP mounted by us (then *ret_mounted). */
-static const char *find_esp(const struct ctx *c, bool *ret_mounted) {
+const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted) {
         static const char *const candidates[] = { "/efi", "/boot/efi", "/boot" };
         char p[512], dev[340];
         *ret_mounted = false;
@@ -180,7 +180,14 @@ static int copy_into(int disk, const char *src, uint64_t offset, const char *wha
         return 0;
 }
 
-static int replace_file(const char *src, const char *dst) {
+void abctl_esp_release(bool mounted) {
+        if (!mounted)
+                return;
+        sync();
+        (void) umount(ESP_MOUNT);
+}
+
+int abctl_replace_file(const char *src, const char *dst) {
         char tmp[600], dir[600];
         _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         _cleanup_free_ uint8_t *buf = malloc(COPY_CHUNK);
@@ -262,7 +269,7 @@ int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
                 return log_error_errno(r, "Refusing to install. Nothing was changed.");
 
         bool mounted;
-        const char *esp = find_esp(c, &mounted);
+        const char *esp = abctl_esp_find(c, &mounted);
         if (!esp)
                 return log_error_errno(-ENOENT, "Refusing to install: cannot find the ESP with EFI/abswitch in /efi, "
                                        "/boot/efi or /boot, nor mount it; mount it or pass --esp DIR. "
@@ -302,11 +309,8 @@ int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
                 return log_error_errno(r, "Install interrupted; slot %s stays not bootable, slot %s is untouched.",
                                        slot_to_string(t), slot_to_string(c->running));
 
-        r = replace_file(uki, dst);
-        if (mounted) {
-                sync();
-                (void) umount(ESP_MOUNT);
-        }
+        r = abctl_replace_file(uki, dst);
+        abctl_esp_release(mounted);
         if (r < 0)
                 return log_error_errno(r, "Install interrupted; slot %s stays not bootable, slot %s is untouched.",
                                        slot_to_string(t), slot_to_string(c->running));

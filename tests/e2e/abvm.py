@@ -96,9 +96,9 @@ class Machine:
         subprocess.run([str(a) for a in args], check=True, capture_output=True)
         return out
 
-    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", active="a", removable=None):
+    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", active="a", removable=None, slot_size="16M"):
         args = [TOP / "initramfs/mkdisk", "--output", self.disk, "--a-uki", a_uki,
-                "--esp-size", "80M", "--slot-size", "16M", "--verity-size", "1M", "--active", active,
+                "--esp-size", "80M", "--slot-size", slot_size, "--verity-size", "1M", "--active", active,
                 "--removable", removable or active]
         if a_image:
             args += ["--a-image", E2E / f"slot-{a_image}"]

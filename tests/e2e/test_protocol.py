@@ -177,7 +177,7 @@ def test_update_commit(machine):
 
     boot = machine.boot()
     assert boot.root["slot"] == "A"
-    assert "ABSWITCH-RUN rc=0 /usr/bin/abctl install /images/v2 /images/boot-b.efi" in boot.console, boot.tail(30)
+    assert "ABSWITCH-RUN rc=0 /usr/bin/abctl install /images/v2 /images/v2.efi" in boot.console, boot.tail(30)
     assert machine.slot_state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
     assert machine.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
     assert machine.varstore().boot_next() == BOOT_B
