@@ -162,6 +162,14 @@ class Machine:
             f.seek(start + offset)
             f.write(bytes(b ^ 0xFF for b in data))
 
+    def esp_file(self, path):
+        """A file's bytes from the FAT ESP inside the disk image (mtools)."""
+        esp = self.esp()
+        out = self.dir / "esp-file"
+        subprocess.run(["mcopy", "-o", "-i", f"{self.disk}@@{esp['start'] * 512}", f"::{path}", str(out)],
+                       check=True, capture_output=True)
+        return out.read_bytes()
+
     def delete_partitions(self, *partnos):
         for p in partnos:
             subprocess.run(["sgdisk", "-d", str(p), str(self.disk)], check=True, capture_output=True)

@@ -187,6 +187,10 @@ def test_update_commit(machine):
     assert boot.record["decision"]["trial"] is True
     assert boot.record["root"]["roothash"] == abvm.roothash("B-COMMIT")
     assert "ABSWITCH-RUN rc=0 /usr/bin/abctl mark-good" in boot.console
+    # The install put v2's UKI on the ESP; the commit made the removable path a copy of it.
+    v2 = (abvm.E2E / "v2-boot-b.efi").read_bytes()
+    assert machine.esp_file("/EFI/abswitch/boot-b.efi") == v2
+    assert machine.esp_file("/EFI/BOOT/BOOTX64.EFI") == v2
 
     boot = machine.boot()
     assert boot.root["slot"] == "B"
