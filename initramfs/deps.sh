@@ -37,7 +37,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	log "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q >/dev/null
-	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+	# With recommends: what the tests were run with (qemu-system-data among them).
+	apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 
 # --- private apt configuration with deb-src -----------------------------------
