@@ -116,6 +116,14 @@ static int entry_of(const struct ctx *c, Slot s) {
 }
 
 static int status(struct ctx *c) {
+        struct uki_info info[_SLOT_MAX] = {};
+        const char *esp = abctl_esp_mounted(c);
+        for (int s = 0; esp && s < _SLOT_MAX; s++) {
+                char path[600];
+                (void) snprintf(path, sizeof(path), "%s/EFI/abswitch/boot-%s.efi", esp, slot_to_lower(s));
+                (void) abctl_uki_info(path, &info[s]);
+        }
+
         if (c->json) {
                 json_object *o = json_object_new_object(), *slots = json_object_new_object(),
                             *order = json_object_new_array();
@@ -134,6 +142,12 @@ static int status(struct ctx *c) {
                         json_object_object_add(j, "armed", json_object_new_boolean(c->st[s].armed));
                         json_object_object_add(j, "partition", json_object_new_int((int) c->layout.slot[s].data_partno));
                         json_object_object_add(j, "uki", json_object_new_string(slot_uki_path(s)));
+                        if (info[s].version[0])
+                                json_object_object_add(j, "version", json_object_new_string(info[s].version));
+                        if (info[s].name[0])
+                                json_object_object_add(j, "name", json_object_new_string(info[s].name));
+                        if (info[s].roothash[0])
+                                json_object_object_add(j, "roothash", json_object_new_string(info[s].roothash));
                         int e = entry_of(c, s);
                         if (e >= 0) {
                                 (void) snprintf(buf, sizeof(buf), "%04X", e);
@@ -169,6 +183,12 @@ static int status(struct ctx *c) {
                 if (e >= 0)
                         printf(", Boot%04X", e);
                 printf("\n");
+                if (info[s].version[0] || info[s].name[0] || info[s].roothash[0])
+                        printf("         %s%s%s%s%s%.16s%s\n", info[s].name[0] ? info[s].name : "",
+                               info[s].version[0] ? " version " : "", info[s].version,
+                               info[s].name[0] || info[s].version[0] ? ", " : "",
+                               info[s].roothash[0] ? "root hash " : "", info[s].roothash,
+                               info[s].roothash[0] ? "..." : "");
         }
         if (c->vars.boot_next >= 0)
                 printf("BootNext: Boot%04X\n", c->vars.boot_next);

@@ -35,3 +35,13 @@ const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted);
 void abctl_esp_release(bool mounted);
 /* Replaces dst by a copy of src: temporary file, fsync, rename, fsync of the directory. */
 int abctl_replace_file(const char *src, const char *dst);
+
+/* What a slot's UKI on the ESP says of itself: VERSION_ID (or IMAGE_VERSION)
+ * and PRETTY_NAME from .osrel, and the root hash its .cmdline pins. Empty
+ * strings when absent. */
+struct uki_info {
+        char version[64], name[128], roothash[129];
+};
+int abctl_uki_info(const char *path, struct uki_info *ret);
+/* An ESP that is already mounted (--esp, /efi, /boot/efi, /boot); never mounts. */
+const char *abctl_esp_mounted(const struct ctx *c);

@@ -33,8 +33,8 @@ static void crypt_freep(struct crypt_device **cd) {
                 crypt_free(*cd);
 }
 
-/* The root hash the UKI pins: ab.roothash= in its .cmdline section. */
-static int uki_roothash(const char *uki, char ret[static ROOTHASH_HEX_MAX + 1]) {
+/* Reads section name of the UKI (at most 16 KiB) into buf, NUL-terminated. */
+static int uki_section(const char *uki, const char *name, char *buf, size_t bufsize, bool quiet) {
         _cleanup_close_ int fd = open(uki, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         static uint8_t head[64 * 1024];
         struct stat st;
@@ -42,32 +42,79 @@ static int uki_roothash(const char *uki, char ret[static ROOTHASH_HEX_MAX + 1]) 
         int r;
 
         if (fd < 0)
-                return log_error_errno(-errno, "Cannot open the UKI %s: %m", uki);
+                return quiet ? -errno : log_error_errno(-errno, "Cannot open the UKI %s: %m", uki);
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-                return log_error_errno(-EBADF, "The UKI %s is not a regular file", uki);
+                return quiet ? -EBADF : log_error_errno(-EBADF, "The UKI %s is not a regular file", uki);
         ssize_t n = pread(fd, head, sizeof(head), 0);
         if (n < 0)
-                return log_error_errno(-errno, "Cannot read the UKI %s: %m", uki);
-        r = efi_pe_find_section(head, (size_t) n, (uint64_t) st.st_size, ".cmdline", &off, &size);
+                return quiet ? -errno : log_error_errno(-errno, "Cannot read the UKI %s: %m", uki);
+        r = efi_pe_find_section(head, (size_t) n, (uint64_t) st.st_size, name, &off, &size);
+        if (r < 0 && quiet)
+                return r;
         if (r == -EBADMSG)
                 return log_error_errno(r, "%s is not a PE file, so not a UKI (build it with initramfs/mkuki)", uki);
         if (r < 0)
-                return log_error_errno(r, "The UKI %s has no .cmdline section: it pins no root hash", uki);
-        if (size > 16 * 1024)
-                return log_error_errno(-E2BIG, "The .cmdline section of %s is %llu bytes; that is not a command line",
-                                       uki, (unsigned long long) size);
-        char line[16 * 1024 + 1];
-        n = pread(fd, line, (size_t) size, (off_t) off);
+                return log_error_errno(r, "The UKI %s has no %s section", uki, name);
+        if (size >= bufsize)
+                return quiet ? -E2BIG : log_error_errno(-E2BIG, "The %s section of %s is %llu bytes; too large",
+                                                        name, uki, (unsigned long long) size);
+        n = pread(fd, buf, (size_t) size, (off_t) off);
         if (n != (ssize_t) size)
-                return log_error_errno(-EIO, "Cannot read the .cmdline section of %s", uki);
-        line[size] = 0;
+                return quiet ? -EIO : log_error_errno(-EIO, "Cannot read the %s section of %s", name, uki);
+        buf[size] = 0;
+        return 0;
+}
+
+/* The root hash the UKI pins: ab.roothash= in its .cmdline section. */
+static int uki_roothash_full(const char *uki, char ret[static ROOTHASH_HEX_MAX + 1], bool quiet) {
+        char line[16 * 1024 + 1];
         struct cmdline c;
+        int r;
+
+        r = uki_section(uki, ".cmdline", line, sizeof(line), quiet);
+        if (r < 0)
+                return r;
         r = cmdline_parse(line, &c, NULL, NULL);
         if (r < 0)
-                return log_error_errno(r, "Cannot parse the command line of %s: %m", uki);
+                return quiet ? r : log_error_errno(r, "Cannot parse the command line of %s: %m", uki);
         if (!c.roothash[0])
-                return log_error_errno(-ENOKEY, "The UKI %s pins no valid ab.roothash= (its command line: %s)", uki, line);
+                return quiet ? -ENOKEY : log_error_errno(-ENOKEY, "The UKI %s pins no valid ab.roothash= (its command line: %s)",
+                                                         uki, line);
         memcpy(ret, c.roothash, sizeof(c.roothash));
+        return 0;
+}
+
+static int uki_roothash(const char *uki, char ret[static ROOTHASH_HEX_MAX + 1]) {
+        return uki_roothash_full(uki, ret, false);
+}
+
+/* os-release value of key in text, unquoted; false when absent. */
+static bool osrel_value(const char *text, const char *key, char *ret, size_t size) {
+        size_t kl = strlen(key);
+        for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+                if (strncmp(l, key, kl) != 0 || l[kl] != '=')
+                        continue;
+                const char *v = l + kl + 1;
+                size_t n = strcspn(v, "\n");
+                if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0])
+                        v++, n -= 2;
+                (void) snprintf(ret, size, "%.*s", (int) n, v);
+                return true;
+        }
+        return false;
+}
+
+int abctl_uki_info(const char *path, struct uki_info *ret) {
+        char osrel[16 * 1024 + 1];
+        *ret = (struct uki_info) {};
+        if (access(path, F_OK) < 0)
+                return -ENOENT;
+        if (uki_section(path, ".osrel", osrel, sizeof(osrel), true) >= 0) {
+                if (!osrel_value(osrel, "VERSION_ID", ret->version, sizeof(ret->version)))
+                        (void) osrel_value(osrel, "IMAGE_VERSION", ret->version, sizeof(ret->version));
+                (void) osrel_value(osrel, "PRETTY_NAME", ret->name, sizeof(ret->name));
+        }
+        (void) uki_roothash_full(path, ret->roothash, true);
         return 0;
 }
 
@@ -114,10 +161,9 @@ static int verify_image(const char *img, const char *hash, const char *roothash)
 #define ESP_MOUNT "/run/abswitch/esp"
 
 /* The mounted ESP, or the layout's ESP mounted by us (then *ret_mounted). */
-const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted) {
+const char *abctl_esp_mounted(const struct ctx *c) {
         static const char *const candidates[] = { "/efi", "/boot/efi", "/boot" };
-        char p[512], dev[340];
-        *ret_mounted = false;
+        char p[512];
         if (c->esp)
                 return c->esp;
         for (size_t i = 0; i < ELEMENTSOF(candidates); i++) {
@@ -125,6 +171,15 @@ const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted) {
                 if (access(p, F_OK) == 0)
                         return candidates[i];
         }
+        return NULL;
+}
+
+const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted) {
+        char dev[340];
+        *ret_mounted = false;
+        const char *esp = abctl_esp_mounted(c);
+        if (esp)
+                return esp;
         if (!c->layout.esp_present)
                 return NULL;
         /* /dev/vda + 1 -> /dev/vda1; /dev/nvme0n1 + 1 -> /dev/nvme0n1p1 */

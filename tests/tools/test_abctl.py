@@ -175,3 +175,26 @@ def test_install_refuses_bad_input(rig, what, message):
     assert r.returncode == 1
     assert message in r.stderr
     assert rig.fingerprint() == before
+
+
+def test_status_shows_versions_from_the_ukis(rig):
+    env = dict(l.split("=", 1) for l in (TOP / "build/e2e/env").read_text().splitlines())
+    esp = rig.dir / "esp" / "EFI" / "abswitch"
+    esp.mkdir(parents=True)
+    for slot, version in (("a", "41"), ("b", "42")):
+        osrel = rig.dir / f"os-release-{slot}"
+        osrel.write_text(f'NAME=fleetos\nPRETTY_NAME="FleetOS {version}"\nVERSION_ID={version}\n')
+        subprocess.run([TOP / "initramfs/mkuki", "--kernel", env["KERNEL_IMAGE"],
+                        "--initrd", TOP / "build/e2e/initramfs.img", "--roothash", f"@{TOP}/build/e2e/slot-{slot}.roothash",
+                        "--os-release", osrel, "--output", esp / f"boot-{slot}.efi"], check=True, capture_output=True)
+    r = rig.abctl("--esp", str(rig.dir / "esp"), "status", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["slots"]["A"]["version"] == "41" and s["slots"]["B"]["version"] == "42"
+    assert s["slots"]["B"]["name"] == "FleetOS 42"
+    assert s["slots"]["A"]["roothash"] == (TOP / "build/e2e/slot-a.roothash").read_text().strip()
+    words = rig.abctl("--esp", str(rig.dir / "esp"), "status").stdout
+    assert "FleetOS 42 version 42, root hash " in words
+    # Without a mounted ESP, status still works and claims no version.
+    s = json.loads(rig.abctl("status", "--json").stdout)
+    assert "version" not in s["slots"]["A"]
