@@ -122,13 +122,12 @@ int abctl_uki_info(const char *path, struct uki_info *ret) {
 static int verify_image(const char *img, const char *hash, const char *roothash) {
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
         unsigned char key[64];
-        size_t len = strlen(roothash) / 2;
+        size_t len;
         int r;
 
-        for (size_t i = 0; i < len; i++) {
-                char b[3] = { roothash[2 * i], roothash[2 * i + 1], 0 };
-                key[i] = (unsigned char) strtoul(b, NULL, 16);
-        }
+        r = verity_unhex(roothash, key, sizeof(key), &len);
+        if (r < 0)
+                return log_error_errno(r, "The UKI's root hash '%s' is not hex", roothash);
         /* libcryptsetup's kernel crypto backend hashes through AF_ALG. */
         _cleanup_close_ int alg = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (alg < 0)

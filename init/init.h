@@ -29,7 +29,6 @@ struct boot {
         bool plan_ok;
         struct boot_decision decision;
         bool decided;                   /* decision holds a decision already applied */
-        bool root_failed;
         char failure[512];              /* what failed: verity or mount */
         unsigned gpt_writes, nvram_writes;
         bool watchdog_armed;

@@ -219,8 +219,6 @@ static void resolve_identity(struct boot *b, bool announce) {
         b->facts.loader_entry_selected = b->loader_entry;
         b->facts.boot_current_path = b->boot_current_path;
         b->facts.sources = b->cmdline.identity_sources;
-        if (!b->layout.disk[0])
-                b->facts.root_hash_slot = _SLOT_INVALID;
         slot_identity_resolve(&b->facts, &b->id);
         /* With nothing else answering, the root-hash probe (after the
          * partitions appear) may still; announce the result then. */
@@ -497,7 +495,8 @@ static void follow_decision(struct boot *b) {
 }
 
 int main(int argc, char **argv) {
-        static struct boot b = { .id = { .source = _IDENTITY_INVALID } };
+        /* No fact is known yet; the root-hash probe runs once the partitions are there. */
+        static struct boot b = { .id = { .source = _IDENTITY_INVALID }, .facts = { .root_hash_slot = _SLOT_INVALID } };
         char line[4096];
         int r;
 

@@ -69,7 +69,6 @@ void protocol_decide(struct boot *b, bool root_failed) {
         const struct slot_state *from = b->decided ? b->decision.slot : b->before;
         in.slot[SLOT_A] = from[SLOT_A];
         in.slot[SLOT_B] = from[SLOT_B];
-        b->root_failed = root_failed;
         slots_decide_boot(&in, &b->decision);
         b->decided = true;
 

@@ -28,7 +28,7 @@ void verity_log_to_debug(void) {
                 crypt_set_debug_level(CRYPT_DEBUG_ALL);
 }
 
-static int unhex(const char *s, unsigned char *out, size_t max, size_t *ret_len) {
+int verity_unhex(const char *s, unsigned char *out, size_t max, size_t *ret_len) {
         size_t n = strlen(s);
         if (n == 0 || n % 2 != 0 || n / 2 > max)
                 return -EINVAL;
@@ -65,7 +65,7 @@ int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t
         char path[128];
         int r;
 
-        r = unhex(s->root_hash, key, sizeof(key), &key_len);
+        r = verity_unhex(s->root_hash, key, sizeof(key), &key_len);
         if (r < 0) {
                 (void) snprintf(why, why_size, "the root hash is not a hex string of at most 128 digits");
                 return r;

@@ -28,6 +28,10 @@ struct verity_setup {
  * why gets a short human explanation when it fails. */
 int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t why_size);
 
+/* A root hash in hex to bytes: -EINVAL unless an even number of hex digits
+ * that fits max bytes. */
+int verity_unhex(const char *s, unsigned char *out, size_t max, size_t *ret_len);
+
 /* Removes a device set up by verity_open (on a failure path). */
 int verity_close(const char *name);
 
