@@ -23,7 +23,7 @@ ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
 endif
 
-.PHONY: all deps check unit e2e tools demo clean e2e-artifacts
+.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench
 all: $(BUILD)/abswitch-init $(BUILD)/abctl
 
 $(BUILD)/deps.mk: initramfs/deps.sh
@@ -48,7 +48,7 @@ MUSL_LDFLAGS = -static -Wl,--gc-sections -L$(MUSL_PREFIX)/lib
 INIT_LIBS    = -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lkmod -lz
 
 $(BUILD)/abswitch-init.unstripped: $(INIT_SRC) $(INIT_HDR) $(BUILD)/deps.mk
-	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -o $@ $(INIT_SRC) $(INIT_LIBS)
+	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -Wl,-Map=$(BUILD)/abswitch-init.map -o $@ $(INIT_SRC) $(INIT_LIBS)
 
 $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 	strip -o $@ $<
@@ -166,6 +166,28 @@ $(E2E)/root-a-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 demo: deps
 	$(MAKE) e2e-artifacts $(E2E)/slot-a-demo.img
 	$(PYTHON) tests/e2e/demo
+
+# ---- benchmark: abswitch against dracut (lean, generic) and the floor --------
+# make bench [BOOTS=5] [QUICK=1]: see bench/bench.py. Not part of check.
+BENCH := $(BUILD)/bench
+BOOTS ?= 5
+$(BENCH)/%: bench/%.c $(BUILD)/deps.mk
+	@mkdir -p $(BENCH)
+	$(MUSL_CC) $(CSTD) $(WARNINGS) -Os -static -isystem $(MUSL_PREFIX)/kinc -o $@ $<
+	strip $@
+
+# The production initramfs: the init and what a virtio machine needs.
+$(BENCH)/initramfs.img: $(BUILD)/abswitch-init initramfs/mkinitramfs $(BUILD)/deps.mk
+	@mkdir -p $(BENCH)
+	initramfs/mkinitramfs --init $(BUILD)/abswitch-init --kernel-root $(KERNEL_ROOT) \
+	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --output $@
+
+bench: deps
+	@command -v dracut >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	  --no-install-recommends dracut-core systemd udev dmsetup >/dev/null; }
+	$(MAKE) e2e-artifacts $(BENCH)/floor $(BENCH)/cpumark $(BENCH)/initramfs.img
+	$(PYTHON) bench/sizes.py $(BUILD)/abswitch-init.map $(BUILD)/abswitch-init --json $(BENCH)/init-sizes.json
+	$(PYTHON) bench/bench.py --build $(BUILD) --boots $(if $(QUICK),1,$(BOOTS))
 
 clean:
 	rm -rf $(BUILD)
