@@ -43,6 +43,8 @@ struct boot {
  * kernel's module directory. Built-in and already loaded count as success.
  * Returns the number that failed; each failure is logged as a warning. */
 int modules_load(const char *list_file, const char *const *extra);
+/* Loads one module (and its dependencies) by name or alias; 0 if built in. */
+int modules_load_one(const char *name);
 
 /* Moves /dev, /proc, /sys and /run under newroot, frees the initramfs,
  * makes newroot the root and execs init. Returns only on failure. */

@@ -339,6 +339,9 @@ static int mount_root(struct boot *b) {
                                 b->root_dev);
                 goto fail;
         }
+        /* The file system's module, now that the probe named it: the
+         * initramfs carries erofs and squashfs, a boot loads only one. */
+        (void) modules_load_one(b->fstype);
         (void) mkdir(NEWROOT, 0755);
         if (mount(b->root_dev, NEWROOT, b->fstype, MS_RDONLY | MS_NODEV, NULL) < 0) {
                 (void) snprintf(b->failure, sizeof(b->failure), "mounting the root: mounting %s (%s) read-only on %s failed: %s",

@@ -42,12 +42,14 @@ static int load_one(struct kmod_ctx *ctx, const char *name) {
         }
         kmod_list_foreach(i, list) {
                 struct kmod_module *m = kmod_module_get_module(i);
+                uint64_t t0 = now_boottime_us();
                 r = kmod_module_probe_insert_module(m, 0, NULL, NULL, NULL, NULL);
                 if (r < 0)
                         log_warning_errno(r, "Failed to load kernel module %s (%s): %m", name,
                                           kmod_module_get_name(m));
                 else
-                        log_debug("Loaded kernel module %s (%s)", name, kmod_module_get_name(m));
+                        log_debug("Loaded kernel module %s (%s) in %llu us", name, kmod_module_get_name(m),
+                                  (unsigned long long) (now_boottime_us() - t0));
                 kmod_module_unref(m);
                 if (r < 0)
                         return r;
@@ -55,17 +57,28 @@ static int load_one(struct kmod_ctx *ctx, const char *name) {
         return 0;
 }
 
-int modules_load(const char *list_file, const char *const *extra) {
-        _cleanup_(kmod_unrefp) struct kmod_ctx *ctx = NULL;
-        int failed = 0;
-
-        ctx = kmod_new(NULL, NULL);
+static struct kmod_ctx *context(void) {
+        struct kmod_ctx *ctx = kmod_new(NULL, NULL);
         if (!ctx) {
                 log_error("Failed to set up libkmod: is /lib/modules/$(uname -r) in the initramfs?");
-                return 1;
+                return NULL;
         }
         kmod_set_log_fn(ctx, log_from_kmod, NULL);
         (void) kmod_load_resources(ctx);
+        return ctx;
+}
+
+int modules_load_one(const char *name) {
+        _cleanup_(kmod_unrefp) struct kmod_ctx *ctx = context();
+        return ctx ? load_one(ctx, name) : -ENOENT;
+}
+
+int modules_load(const char *list_file, const char *const *extra) {
+        _cleanup_(kmod_unrefp) struct kmod_ctx *ctx = context();
+        int failed = 0;
+
+        if (!ctx)
+                return 1;
 
         FILE *f = fopen(list_file, "re");
         if (f) {

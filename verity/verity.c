@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <libcryptsetup.h>
+#include <libdevmapper.h>
 #include <stdio.h>
 
 #include "../common/log.h"
@@ -46,6 +47,57 @@ static int activate(struct crypt_device *cd, const char *name, const unsigned ch
                     size_t key_len, uint32_t flags) {
         return crypt_activate_by_volume_key(cd, name, (const char *) key, key_len,
                                             CRYPT_ACTIVATE_READONLY | flags);
+}
+
+static void dm_task_destroyp(struct dm_task **t) {
+        if (*t)
+                dm_task_destroy(*t);
+}
+
+/* Puts opt ("restart_on_corruption") into the live verity table of name:
+ * reads the table, adds opt to its optional parameters, loads that as the
+ * inactive table and resumes, which swaps it in. Cheaper than removing and
+ * re-creating the device (the removal waits for an RCU grace period). */
+static int verity_add_option(const char *name, const char *opt) {
+        _cleanup_(dm_task_destroyp) struct dm_task *t = NULL, *load = NULL, *resume = NULL;
+        uint64_t start, length;
+        char *type = NULL, *params = NULL;
+
+        t = dm_task_create(DM_DEVICE_TABLE);
+        if (!t || !dm_task_set_name(t, name) || !dm_task_run(t))
+                return -EIO;
+        if (dm_get_next_target(t, NULL, &start, &length, &type, &params) != NULL || !type || !streq(type, "verity") ||
+            !params)
+                return -EINVAL; /* one verity target, as we created it */
+
+        /* <version> <data> <hash> <data bs> <hash bs> <blocks> <hash start> <alg> <digest> <salt> [<#opt> <opt>...] */
+        char table[1024], *f[10], *save = NULL, copy[1024];
+        if (strlen(params) >= sizeof(copy))
+                return -E2BIG;
+        strcpy(copy, params);
+        size_t n = 0;
+        for (char *tok = strtok_r(copy, " ", &save); tok && n < 10; tok = strtok_r(NULL, " ", &save))
+                f[n++] = tok;
+        if (n < 10)
+                return -EINVAL;
+        char *rest = strtok_r(NULL, "", &save);
+        unsigned nopt = 0;
+        int used = 0;
+        if (rest && sscanf(rest, "%u %n", &nopt, &used) < 1)
+                return -EINVAL;
+        (void) snprintf(table, sizeof(table), "%s %s %s %s %s %s %s %s %s %s %u %s%s%s", f[0], f[1], f[2], f[3], f[4],
+                        f[5], f[6], f[7], f[8], f[9], nopt + 1, rest ? rest + used : "", rest && rest[used] ? " " : "",
+                        opt);
+
+        log_debug("dm-verity: reloading %s as: %s", name, table);
+        load = dm_task_create(DM_DEVICE_RELOAD);
+        if (!load || !dm_task_set_name(load, name) || !dm_task_set_ro(load) ||
+            !dm_task_add_target(load, start, length, "verity", table) || !dm_task_run(load))
+                return -EIO;
+        resume = dm_task_create(DM_DEVICE_RESUME);
+        if (!resume || !dm_task_set_name(resume, name) || !dm_task_run(resume))
+                return -EIO;
+        return 0;
 }
 
 int verity_close(const char *name) {
@@ -131,13 +183,11 @@ int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t
         }
 
         if (s->policy != VERITY_POLICY_EIO) {
-                r = crypt_deactivate(cd, s->name);
-                if (r >= 0)
-                        r = activate(cd, s->name, key, key_len,
-                                     s->policy == VERITY_POLICY_RESTART ? CRYPT_ACTIVATE_RESTART_ON_CORRUPTION
-                                                                        : CRYPT_ACTIVATE_PANIC_ON_CORRUPTION);
+                r = verity_add_option(s->name, s->policy == VERITY_POLICY_RESTART ? "restart_on_corruption"
+                                                                                   : "panic_on_corruption");
                 if (r < 0) {
-                        (void) snprintf(why, why_size, "re-creating %s with the corruption policy failed", path);
+                        (void) crypt_deactivate(cd, s->name);
+                        (void) snprintf(why, why_size, "loading the corruption policy into %s failed", path);
                         return r;
                 }
         }
