@@ -20,6 +20,7 @@ struct boot {
         char *loader_image, *stub_image, *loader_info, *loader_entry, *esp_partuuid, *boot_current_path;
         char boot_current_desc[128];
         bool efi;
+        const char *efivarfs;           /* EFIVARFS_PATH; a directory in tests/powercut/bootsim */
         struct slot_layout layout;
 
         /* protocol */

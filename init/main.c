@@ -499,7 +499,9 @@ static void follow_decision(struct boot *b) {
 
 int main(int argc, char **argv) {
         /* No fact is known yet; the root-hash probe runs once the partitions are there. */
-        static struct boot b = { .id = { .source = _IDENTITY_INVALID }, .facts = { .root_hash_slot = _SLOT_INVALID } };
+        static struct boot b = { .id = { .source = _IDENTITY_INVALID },
+                                 .facts = { .root_hash_slot = _SLOT_INVALID },
+                                 .efivarfs = EFIVARFS_PATH };
         char line[4096];
         int r;
 

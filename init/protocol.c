@@ -42,7 +42,7 @@ void protocol_read(struct boot *b) {
 
         b->vars = (struct efi_boot_vars) { .boot_next = -1 };
         if (b->efi) {
-                r = efi_boot_vars_read(EFIVARFS_PATH, b->layout.esp_present ? b->layout.esp_uuid : NULL, &b->vars);
+                r = efi_boot_vars_read(b->efivarfs, b->layout.esp_present ? b->layout.esp_uuid : NULL, &b->vars);
                 if (r > 0)
                         log_warning("%d boot manager variable(s) unreadable or malformed, ignoring them", r);
         }
@@ -98,7 +98,7 @@ static int ensure_entry(struct boot *b, Slot s) {
                 return log_error_errno(-EINVAL, "The ESP's PARTUUID '%s' is not a GUID", b->layout.esp_uuid);
         (void) snprintf(desc, sizeof(desc), "abswitch %s", slot_to_string(s));
         efi_boot_option_name((uint16_t) b->plan.entry[s], name);
-        r = efi_boot_entry_create(EFIVARFS_PATH, &b->plan, s, desc, &esp, slot_uki_path(s));
+        r = efi_boot_entry_create(b->efivarfs, &b->plan, s, desc, &esp, slot_uki_path(s));
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s for slot %s: %m", name, slot_to_string(s));
         b->nvram_writes += r > 0;
@@ -132,7 +132,7 @@ int protocol_apply(struct boot *b) {
                 if (r < 0)
                         return r;
                 uint16_t next = (uint16_t) b->plan.entry[d->target];
-                r = efi_boot_next_write(EFIVARFS_PATH, next);
+                r = efi_boot_next_write(b->efivarfs, next);
                 if (r < 0)
                         return log_error_errno(r, "Failed to set BootNext to Boot%04X: %m", next);
                 b->nvram_writes += r > 0;
@@ -147,7 +147,7 @@ int protocol_apply(struct boot *b) {
         for (int s = 0; s < _SLOT_MAX; s++)
                 if (b->layout.slot[s].present && (d->slot[s].priority > 0 || d->slot[s].successful))
                         (void) ensure_entry(b, s);
-        r = efi_boot_order_write(EFIVARFS_PATH, &b->plan);
+        r = efi_boot_order_write(b->efivarfs, &b->plan);
         if (r < 0)
                 return log_warning_errno(r, "Failed to update BootOrder: %m");
         b->nvram_writes += r > 0;
