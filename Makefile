@@ -1,7 +1,9 @@
 # abswitch: one non-recursive Makefile.
 #
 #   make            the init (build/abswitch-init) and the host tools
-#   make check      unit tests (cmocka, ASan+UBSan), abctl on disk images, QEMU/OVMF e2e tests
+#   make check      unit tests (cmocka, ASan+UBSan), abctl on disk images, the power-cut matrix,
+#                   QEMU/OVMF e2e tests
+#   make bench      abswitch against dracut and a minimal floor initramfs (QUICK=1: one boot each)
 #   make demo       a two-slot disk booted in QEMU, slot A then slot B
 #   make deps       install build/test packages, build the static musl libraries
 #
@@ -141,6 +143,7 @@ tools: $(BUILD)/abctl e2e-artifacts
 check: deps
 	$(MAKE) unit
 	$(MAKE) tools
+	$(MAKE) powercut
 	$(MAKE) e2e
 
 # The demo's story: A installs v2 into B; B commits itself and installs a

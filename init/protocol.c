@@ -107,37 +107,59 @@ static int ensure_entry(struct boot *b, Slot s) {
         return 0;
 }
 
+/* BootNext for the decision's target, with its Boot#### if the firmware lost it. */
+static int arm_bootnext(struct boot *b) {
+        const struct boot_decision *d = &b->decision;
+        int r;
+
+        if (!b->efi || !b->layout.esp_present) {
+                log_warning("No EFI boot variables to arm slot %s with: the firmware chooses the next boot",
+                            slot_to_string(d->target));
+                return 0;
+        }
+        if (!b->plan_ok)
+                return log_warning_errno(-EINVAL, "Cannot plan the boot entries; leaving BootNext and BootOrder alone");
+        r = ensure_entry(b, d->target);
+        if (r < 0)
+                return r;
+        uint16_t next = (uint16_t) b->plan.entry[d->target];
+        r = efi_boot_next_write(b->efivarfs, next);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set BootNext to Boot%04X: %m", next);
+        b->nvram_writes += r > 0;
+        return 0;
+}
+
 int protocol_apply(struct boot *b) {
         const struct boot_decision *d = &b->decision;
         int r;
 
-        /* GPT first: a try is spent before the attempt is armed. */
+        /* GPT first: a try is spent before the attempt is armed. A committed
+         * target pays no try; its armed bit is what bounds redirects to it
+         * (an armed committed slot that never reached its init is not asked
+         * again). So it gets BootNext first: a power cut between the two
+         * writes must not leave it armed with no BootNext to reach it, or
+         * the next init here would stop (found by make powercut with a
+         * firmware that reorders its entries). */
+        bool bootnext_first = d->action == BOOT_ACTION_REBOOT && d->slot[d->target].successful;
+        if (bootnext_first) {
+                r = arm_bootnext(b);
+                if (r < 0)
+                        return r;
+        }
         if (d->changed) {
                 r = slots_state_write(&b->layout, d->slot, &b->gpt_writes);
                 if (r < 0)
                         return log_error_errno(r, "Failed to write the boot state to the GPT of %s: %m",
                                                b->layout.disk);
         }
-        if (!b->efi || !b->layout.esp_present) {
-                if (d->action == BOOT_ACTION_REBOOT)
-                        log_warning("No EFI boot variables to arm slot %s with: the firmware chooses the next boot",
-                                    slot_to_string(d->target));
+        if (d->action == BOOT_ACTION_REBOOT)
+                return bootnext_first ? 0 : arm_bootnext(b);
+        if (!b->efi || !b->layout.esp_present)
                 return 0;
-        }
         if (!b->plan_ok)
                 return log_warning_errno(-EINVAL, "Cannot plan the boot entries; leaving BootNext and BootOrder alone");
 
-        if (d->action == BOOT_ACTION_REBOOT) {
-                r = ensure_entry(b, d->target);
-                if (r < 0)
-                        return r;
-                uint16_t next = (uint16_t) b->plan.entry[d->target];
-                r = efi_boot_next_write(b->efivarfs, next);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to set BootNext to Boot%04X: %m", next);
-                b->nvram_writes += r > 0;
-                return 0;
-        }
         if (d->action != BOOT_ACTION_BOOT)
                 return 0;
 

@@ -212,8 +212,9 @@ class Machine:
 
     def boot_until_up(self, bootsim, stubborn=None):
         """Boots until the init boots a verified root: (slot, boots, outcome, trace).
-        stubborn: a UKI path the firmware starts first, ignoring BootNext
-        and BootOrder (a firmware that reorders its entries), once."""
+        stubborn: a UKI path the firmware starts first instead of following
+        BootOrder (a firmware that reordered its entries), once; BootNext,
+        when set, it still honours."""
         seen = set()
         trace = []
         for n in range(1, MAX_BOOTS + 1):
@@ -221,7 +222,8 @@ class Machine:
             if snap in seen:
                 return None, n, "looping", trace
             seen.add(snap)
-            path = stubborn if n == 1 and stubborn and self.uki(stubborn) else self.firmware()
+            reorder = n == 1 and stubborn and self.uki(stubborn) and read_var(self.efivars, "BootNext") is None
+            path = stubborn if reorder else self.firmware()
             if path is None:
                 return None, n, "no loadable UKI", trace
             ok = self.root_ok(self.uki(path))
