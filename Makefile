@@ -25,7 +25,7 @@ ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
 endif
 
-.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench powercut
+.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench powercut fuzz
 all: $(BUILD)/abswitch-init $(BUILD)/abctl
 
 $(BUILD)/deps.mk: initramfs/deps.sh
@@ -140,8 +140,11 @@ tools: $(BUILD)/abctl e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
 	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/tools.xml tests/tools
 
+# A short fuzz pass in check; longer runs: make fuzz FUZZ_SECONDS=600.
+CHECK_FUZZ_SECONDS ?= 20
 check: deps
 	$(MAKE) unit
+	$(MAKE) fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
 	$(MAKE) tools
 	$(MAKE) powercut
 	$(MAKE) e2e
@@ -191,6 +194,20 @@ $(PC)/abctl: $(ABCTL_SRC) $(INIT_HDR) abctl/abctl.h
 
 powercut: $(PC)/cutter $(PC)/bootsim $(PC)/abctl e2e-artifacts
 	$(PYTHON) tests/powercut/powercut.py --build $(BUILD)
+
+# ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
+# make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
+# new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS  := $(CSTD) $(filter-out -Wno-format-truncation,$(WARNINGS)) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -I/usr/include/blkid
+$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c $(INIT_HDR)
+	@mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c -lcryptsetup -ldevmapper -lz
+
+fuzz: $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS))
+	$(PYTHON) tests/fuzz/run.py --build $(BUILD) --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # ---- benchmark: abswitch against dracut (lean, generic) and the floor --------
 # make bench [BOOTS=5] [QUICK=1]: see bench/bench.py. Not part of check.

@@ -122,8 +122,13 @@ static int copy_read(int fd, unsigned ss, uint64_t sectors, uint64_t lba, struct
         uint64_t asectors = (asize + ss - 1) / ss;
         if (c->array_lba < 2 || c->array_lba + asectors > sectors)
                 return 0;
-        /* The array must not overlap the usable area. */
-        if (!(c->array_lba + asectors <= first || c->array_lba > last))
+        /* Each copy keeps to its own side of the usable area: the primary
+         * header and array before it, the backup array and header after it,
+         * and the primary must leave room after it for the backup it names.
+         * A CRC-valid header that points elsewhere would have a repair write
+         * a copy into a partition (found by tests/fuzz/fuzz-gpt.c). */
+        if (lba == 1 ? !(c->array_lba + asectors <= first && c->alt_lba > last + asectors)
+                     : !(c->array_lba > last && c->array_lba + asectors <= lba && c->alt_lba < first))
                 return 0;
 
         c->array = malloc(asize);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "unit.h"
 #include "../../common/macro.h"
@@ -167,6 +168,37 @@ static void test_both_corrupt(void **state) {
         assert_int_equal(gpt_set_attrs(fd, parts, a, 1, NULL, NULL), -EBADMSG);
 }
 
+/* A primary header with valid CRCs whose alternate LBA points into a
+ * partition, and a corrupt backup: repairing the backup "where the primary
+ * says" would write a GPT copy over the slot's data. The primary is not
+ * trusted, nothing is written (found by tests/fuzz/fuzz-gpt.c). */
+static void test_backup_location_inside_partition(void **state) {
+        struct stat s;
+        assert_int_equal(stat(img, &s), 0);
+        corrupt(s.st_size - 512 + 16); /* backup header CRC */
+        _cleanup_close_ int fd = open_img();
+        uint8_t h[512], data[4096], after[4096];
+        assert_int_equal(pread(fd, h, sizeof(h), 512), (ssize_t) sizeof(h));
+        uint64_t part2 = 3 * 2048; /* system-a: 1M ESP at 1M, then system-a at 3M */
+        assert_int_equal(pread(fd, data, sizeof(data), (off_t) part2 * 512), (ssize_t) sizeof(data));
+        memcpy(h + 32, &part2, 8);                     /* AlternateLBA */
+        uint32_t hsize;
+        memcpy(&hsize, h + 12, 4);
+        memset(h + 16, 0, 4);
+        uint32_t crc = (uint32_t) crc32(0, h, hsize);
+        memcpy(h + 16, &crc, 4);
+        assert_int_equal(pwrite(fd, h, sizeof(h), 512), (ssize_t) sizeof(h));
+
+        unsigned parts[] = { 2 };
+        uint64_t a[1] = { 0 };
+        struct gpt_status st;
+        assert_int_equal(gpt_get_attrs(fd, parts, a, 1, &st), -EBADMSG);
+        assert_int_equal(gpt_set_attrs(fd, parts, a, 1, NULL, &st), -EBADMSG);
+        assert_int_equal(st.writes, 0);
+        assert_int_equal(pread(fd, after, sizeof(after), (off_t) part2 * 512), (ssize_t) sizeof(after));
+        assert_memory_equal(data, after, sizeof(data));
+}
+
 /* ---- power cuts: stop after the k-th write, or tear it in half ---------------- */
 
 struct cut {
@@ -245,6 +277,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_corrupt_primary_repaired, make_image, remove_image),
                 cmocka_unit_test_setup_teardown(test_corrupt_backup_repaired, make_image, remove_image),
                 cmocka_unit_test_setup_teardown(test_both_corrupt, make_image, remove_image),
+                cmocka_unit_test_setup_teardown(test_backup_location_inside_partition, make_image, remove_image),
                 cmocka_unit_test_setup_teardown(test_power_cut_every_write, make_image, remove_image),
         };
         return cmocka_run_group_tests_name("gpt", tests, NULL, NULL);
