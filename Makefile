@@ -25,7 +25,7 @@ ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
 endif
 
-.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench powercut fuzz
+.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench powercut fuzz lint
 all: $(BUILD)/abswitch-init $(BUILD)/abctl
 
 $(BUILD)/deps.mk: initramfs/deps.sh
@@ -143,6 +143,7 @@ tools: $(BUILD)/abctl e2e-artifacts
 # A short fuzz pass in check; longer runs: make fuzz FUZZ_SECONDS=600.
 CHECK_FUZZ_SECONDS ?= 20
 check: deps
+	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
 	$(MAKE) tools
@@ -194,6 +195,16 @@ $(PC)/abctl: $(ABCTL_SRC) $(INIT_HDR) abctl/abctl.h
 
 powercut: $(PC)/cutter $(PC)/bootsim $(PC)/abctl e2e-artifacts
 	$(PYTHON) tests/powercut/powercut.py --build $(BUILD)
+
+# ---- static analysis: cppcheck and clang-tidy (.clang-tidy), both must be clean
+LINT_SRC := $(sort $(COMMON_SRC) $(INIT_SRC) $(ABCTL_SRC)) tests/powercut/cutter.c tests/powercut/bootsim.c \
+            bench/floor.c bench/cpumark.c
+# memleak/resourceLeak: cppcheck does not know __attribute__((cleanup)) (see .clang-tidy).
+lint:
+	cppcheck --enable=warning,portability,performance,style --std=c11 --inline-suppr --quiet \
+	  --error-exitcode=1 -D__CPPCHECK__ -D__linux__ -D__x86_64__ -I common \
+	  --suppress=missingIncludeSystem --suppress=memleak --suppress=resourceLeak $(LINT_SRC)
+	clang-tidy --quiet $(LINT_SRC) -- $(CSTD) -I/usr/include/blkid -D_GNU_SOURCE
 
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,

@@ -89,19 +89,17 @@ int main(void) {
                 nanosleep(&(struct timespec) { .tv_nsec = 1000000 }, NULL);
         }
 
-        static union {
-                struct dm_ioctl io;
-                char bytes[16384];
-        } u;
+        /* One dm_ioctl with room for the target spec and its parameters after it. */
+        static struct dm_ioctl u[16384 / sizeof(struct dm_ioctl)];
         int ctl = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
         if (ctl < 0)
                 die("/dev/mapper/control");
-        memset(&u, 0, sizeof(u));
-        dm(ctl, DM_DEV_CREATE, &u.io, NULL);
-        memset(&u, 0, sizeof(u));
-        dm(ctl, DM_TABLE_LOAD, &u.io, table);
-        memset(&u, 0, sizeof(u));
-        dm(ctl, DM_DEV_SUSPEND, &u.io, NULL); /* without DM_SUSPEND_FLAG: resume */
+        memset(u, 0, sizeof(u));
+        dm(ctl, DM_DEV_CREATE, u, NULL);
+        memset(u, 0, sizeof(u));
+        dm(ctl, DM_TABLE_LOAD, u, table);
+        memset(u, 0, sizeof(u));
+        dm(ctl, DM_DEV_SUSPEND, u, NULL); /* without DM_SUSPEND_FLAG: resume */
 
         if (mount("/dev/dm-0", "/root", "erofs", MS_RDONLY, NULL) < 0)
                 die("mount /dev/dm-0");

@@ -30,6 +30,11 @@ static inline void closep(int *fd) {
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Hand ownership of a cleanup-managed pointer to the caller. */
+#ifdef __CPPCHECK__
+/* cppcheck cannot parse statement expressions; the value is what it needs. */
+#define TAKE_PTR(p) (p)
+#define TAKE_FD(fd) (fd)
+#else
 #define TAKE_PTR(p)                                     \
         ({                                              \
                 __typeof__(p) _p_ = (p);                \
@@ -42,6 +47,7 @@ static inline void closep(int *fd) {
                 (fd) = -1;                              \
                 _fd_;                                   \
         })
+#endif
 
 static inline bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;

@@ -140,7 +140,7 @@ int efi_boot_plan(const struct efi_boot_entry *e, size_t n, const uint16_t *orde
 
         /* BootOrder: ours in the wanted order, then everything else as it was. */
         size_t k = 0;
-        int lead[2] = { first, second };
+        const int lead[2] = { first, second };
         for (int i = 0; i < 2; i++)
                 if (lead[i] >= 0 && (i == 0 || lead[1] != lead[0]))
                         p.order[k++] = (uint16_t) p.entry[lead[i]];

@@ -102,15 +102,15 @@ int efi_var_write(const char *dir, const char *name, const char *guid, uint32_t 
                   size_t size) {
         char path[PATH_MAX];
         _cleanup_free_ void *old = NULL;
-        size_t old_size;
-        uint32_t old_attr;
+        size_t old_size = 0;
+        uint32_t old_attr = 0;
         bool was_immutable = false;
         int r;
 
         if (size > EFI_VARIABLE_SIZE_MAX)
                 return -E2BIG;
         if (efi_var_read(dir, name, guid, &old_attr, &old, &old_size) >= 0 && old_attr == attr &&
-            old_size == size && memcmp(old, value, size) == 0)
+            old_size == size && old && memcmp(old, value, size) == 0)
                 return 0;
 
         if (snprintf(path, sizeof(path), "%s/%s-%s", dir, name, guid) >= (int) sizeof(path))

@@ -195,6 +195,8 @@ int efi_load_option_parse(const void *data, size_t size, struct efi_load_option 
                 return -EBADMSG;
 
         *ret = o;
-        o = (struct efi_load_option) {};
+        /* o is cleaned up on return (cppcheck does not know cleanup attributes). */
+        // cppcheck-suppress unreadVariable
+        o = (struct efi_load_option) {}; // NOLINT(clang-analyzer-deadcode.DeadStores): see above
         return 0;
 }

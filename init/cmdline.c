@@ -44,9 +44,10 @@ static bool parse_sources(const char *v, unsigned *ret) {
         unsigned mask = 0;
         char buf[256];
 
-        if (strlen(v) >= sizeof(buf) || !*v)
+        size_t n = strlen(v);
+        if (n >= sizeof(buf) || n == 0)
                 return false;
-        strcpy(buf, v);
+        memcpy(buf, v, n + 1);
         for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
                 IdentitySource s = identity_source_from_string(t);
                 if (s < 0)
@@ -112,7 +113,7 @@ static void parse_one(struct cmdline *c, const char *key, const char *value,
                 if (!value || value[0] != '/' || strlen(value) >= sizeof(c->init))
                         complain(fn, u, key, value, "must be an absolute path; using /sbin/init");
                 else
-                        strcpy(c->init, value);
+                        memcpy(c->init, value, strlen(value) + 1);
         } else if (startswith(key, "ab.")) {
                 complain(fn, u, key, value, "is not a parameter abswitch knows; ignoring it");
         }

@@ -111,8 +111,8 @@ static void devkmsg_unlimit(struct boot *b) {
 }
 
 static void devkmsg_restore(struct boot *b) {
-        char v[40];
         if (b->devkmsg_saved[0] && !streq(b->devkmsg_saved, "on")) {
+                char v[40];
                 (void) snprintf(v, sizeof(v), "%s\n", b->devkmsg_saved);
                 (void) write_file("/proc/sys/kernel/printk_devkmsg", v);
         }
@@ -243,10 +243,9 @@ static int wait_for_partitions(struct boot *b) {
         uint64_t deadline = now_boottime_us() + (uint64_t) b->cmdline.timeout_ms * 1000u;
         char why[512], last[512] = "";
         bool announced = false;
-        int r;
 
         for (;;) {
-                r = slots_find_partitions("/sys/class/block", "/dev", b->id.slot, b->esp_partuuid, &b->layout,
+                int r = slots_find_partitions("/sys/class/block", "/dev", b->id.slot, b->esp_partuuid, &b->layout,
                                           why, sizeof(why));
                 if (r >= 0)
                         break;
@@ -324,6 +323,8 @@ static int setup_verity(struct boot *b) {
 }
 
 static int mount_root(struct boot *b) {
+        if (!b->root_dev)
+                return -ENODEV; /* setup_verity() sets it; never reached without */
         blkid_probe pr = blkid_new_probe_from_filename(b->root_dev);
         const char *type = NULL;
 

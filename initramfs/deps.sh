@@ -26,7 +26,7 @@ trap 'log "failed at line $LINENO (rerun: a finished step is kept)"' ERR
 PKGS=(musl-tools gcc make autoconf automake autopoint libtool gettext pkgconf
       cmake dpkg-dev binutils kmod cpio zstd dosfstools mtools gdisk fdisk
       cryptsetup-bin erofs-utils squashfs-tools qemu-system-x86 ovmf
-      systemd-boot-efi cgpt python3-pytest libcmocka-dev clang
+      systemd-boot-efi cgpt python3-pytest libcmocka-dev clang cppcheck clang-tidy
       libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev)
 
 missing=()

@@ -88,6 +88,8 @@ static int disk_geometry(int fd, unsigned *ret_sector, uint64_t *ret_sectors) {
 /* Reads and validates the header at lba and its entry array. */
 static int copy_read(int fd, unsigned ss, uint64_t sectors, uint64_t lba, struct gpt_copy *c) {
         *c = (struct gpt_copy) { .lba = lba };
+        if (ss < 512)
+                return -EINVAL; /* disk_geometry() never returns less */
         c->hdr = malloc(ss);
         if (!c->hdr)
                 return -ENOMEM;

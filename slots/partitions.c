@@ -83,7 +83,7 @@ static int probe_disk(const char *dev, const char *esp_partuuid, struct found *f
 
         pr = blkid_new_probe_from_filename(dev);
         if (!pr)
-                return -errno ?: -EIO;
+                return errno > 0 ? -errno : -EIO;
         blkid_probe_enable_superblocks(pr, 0);
         blkid_probe_enable_partitions(pr, 1);
 

@@ -72,9 +72,10 @@ static int verity_add_option(const char *name, const char *opt) {
 
         /* <version> <data> <hash> <data bs> <hash bs> <blocks> <hash start> <alg> <digest> <salt> [<#opt> <opt>...] */
         char table[1024], *f[10], *save = NULL, copy[1024];
-        if (strlen(params) >= sizeof(copy))
+        size_t plen = strlen(params);
+        if (plen >= sizeof(copy))
                 return -E2BIG;
-        strcpy(copy, params);
+        memcpy(copy, params, plen + 1);
         size_t n = 0;
         for (char *tok = strtok_r(copy, " ", &save); tok && n < 10; tok = strtok_r(NULL, " ", &save))
                 f[n++] = tok;
