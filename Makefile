@@ -11,6 +11,7 @@
 # in $(ABSWITCH_CACHE) (default /var/cache/abswitch) by initramfs/deps.sh.
 
 BUILD      ?= build
+PC         := $(BUILD)/powercut
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 # -Wno-format-truncation: snprintf into fixed buffers is how we bound sysfs and
 # device paths on purpose; the warning fires on every such call.
@@ -45,7 +46,7 @@ INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
 MUSL_CFLAGS  = $(CSTD) $(WARNINGS) -Os -ffunction-sections -fdata-sections \
                -isystem $(MUSL_PREFIX)/kinc -I$(MUSL_PREFIX)/include -I$(MUSL_PREFIX)/include/blkid \
-               -DABSWITCH_VERSION='"$(VERSION)"'
+               -DABSWITCH_VERSION='"$(VERSION)"' -DABSWITCH_CRYPTO_KERNEL
 MUSL_LDFLAGS = -static -Wl,--gc-sections -L$(MUSL_PREFIX)/lib
 INIT_LIBS    = -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lkmod -lz
 
@@ -122,6 +123,7 @@ $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 	initramfs/mkslot --root $(E2E)/root-$* --fs erofs --output $(E2E)/slot-$*
 
 e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
+              $(E2E)/slot-a-reader.img \
               $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
@@ -136,7 +138,7 @@ e2e: e2e-artifacts
 	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/e2e.xml $(E2E_ARGS) $(E2E_TESTS)
 
 # abctl on disk images and a stand-in efivarfs directory: no VM.
-tools: $(BUILD)/abctl e2e-artifacts
+tools: $(BUILD)/abctl $(PC)/abctl $(PC)/bootsim e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
 	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/tools.xml tests/tools
 
@@ -178,7 +180,6 @@ demo: deps
 # Host builds (glibc, ASan+UBSan): abctl against Debian's libcryptsetup, which
 # hashes in userspace (this host kernel has no AF_ALG); bootsim, the init's
 # protocol code on files; cutter, the ptrace fault injector.
-PC := $(BUILD)/powercut
 PC_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
              -I/usr/include/blkid -DABSWITCH_VERSION='"$(VERSION)"'
 $(PC)/cutter: tests/powercut/cutter.c

@@ -78,6 +78,10 @@ static int load(struct ctx *c) {
                 return log_error_errno(-ENOENT, "Cannot tell which slot is running: %s names none. Pass --running.",
                                        c->record);
         r = slots_read_layout(c->disk, &c->layout);
+        if (r == -ENOENT)
+                return log_error_errno(r, "%s has no valid GPT: both copies are corrupt, or it is not a GPT disk. "
+                                       "Nothing was changed; restore the table from a backup (sgdisk --load-backup)",
+                                       c->disk);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the partition table of %s: %m", c->disk);
         if (!c->layout.slot[SLOT_A].present && !c->layout.slot[SLOT_B].present)

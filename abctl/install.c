@@ -20,6 +20,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "../common/log.h"
 #include "../verity/verity.h"
@@ -118,12 +119,14 @@ int abctl_uki_info(const char *path, struct uki_info *ret) {
         return 0;
 }
 
-/* Verifies every block of the image against the root hash, in userspace. */
-
-/* The static abctl's libcryptsetup hashes through the kernel (AF_ALG): when
- * it fails, say so if that is why, rather than blame the image. A
- * libcryptsetup with a userspace backend never gets here for that reason. */
+/* The static abctl's libcryptsetup hashes through the kernel (AF_ALG; the
+ * Makefile defines ABSWITCH_CRYPTO_KERNEL for it): when it fails, say so if
+ * that is why, rather than blame the image. A libcryptsetup with a
+ * userspace backend (a host build) has no such reason. */
 static bool no_kernel_hashing(void) {
+#ifndef ABSWITCH_CRYPTO_KERNEL
+        return false;
+#endif
         _cleanup_close_ int alg = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (alg >= 0)
                 return false;
@@ -131,6 +134,8 @@ static bool no_kernel_hashing(void) {
                         "libcryptsetup hashes through it: load it with 'modprobe algif_hash'");
         return true;
 }
+
+/* Verifies every block of the image against the root hash, in userspace. */
 static int verify_image(const char *img, const char *hash, const char *roothash) {
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
         unsigned char key[64];
@@ -155,6 +160,13 @@ static int verify_image(const char *img, const char *hash, const char *roothash)
         if ((size_t) crypt_get_volume_key_size(cd) != len)
                 return log_error_errno(-EINVAL, "The UKI's root hash has %zu bytes; the hash tree uses %d", len,
                                        crypt_get_volume_key_size(cd));
+        struct crypt_params_verity info;
+        struct stat st;
+        if (crypt_get_verity_info(cd, &info) >= 0 && stat(img, &st) >= 0 &&
+            (uint64_t) st.st_size < info.data_size * info.data_block_size)
+                return log_error_errno(-EBADMSG, "%s is truncated: it has %lld bytes, its hash tree covers %llu",
+                                       img, (long long) st.st_size,
+                                       (unsigned long long) (info.data_size * info.data_block_size));
         /* No device name: libcryptsetup checks the whole tree and all data in userspace. */
         r = crypt_activate_by_volume_key(cd, NULL, (const char *) key, len, 0);
         /* libcryptsetup: -EPERM for the root hash, -EFAULT for a block below it. */
@@ -298,6 +310,32 @@ int abctl_replace_file(const char *src, const char *dst) {
         return 0;
 }
 
+/* The new UKI is written next to the old one and renamed over it: the ESP
+ * must be writable and have room for a whole second copy. */
+static int esp_has_room(const char *esp, const char *dst, const char *uki) {
+        char dir[600];
+        struct statvfs sv;
+        struct stat su;
+
+        (void) snprintf(dir, sizeof(dir), "%s", dst);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                *slash = 0;
+        if (stat(uki, &su) < 0)
+                return log_error_errno(-errno, "Cannot read %s: %m", uki);
+        if (access(dir, W_OK) < 0)
+                return log_error_errno(-errno, "The ESP at %s is not writable (%m)%s", esp,
+                                       errno == EROFS ? ": it is mounted read-only; remount it read-write" : "");
+        if (statvfs(dir, &sv) < 0)
+                return log_error_errno(-errno, "Cannot read the free space of the ESP at %s: %m", esp);
+        uint64_t free_bytes = (uint64_t) sv.f_bavail * sv.f_frsize, need = (uint64_t) su.st_size + 64 * 1024;
+        if (free_bytes < need)
+                return log_error_errno(-ENOSPC, "the ESP is full: %s has %llu bytes free, the UKI needs %llu "
+                                       "(with a margin); remove old files from it", esp,
+                                       (unsigned long long) free_bytes, (unsigned long long) need);
+        return 0;
+}
+
 int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
         Slot t = c->install_slot >= 0 ? c->install_slot : slot_other(c->running);
         const struct slot_partitions *p = &c->layout.slot[t];
@@ -344,10 +382,18 @@ int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
         /* An image that already failed in this slot is not retried by accident. */
         char old[ROOTHASH_HEX_MAX + 1];
         bool failed = c->st[t].priority == 0 && !c->st[t].successful;
-        if (failed && access(dst, F_OK) == 0 && uki_roothash(dst, old) >= 0 && streq(old, roothash) && !c->force)
+        if (failed && access(dst, F_OK) == 0 && uki_roothash(dst, old) >= 0 && streq(old, roothash) && !c->force) {
+                abctl_esp_release(mounted);
                 return log_error_errno(-EALREADY, "Refusing to install: this image (root hash %.16s...) already failed "
                                        "in slot %s. Install it anyway with --force. Nothing was changed.", roothash,
                                        slot_to_string(t));
+        }
+        /* The UKI goes in last, after the image: make sure now that it can. */
+        r = esp_has_room(esp, dst, uki);
+        if (r < 0) {
+                abctl_esp_release(mounted);
+                return log_error_errno(r, "Refusing to install. Nothing was changed.");
+        }
 
         /* ---- writes ---- */
         struct slot_state interim[_SLOT_MAX] = { c->st[0], c->st[1] };

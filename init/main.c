@@ -329,8 +329,12 @@ static int mount_root(struct boot *b) {
         const char *type = NULL;
 
         if (pr) {
+                /* Only the file systems a slot holds: each prober reads its own
+                 * blocks through dm-verity, and the root needs none of the others. */
+                static char *const types[] = { "erofs", "squashfs", "ext4", NULL };
                 blkid_probe_enable_superblocks(pr, 1);
                 blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
+                (void) blkid_probe_filter_superblocks_type(pr, BLKID_FLTR_ONLYIN, (char **) types);
                 if (blkid_do_safeprobe(pr) == 0 && blkid_probe_lookup_value(pr, "TYPE", &type, NULL) == 0)
                         (void) snprintf(b->fstype, sizeof(b->fstype), "%s", type);
                 blkid_free_probe(pr);

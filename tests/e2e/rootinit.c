@@ -11,7 +11,9 @@
  * sees which image was really mounted, not what the init believes. With
  * /etc/abswitch-test-hang it hangs instead of powering off; each line of
  * /etc/abswitch-test-run is run first (argv split at spaces) and reported as
- *   ABSWITCH-RUN rc=<status> <command>  */
+ *   ABSWITCH-RUN rc=<status> <command>
+ * and the file named in /etc/abswitch-test-read is read to its end:
+ *   ABSWITCH-READ bytes=<n> errno=<0 or the error>  */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -162,6 +164,27 @@ int main(void) {
         }
         if (run)
                 fclose(run);
+
+        /* A file read after boot, for the dm-verity corruption policy test. */
+        char rpath[256];
+        read_line("/etc/abswitch-test-read", rpath, sizeof(rpath));
+        if (rpath[0]) {
+                int rfd = open(rpath, O_RDONLY | O_CLOEXEC);
+                long long total = 0;
+                int err = rfd < 0 ? errno : 0;
+                static char rbuf[65536];
+                while (rfd >= 0) {
+                        ssize_t k = read(rfd, rbuf, sizeof(rbuf));
+                        if (k < 0)
+                                err = errno;
+                        if (k <= 0)
+                                break;
+                        total += k;
+                }
+                if (rfd >= 0)
+                        close(rfd);
+                dprintf(con, "ABSWITCH-READ bytes=%lld errno=%d\n", total, err);
+        }
 
         /* A root that hangs in userspace, for the watchdog test. */
         if (access("/etc/abswitch-test-hang", F_OK) == 0) {
