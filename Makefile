@@ -57,7 +57,8 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 	strip -o $@ $<
 
 # abctl: static too, so it runs in any root, however small.
-ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c abctl/abctl.c abctl/install.c
+ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c abctl/abctl.c abctl/install.c \
+             abctl/record.c
 $(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) abctl/abctl.h $(BUILD)/deps.mk
 	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz
 	strip $@
@@ -210,13 +211,15 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  := $(CSTD) $(filter-out -Wno-format-truncation,$(WARNINGS)) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -I/usr/include/blkid
-$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c $(INIT_HDR)
+$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c abctl/record.c \
+                     abctl/abctl.h $(INIT_HDR)
 	@mkdir -p $(BUILD)/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c -lcryptsetup -ldevmapper -lz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c abctl/record.c \
+	  -lcryptsetup -ldevmapper -ljson-c -lz
 
 fuzz: $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS))
 	$(PYTHON) tests/fuzz/run.py --build $(BUILD) --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)

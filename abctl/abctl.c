@@ -49,18 +49,17 @@ static void help(void) {
 }
 
 static int read_record(struct ctx *c) {
+        struct abctl_record rec;
         (void) json_global_set_string_hash(JSON_C_STR_HASH_PERLLIKE);
         json_object *o = json_object_from_file(c->record);
-        json_object *v, *p;
         if (!o)
                 return -ENOENT;
-        if (c->running < 0 && json_object_object_get_ex(o, "slot", &v))
-                c->running = slot_from_string(json_object_get_string(v));
-        if (json_object_object_get_ex(o, "partitions", &p) && json_object_object_get_ex(p, "disk", &v))
-                (void) snprintf(c->record_disk, sizeof(c->record_disk), "%s", json_object_get_string(v) ?: "");
-        if (json_object_object_get_ex(o, "identity", &p) && json_object_object_get_ex(p, "source", &v))
-                (void) snprintf(c->record_source, sizeof(c->record_source), "%s", json_object_get_string(v) ?: "");
+        abctl_record_from_json(o, &rec);
         json_object_put(o);
+        if (c->running < 0)
+                c->running = rec.slot;
+        (void) snprintf(c->record_disk, sizeof(c->record_disk), "%s", rec.disk);
+        (void) snprintf(c->record_source, sizeof(c->record_source), "%s", rec.source);
         return 0;
 }
 

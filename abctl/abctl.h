@@ -3,6 +3,8 @@
 
 /* Internal interfaces of abctl (not a library). */
 
+#include <json-c/json.h>
+
 #include "../efi/efi.h"
 #include "../slots/slots.h"
 
@@ -21,6 +23,15 @@ struct ctx {
         struct efi_boot_vars vars;
         bool efi;
 };
+
+struct abctl_record {
+        Slot slot;              /* _SLOT_INVALID when absent */
+        char disk[320];         /* "" when absent */
+        char source[64];
+};
+
+/* Picks abctl's fields out of a parsed boot record (record.c). */
+void abctl_record_from_json(json_object *o, struct abctl_record *ret);
 
 /* Applies op through slots_apply_op and writes GPT, then NVRAM. */
 int abctl_apply(struct ctx *c, SlotOp op, Slot target);
