@@ -9,13 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from slotdisk import GLOBAL, SlotDisk
 
 TOP = Path(__file__).resolve().parents[2]
 ABCTL = TOP / "build" / "abctl"
-GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
 
-class Rig:
+class Rig(SlotDisk):
     def __init__(self, tmp):
         self.dir = tmp
         self.disk = tmp / "disk.img"
@@ -42,14 +42,6 @@ class Rig:
                                  capture_output=True, text=True).stdout, 16)
         return {"priority": cg("-P"), "tries": cg("-T"), "successful": bool(cg("-S")), "armed": bool(raw & 0x200)}
 
-    def set_state(self, slot, priority, tries=0, successful=False):
-        part = {"A": "2", "B": "4"}[slot]
-        subprocess.run(["cgpt", "add", "-i", part, "-P", str(priority), "-T", str(tries),
-                        "-S", "1" if successful else "0", self.disk], check=True, capture_output=True)
-
-    def var(self, name):
-        p = self.efivars / f"{name}-{GLOBAL}"
-        return p.read_bytes()[4:] if p.exists() else None
 
     def u16s(self, name):
         v = self.var(name)

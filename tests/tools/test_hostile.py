@@ -15,15 +15,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from slotdisk import GLOBAL, SlotDisk
 
 TOP = Path(__file__).resolve().parents[2]
 PC = TOP / "build" / "powercut"
 E2E = TOP / "build" / "e2e"
-GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 ENV = {"ASAN_OPTIONS": "detect_leaks=0", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
-class Machine:
+class Machine(SlotDisk):
     """A reference disk, an efivarfs directory, a mounted-ESP directory."""
 
     def __init__(self, tmp):
@@ -62,14 +62,6 @@ class Machine:
         return subprocess.run([PC / "bootsim", "--disk", self.disk, "--efivars", self.efivars,
                                "--loader-path", path, "--root-ok", ok], capture_output=True, text=True, env=ENV)
 
-    def set_state(self, slot, priority, tries=0, successful=False):
-        part = {"A": "2", "B": "4"}[slot]
-        subprocess.run(["cgpt", "add", "-i", part, "-P", str(priority), "-T", str(tries),
-                        "-S", "1" if successful else "0", self.disk], check=True, capture_output=True)
-
-    def var(self, name):
-        p = self.efivars / f"{name}-{GLOBAL}"
-        return p.read_bytes()[4:] if p.exists() else None
 
     def set_var(self, name, value):
         (self.efivars / f"{name}-{GLOBAL}").write_bytes(b"\x07\0\0\0" + value)

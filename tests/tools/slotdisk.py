@@ -1,0 +1,19 @@
+"""What the abctl and hostile-input rigs share: a slot's GPT state written
+with cgpt, and EFI variables read from a stand-in efivarfs directory."""
+
+import subprocess
+
+GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+class SlotDisk:
+    """Mixed into a rig with .disk (a GPT image) and .efivars (a directory)."""
+
+    def set_state(self, slot, priority, tries=0, successful=False):
+        part = {"A": "2", "B": "4"}[slot]
+        subprocess.run(["cgpt", "add", "-i", part, "-P", str(priority), "-T", str(tries),
+                        "-S", "1" if successful else "0", self.disk], check=True, capture_output=True)
+
+    def var(self, name):
+        p = self.efivars / f"{name}-{GLOBAL}"
+        return p.read_bytes()[4:] if p.exists() else None
