@@ -185,10 +185,16 @@ class Machine:
                 # A hardware watchdog; its reset ends QEMU like any reboot (-no-reboot).
                 "-device", "i6300esb"]
 
-    def boot(self, timeout=BOOT_TIMEOUT, stop_on=STOPPED_RE, grace=3.0):
+    def boot(self, timeout=BOOT_TIMEOUT, stop_on=STOPPED_RE, grace=3.0, cut=None, marks=None):
         """Boots once. Returns when QEMU exits (power-off, or a reboot, which
         -no-reboot turns into an exit), or grace seconds after the console
-        matched stop_on (the init stopped and waits forever by design)."""
+        matched stop_on (the init stopped and waits forever by design).
+        cut=(regex, seconds): a power cut that many seconds after the console
+        matched regex (QEMU is killed; what the guest had not written to the
+        disk image or the VARS file is lost). marks={name: regex}: the
+        returned Boot's .marks has the seconds at which each first showed."""
+        if cut is not None:
+            stop_on, grace = cut
         n = len(self.boots) + 1
         console = self.dir / f"console-{n}.log"
         console.write_bytes(b"")
@@ -196,25 +202,36 @@ class Machine:
         p = subprocess.Popen(self.qemu_args(console), stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         matched_at = None
+        seen = {}
+        if cut is not None:
+            stop_on = re.compile(stop_on) if isinstance(stop_on, str) else stop_on
         try:
             while True:
                 if p.poll() is not None:
                     break
                 now = time.monotonic()
                 text = console.read_bytes().decode("utf-8", "replace")
+                for name, rx in (marks or {}).items():
+                    if name not in seen and re.search(rx, text):
+                        seen[name] = now - t0
                 if matched_at is None and stop_on is not None and stop_on.search(text):
                     matched_at = now
                 if matched_at is not None and now - matched_at >= grace:
                     break
                 if now - t0 > timeout:
                     break
-                time.sleep(0.2)
+                time.sleep(0.02 if cut is not None else 0.2)
         finally:
             exited = p.poll() is not None
             if not exited:
                 p.kill()
             p.wait()
         b = Boot(console.read_bytes().decode("utf-8", "replace"), time.monotonic() - t0, exited)
+        for name, rx in (marks or {}).items():  # lines written just before QEMU exited
+            if name not in seen and re.search(rx, b.console):
+                seen[name] = b.seconds
+        b.cut = cut is not None and not exited and matched_at is not None
+        b.marks = seen
         if not exited and matched_at is None:
             raise AssertionError(f"boot {n} timed out after {timeout}s; console ends with:\n{b.tail()}")
         self.boots.append(b)
