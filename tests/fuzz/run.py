@@ -18,6 +18,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=str(TOP / "build"))
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0, help="libFuzzer's -seed (0: random)")
     ap.add_argument("targets", nargs="+")
     a = ap.parse_args()
     out = Path(a.build).resolve() / "fuzz"
@@ -28,6 +29,7 @@ def main():
         seeds = TOP / "tests/fuzz/corpus" / t
         r = subprocess.run([out / f"fuzz-{t}", f"-max_total_time={a.seconds}", "-print_final_stats=1",
                             "-max_len=131072" if t == "gpt" else "-max_len=8192", "-timeout=10",
+                            f"-seed={a.seed}",
                             f"-artifact_prefix={out}/crash-{t}-", str(corpus), str(seeds)],
                            capture_output=True, text=True)
         stats = dict(re.findall(r"^stat::(\w+):\s+(\d+)", r.stderr, re.M))
