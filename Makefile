@@ -58,9 +58,12 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c abctl/abctl.c abctl/install.c \
-             abctl/record.c
-$(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) abctl/abctl.h $(BUILD)/deps.mk
-	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz
+             abctl/record.c abctl/oci.c abctl/ociparse.c
+ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h
+# libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries.
+ABCTL_LIBS := -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz
+$(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR) $(BUILD)/deps.mk
+	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) $(ABCTL_LIBS) -lpthread
 	strip $@
 
 # The test root's /sbin/init: prints one checkable line and powers off.
@@ -76,6 +79,12 @@ UNIT_TESTS := cmdline identity efi state gpt ops
 $(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) $(INIT_HDR) tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) -lcmocka -lz
+
+# abctl's OCI parsers: json-c, nothing else.
+$(BUILD)/unit/test-oci: tests/unit/test-oci.c abctl/ociparse.c abctl/oci.h tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/ociparse.c -lcmocka -ljson-c
+UNIT_TESTS += oci
 
 unit: $(addprefix $(BUILD)/unit/test-,$(UNIT_TESTS))
 	@mkdir -p $(BUILD)/test-results
@@ -191,9 +200,9 @@ $(PC)/bootsim: tests/powercut/bootsim.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init
 	@mkdir -p $(PC)
 	$(HOST_CC) $(PC_CFLAGS) -o $@ $(filter %.c,$^) -lblkid -lz
 
-$(PC)/abctl: $(ABCTL_SRC) $(INIT_HDR) abctl/abctl.h
+$(PC)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR)
 	@mkdir -p $(PC)
-	$(HOST_CC) $(PC_CFLAGS) -o $@ $(ABCTL_SRC) -lcryptsetup -ldevmapper -ljson-c -lblkid -lz
+	$(HOST_CC) $(PC_CFLAGS) -o $@ $(ABCTL_SRC) -lcurl -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -lz
 
 powercut: $(PC)/cutter $(PC)/bootsim $(PC)/abctl e2e-artifacts
 	$(PYTHON) tests/powercut/powercut.py --build $(BUILD)
@@ -211,13 +220,17 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.
 FUZZ_SEED    ?= 0
 FUZZ_CFLAGS  := $(CSTD) $(filter-out -Wno-format-truncation,$(WARNINGS)) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -I/usr/include/blkid
+$(BUILD)/fuzz/fuzz-oci: tests/fuzz/fuzz-oci.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/ociparse.c abctl/oci.h
+	@mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/ociparse.c -ljson-c
+
 $(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c abctl/record.c \
                      abctl/abctl.h $(INIT_HDR)
 	@mkdir -p $(BUILD)/fuzz

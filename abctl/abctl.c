@@ -16,6 +16,7 @@
 #include "../slots/slots.h"
 
 #include "abctl.h"
+#include "ocifetch.h"
 
 static void help(void) {
         printf("abctl: A/B boot slots, as abswitch's init sees them\n\n"
@@ -30,7 +31,11 @@ static void help(void) {
                "  abctl rollback               prefer the other, committed slot and arm it\n"
                "  abctl install PREFIX UKI     write PREFIX.img and PREFIX.verity (from mkslot) and the\n"
                "                               slot's UKI into the inactive slot, verify them, give it\n"
-               "                               the top priority with --tries attempts, arm the first\n\n"
+               "                               the top priority with --tries attempts, arm the first\n"
+               "  abctl install REFERENCE      the same from an OS image in a registry or a layout:\n"
+               "                               HOST[:PORT]/REPO:TAG, HOST/REPO@sha256:DIGEST,\n"
+               "                               oci:DIR[:TAG]; streamed into the slot, every digest and\n"
+               "                               the root hash checked before the slot is armed\n\n"
                "Options:\n"
                "  --json             machine-readable output (status)\n"
                "  --disk PATH        the disk holding the slots (default: from " RECORD ")\n"
@@ -41,7 +46,10 @@ static void help(void) {
                "                     EFI/abswitch)\n"
                "  --tries N          attempts for an installed image (default 3)\n"
                "  --force            install an image that already failed in that slot\n"
-               "  --slot A|B         the slot to install into (default: the one not running)\n\n"
+               "  --slot A|B         the slot to install into (default: the one not running)\n"
+               "  --ca FILE          trust this PEM CA bundle for the registry instead of the system's\n"
+               "  --plain-http       the registry speaks HTTP, not HTTPS\n"
+               "  --timeout SEC      keep retrying an unreachable or failing registry this long (default 300)\n\n"
                "State lives in the GPT attribute bits of system-a and system-b (cgpt show, sgdisk -A):\n"
                "48-51 priority, 52-55 tries left, 56 successful, 57 armed. Nothing reboots by itself:\n"
                "rebooting is the caller's choice. Exit status 0 on success, 1 when refused or failed,\n"
@@ -320,11 +328,14 @@ int main(int argc, char **argv) {
                 { "efivars", required_argument, NULL, 'e' }, { "record", required_argument, NULL, 'R' },
                 { "esp", required_argument, NULL, 'E' },  { "tries", required_argument, NULL, 't' },
                 { "force", no_argument, NULL, 'f' },      { "slot", required_argument, NULL, 's' },
+                { "ca", required_argument, NULL, 'C' },   { "plain-http", no_argument, NULL, 'P' },
+                { "timeout", required_argument, NULL, 'T' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
                          .install_slot = _SLOT_INVALID,
                          .tries = SLOT_TRIES_DEFAULT };
+        struct oci_options oo = { .timeout_sec = 300 };
         int o;
 
         log_setup("abctl", LOG_TARGET_STDERR);
@@ -368,6 +379,22 @@ int main(int argc, char **argv) {
                 case 'f':
                         c.force = true;
                         break;
+                case 'C':
+                        oo.ca = optarg;
+                        break;
+                case 'P':
+                        oo.plain_http = true;
+                        break;
+                case 'T': {
+                        char *end;
+                        unsigned long t = strtoul(optarg, &end, 10);
+                        if (*end || t < 1 || t > 86400) {
+                                log_error("--timeout must be 1 to 86400 seconds, not '%s'", optarg);
+                                return 1;
+                        }
+                        oo.timeout_sec = (unsigned) t;
+                        break;
+                }
                 case 's':
                         c.install_slot = slot_from_string(optarg);
                         if (c.install_slot < 0) {
@@ -396,16 +423,18 @@ int main(int argc, char **argv) {
                 log_error("Unknown command '%s'; see abctl --help", verb);
                 return 1;
         }
-        if (is_install && optind + 2 >= argc) {
-                log_error("install needs the image prefix and the UKI: abctl install PREFIX UKI");
+        if (is_install && optind + 1 >= argc) {
+                log_error("install needs an image: abctl install PREFIX UKI, or abctl install REFERENCE");
                 return 1;
         }
         if (load(&c) < 0)
                 return 1;
 
         int r;
-        if (is_install)
+        if (is_install && optind + 2 < argc)
                 r = abctl_install(&c, argv[optind + 1], argv[optind + 2]);
+        else if (is_install)
+                r = abctl_install_oci(&c, argv[optind + 1], &oo);
         else if (streq(verb, "status"))
                 r = status(&c);
         else if (streq(verb, "mark-good"))

@@ -40,6 +40,13 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target);
  * arms its first attempt (install.c). */
 int abctl_install(struct ctx *c, const char *prefix, const char *uki);
 
+/* Installs an OS image from an OCI layout (oci:DIR[:TAG]) or a registry
+ * (HOST/REPO:TAG or @sha256:DIGEST): streams its system layer into the
+ * inactive slot (marked not bootable first), checks every digest and the
+ * root hash on the disk, then arms the slot (install.c, oci.c). */
+struct oci_options;
+int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_options *o);
+
 /* The ESP: --esp, a mounted one holding EFI/abswitch, or the layout's ESP
  * mounted by us (*ret_mounted; release with abctl_esp_release). */
 const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted);

@@ -17,15 +17,20 @@
 #include <libcryptsetup.h>
 #include <stdio.h>
 #include <linux/if_alg.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/param.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 #include "../common/log.h"
 #include "../verity/verity.h"
 #include "../init/cmdline.h"
 #include "abctl.h"
+#include "ocifetch.h"
 
 #define COPY_CHUNK (1024 * 1024)
 
@@ -135,6 +140,21 @@ static bool no_kernel_hashing(void) {
         return true;
 }
 
+/* The size of a regular file or a block device. */
+static int file_size(const char *path, uint64_t *ret) {
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return -errno;
+        if (!S_ISBLK(st.st_mode)) {
+                *ret = (uint64_t) st.st_size;
+                return 0;
+        }
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || ioctl(fd, BLKGETSIZE64, ret) < 0)
+                return -errno;
+        return 0;
+}
+
 /* Verifies every block of the image against the root hash, in userspace. */
 static int verify_image(const char *img, const char *hash, const char *roothash) {
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
@@ -161,11 +181,11 @@ static int verify_image(const char *img, const char *hash, const char *roothash)
                 return log_error_errno(-EINVAL, "The UKI's root hash has %zu bytes; the hash tree uses %d", len,
                                        crypt_get_volume_key_size(cd));
         struct crypt_params_verity info;
-        struct stat st;
-        if (crypt_get_verity_info(cd, &info) >= 0 && stat(img, &st) >= 0 &&
-            (uint64_t) st.st_size < info.data_size * info.data_block_size)
-                return log_error_errno(-EBADMSG, "%s is truncated: it has %lld bytes, its hash tree covers %llu",
-                                       img, (long long) st.st_size,
+        uint64_t img_size;
+        if (crypt_get_verity_info(cd, &info) >= 0 && file_size(img, &img_size) >= 0 &&
+            img_size < info.data_size * info.data_block_size)
+                return log_error_errno(-EBADMSG, "%s is truncated: it has %llu bytes, its hash tree covers %llu",
+                                       img, (unsigned long long) img_size,
                                        (unsigned long long) (info.data_size * info.data_block_size));
         /* No device name: libcryptsetup checks the whole tree and all data in userspace. */
         r = crypt_activate_by_volume_key(cd, NULL, (const char *) key, len, 0);
@@ -264,8 +284,26 @@ void abctl_esp_release(bool mounted) {
         (void) umount(ESP_MOUNT);
 }
 
+/* Renames the written and flushed tmp over dst and flushes the directory. */
+static int put_in_place(const char *tmp, const char *dst) {
+        char dir[600];
+        if (rename(tmp, dst) < 0) {
+                int r = -errno;
+                (void) unlink(tmp);
+                return log_error_errno(r, "Cannot put %s in place: %m", dst);
+        }
+        (void) snprintf(dir, sizeof(dir), "%s", dst);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                *slash = 0;
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0)
+                (void) fsync(dfd);
+        return 0;
+}
+
 int abctl_replace_file(const char *src, const char *dst) {
-        char tmp[600], dir[600];
+        char tmp[600];
         _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         _cleanup_free_ uint8_t *buf = malloc(COPY_CHUNK);
         int r = 0;
@@ -295,40 +333,25 @@ int abctl_replace_file(const char *src, const char *dst) {
                 (void) unlink(tmp);
                 return log_error_errno(r, "Writing %s failed%s: %m", tmp, r == -ENOSPC ? " (the ESP is full)" : "");
         }
-        if (rename(tmp, dst) < 0) {
-                r = -errno;
-                (void) unlink(tmp);
-                return log_error_errno(r, "Cannot put %s in place: %m", dst);
-        }
-        (void) snprintf(dir, sizeof(dir), "%s", dst);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-                *slash = 0;
-        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                (void) fsync(dfd);
-        return 0;
+        return put_in_place(tmp, dst);
 }
 
 /* The new UKI is written next to the old one and renamed over it: the ESP
  * must be writable and have room for a whole second copy. */
-static int esp_has_room(const char *esp, const char *dst, const char *uki) {
+static int esp_has_room(const char *esp, const char *dst, uint64_t uki_size) {
         char dir[600];
         struct statvfs sv;
-        struct stat su;
 
         (void) snprintf(dir, sizeof(dir), "%s", dst);
         char *slash = strrchr(dir, '/');
         if (slash)
                 *slash = 0;
-        if (stat(uki, &su) < 0)
-                return log_error_errno(-errno, "Cannot read %s: %m", uki);
         if (access(dir, W_OK) < 0)
                 return log_error_errno(-errno, "The ESP at %s is not writable (%m)%s", esp,
                                        errno == EROFS ? ": it is mounted read-only; remount it read-write" : "");
         if (statvfs(dir, &sv) < 0)
                 return log_error_errno(-errno, "Cannot read the free space of the ESP at %s: %m", esp);
-        uint64_t free_bytes = (uint64_t) sv.f_bavail * sv.f_frsize, need = (uint64_t) su.st_size + 64 * 1024;
+        uint64_t free_bytes = (uint64_t) sv.f_bavail * sv.f_frsize, need = uki_size + 64 * 1024;
         if (free_bytes < need)
                 return log_error_errno(-ENOSPC, "the ESP is full: %s has %llu bytes free, the UKI needs %llu "
                                        "(with a margin); remove old files from it", esp,
@@ -389,7 +412,9 @@ int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
                                        slot_to_string(t));
         }
         /* The UKI goes in last, after the image: make sure now that it can. */
-        r = esp_has_room(esp, dst, uki);
+        struct stat su;
+        r = stat(uki, &su) < 0 ? log_error_errno(-errno, "Cannot read %s: %m", uki)
+                               : esp_has_room(esp, dst, (uint64_t) su.st_size);
         if (r < 0) {
                 abctl_esp_release(mounted);
                 return log_error_errno(r, "Refusing to install. Nothing was changed.");
@@ -429,4 +454,254 @@ int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
         printf("Installed %s into slot %s (root hash %.16s..., verified), UKI %s\n", prefix, slot_to_string(t),
                roothash, dst);
         return abctl_apply(c, SLOT_OP_INSTALL, t);
+}
+
+/* ---- install from an OCI layout or registry -------------------------------------- */
+
+/* Where the system layer goes: its first data_size bytes to the data
+ * partition, the rest (the hash tree) to the verity partition. */
+struct system_sink {
+        int data_fd, hash_fd;
+        uint64_t data_off, hash_off;   /* byte offsets in those fds */
+        uint64_t data_size, total;
+        uint64_t started_ms, shown_ms;
+        const char *what;
+        bool tty;
+};
+
+static uint64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static int pwrite_all(int fd, const uint8_t *buf, size_t n, uint64_t off) {
+        while (n > 0) {
+                ssize_t k = pwrite(fd, buf, n, (off_t) off);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+                buf += k, n -= (size_t) k, off += (uint64_t) k;
+        }
+        return 0;
+}
+
+static int system_sink(void *userdata, uint64_t offset, const uint8_t *buf, size_t n) {
+        struct system_sink *s = userdata;
+        int r = 0;
+        if (offset < s->data_size) {
+                size_t k = (size_t) MIN((uint64_t) n, s->data_size - offset);
+                r = pwrite_all(s->data_fd, buf, k, s->data_off + offset);
+                buf += k, n -= k, offset += k;
+        }
+        if (r >= 0 && n > 0)
+                r = pwrite_all(s->hash_fd, buf, n, s->hash_off + offset - s->data_size);
+        if (r < 0)
+                return log_error_errno(r, "Writing %s failed: %m", s->what);
+        uint64_t t = mono_ms(), done = offset + n;
+        if (s->tty && (t - s->shown_ms >= 250 || done == s->total)) {
+                double secs = (double) (t - s->started_ms) / 1000;
+                fprintf(stderr, "\rabctl: %s: %3llu%% %7.1f of %.1f MiB, %.1f MiB/s   ", s->what,
+                        (unsigned long long) (s->total ? done * 100 / s->total : 100), (double) done / 1048576,
+                        (double) s->total / 1048576, secs > 0 ? (double) done / 1048576 / secs : 0.0);
+                s->shown_ms = t;
+        }
+        return 0;
+}
+
+struct file_sink {
+        int fd;
+};
+
+static int file_sink(void *userdata, uint64_t offset, const uint8_t *buf, size_t n) {
+        struct file_sink *f = userdata;
+        int r = pwrite_all(f->fd, buf, n, offset);
+        return r < 0 ? log_error_errno(r, "Writing the UKI to the ESP failed%s: %m",
+                                       r == -ENOSPC ? " (the ESP is full)" : "") : 0;
+}
+
+/* The partition's own device when it is one (reads then see what was
+ * written); else the disk (an image file) at the partition's offset. */
+static int open_target(const struct ctx *c, const char *dev, uint64_t start, int *ret_fd, uint64_t *ret_off) {
+        struct stat st;
+        if (dev[0] && stat(dev, &st) == 0 && S_ISBLK(st.st_mode)) {
+                *ret_fd = open(dev, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                *ret_off = 0;
+        } else {
+                *ret_fd = open(c->disk, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                *ret_off = start * 512;
+        }
+        return *ret_fd < 0 ? log_error_errno(-errno, "Cannot open %s for writing: %m", dev[0] ? dev : c->disk) : 0;
+}
+
+/* Flushed to the medium and dropped from the cache, so that the check
+ * after it reads the disk, not memory. */
+static int flush_target(int fd, const char *what) {
+        if (fdatasync(fd) < 0)
+                return log_error_errno(-errno, "Flushing %s failed: %m", what);
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISBLK(st.st_mode))
+                (void) ioctl(fd, BLKFLSBUF, 0);
+        return 0;
+}
+
+int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_options *o) {
+        Slot t = c->install_slot >= 0 ? c->install_slot : slot_other(c->running);
+        const struct slot_partitions *p = &c->layout.slot[t];
+        char why[300], dst[600], tmp[610], digest[OCI_DIGEST_MAX + 1], uki_hash[ROOTHASH_HEX_MAX + 1];
+        struct oci_ref ref;
+        struct oci_source src;
+        struct oci_manifest m;
+        struct oci_config cfg;
+        struct slot_op_result res;
+        _cleanup_free_ char *cfg_json = NULL;
+        bool mounted = false;
+        int r;
+
+        /* ---- checks: nothing of the slot is written until all pass ---- */
+        r = oci_ref_parse(reference, &ref, why, sizeof(why));
+        if (r < 0)
+                return log_error_errno(r, "Refusing to install: %s. Nothing was changed.", why);
+        r = slots_apply_op(SLOT_OP_INSTALL, c->st, c->running, t, c->tries, &res, why, sizeof(why));
+        if (r < 0)
+                return log_error_errno(r, "Refusing to install: %s. Nothing was changed.", why);
+        if (!p->present)
+                return log_error_errno(-ENOENT, "Refusing to install: slot %s has no partitions on %s. Nothing was changed.",
+                                       slot_to_string(t), c->disk);
+        r = oci_source_open(&src, &ref, o);
+        if (r < 0)
+                goto refused;
+        r = oci_resolve(&src, &m, digest);
+        if (r < 0)
+                goto refused;
+        r = oci_fetch_small(&src, &m.config, OCI_CONFIG_MAX, &cfg_json);
+        if (r < 0)
+                goto refused;
+        r = oci_config_parse(cfg_json, (size_t) m.config.size, &cfg, why, sizeof(why));
+        if (r < 0) {
+                log_error("Image %s: %s", digest, why);
+                goto refused;
+        }
+        if (!streq(cfg.os, "linux") || !streq(cfg.architecture, oci_native_architecture())) {
+                r = log_error_errno(-ENOEXEC, "Image %s is for %s/%s; this machine is linux/%s", digest, cfg.os,
+                                    cfg.architecture, oci_native_architecture());
+                goto refused;
+        }
+        if (m.system.size != cfg.data_size + cfg.hash_size) {
+                r = log_error_errno(-EBADMSG, "Image %s: its system layer has %llu bytes, its config says %llu + %llu",
+                                    digest, (unsigned long long) m.system.size, (unsigned long long) cfg.data_size,
+                                    (unsigned long long) cfg.hash_size);
+                goto refused;
+        }
+        if (cfg.data_size > p->data_size * 512 || cfg.hash_size > p->hash_size * 512) {
+                r = log_error_errno(-EFBIG, "Image %s does not fit slot %s: %llu + %llu bytes, the partitions hold "
+                                    "%llu + %llu", digest, slot_to_string(t), (unsigned long long) cfg.data_size,
+                                    (unsigned long long) cfg.hash_size, (unsigned long long) p->data_size * 512,
+                                    (unsigned long long) p->hash_size * 512);
+                goto refused;
+        }
+        log_info("Image %s: %s %s, root hash %.16s..., %.1f MiB", digest, cfg.name, cfg.version, cfg.roothash,
+                 (double) (m.uki.size + m.system.size) / 1048576);
+
+        const char *esp = abctl_esp_find(c, &mounted);
+        if (!esp) {
+                r = log_error_errno(-ENOENT, "Cannot find the ESP with EFI/abswitch in /efi, /boot/efi or /boot, "
+                                    "nor mount it; mount it or pass --esp DIR");
+                goto refused;
+        }
+        uki_file(esp, t, dst, sizeof(dst));
+        char old[ROOTHASH_HEX_MAX + 1];
+        bool failed = c->st[t].priority == 0 && !c->st[t].successful;
+        if (failed && access(dst, F_OK) == 0 && uki_roothash(dst, old) >= 0 && streq(old, cfg.roothash) && !c->force) {
+                r = log_error_errno(-EALREADY, "This image (root hash %.16s...) already failed in slot %s. "
+                                    "Install it anyway with --force", cfg.roothash, slot_to_string(t));
+                goto refused;
+        }
+        r = esp_has_room(esp, dst, m.uki.size);
+        if (r < 0)
+                goto refused;
+
+        /* The UKI, next to the slot's current one; renamed over it last. */
+        (void) snprintf(tmp, sizeof(tmp), "%s.new", dst);
+        {
+                struct file_sink f = { .fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644) };
+                if (f.fd < 0) {
+                        r = log_error_errno(-errno, "Cannot create %s: %m", tmp);
+                        goto refused;
+                }
+                r = oci_fetch_blob(&src, &m.uki, file_sink, &f);
+                if (r >= 0 && fsync(f.fd) < 0)
+                        r = log_error_errno(-errno, "Flushing %s failed: %m", tmp);
+                close(f.fd);
+        }
+        if (r >= 0)
+                r = uki_roothash(tmp, uki_hash);
+        if (r >= 0 && !streq(uki_hash, cfg.roothash))
+                r = log_error_errno(-EBADMSG, "The image's UKI pins root hash %.16s..., its config says %.16s...: "
+                                    "they do not belong together", uki_hash, cfg.roothash);
+        if (r < 0) {
+                (void) unlink(tmp);
+                goto refused;
+        }
+
+        /* ---- writes ---- */
+        struct slot_state interim[_SLOT_MAX] = { c->st[0], c->st[1] };
+        interim[t] = (struct slot_state) {};   /* not bootable while half-written */
+        r = slots_state_write(&c->layout, interim, NULL);
+        if (r < 0) {
+                (void) unlink(tmp);
+                abctl_esp_release(mounted);
+                oci_source_close(&src);
+                return log_error_errno(r, "Failed to mark slot %s not bootable before writing it: %m. Nothing was written.",
+                                       slot_to_string(t));
+        }
+        c->st[t] = interim[t];
+
+        char what[64];
+        (void) snprintf(what, sizeof(what), "slot %s", slot_to_string(t));
+        _cleanup_close_ int data_fd = -1, hash_fd = -1;
+        struct system_sink ss = { .data_size = cfg.data_size, .total = m.system.size, .what = what,
+                                  .tty = isatty(STDERR_FILENO), .started_ms = mono_ms() };
+        r = open_target(c, p->data_dev, p->data_start, &data_fd, &ss.data_off);
+        if (r >= 0)
+                r = open_target(c, p->hash_dev, p->hash_start, &hash_fd, &ss.hash_off);
+        ss.data_fd = data_fd, ss.hash_fd = hash_fd;
+        if (r >= 0)
+                r = oci_fetch_blob(&src, &m.system, system_sink, &ss);
+        if (ss.tty)
+                fprintf(stderr, "\n");
+        if (r >= 0) {
+                double secs = (double) (mono_ms() - ss.started_ms) / 1000;
+                log_info("Wrote %.1f MiB into slot %s in %.1f s (%.1f MiB/s, %u retries)",
+                         (double) m.system.size / 1048576, slot_to_string(t), secs,
+                         secs > 0 ? (double) m.system.size / 1048576 / secs : 0.0, src.retries);
+                r = flush_target(data_fd, p->data_dev);
+        }
+        if (r >= 0)
+                r = flush_target(hash_fd, p->hash_dev);
+        oci_source_close(&src);
+        /* What is on the disk now, against the root hash the UKI pins. */
+        if (r >= 0 && (!p->data_dev[0] || !p->hash_dev[0]))
+                r = log_error_errno(-ENODEV, "Slot %s's partitions have no device nodes: cannot verify what was written",
+                                    slot_to_string(t));
+        if (r >= 0)
+                r = verify_image(p->data_dev, p->hash_dev, cfg.roothash);
+        if (r >= 0)
+                r = put_in_place(tmp, dst);
+        else
+                (void) unlink(tmp);
+        abctl_esp_release(mounted);
+        if (r < 0)
+                return log_error_errno(r, "Install failed; slot %s stays not bootable, slot %s is untouched.",
+                                       slot_to_string(t), slot_to_string(c->running));
+
+        printf("Installed %s (%s %s, %s) into slot %s, verified against root hash %.16s...\n", reference, cfg.name,
+               cfg.version, digest, slot_to_string(t), cfg.roothash);
+        return abctl_apply(c, SLOT_OP_INSTALL, t);
+
+refused:
+        oci_source_close(&src);
+        abctl_esp_release(mounted);
+        return log_error_errno(r, "Refusing to install %s. Nothing was changed.", reference);
 }

@@ -3,8 +3,10 @@
 #
 #   1. installs the Debian packages the build and the tests use;
 #   2. builds the static musl libraries the init links (json-c, libuuid,
-#      libblkid, libdevmapper, libcryptsetup, libkmod) from Debian's own
-#      source packages, because Debian ships none of them static for musl;
+#      libblkid, libdevmapper, libcryptsetup, libkmod) and the ones abctl
+#      adds for registries (mbedtls, libcurl with HTTP and HTTPS only), from
+#      Debian's own source packages, because Debian ships none of them static
+#      for musl; and a static curl(1) for the install benchmark;
 #   3. unpacks Debian's amd64 kernel and its modules for the tests.
 #
 # Results are cached outside the work tree under $ABSWITCH_CACHE (default
@@ -27,7 +29,8 @@ PKGS=(musl-tools gcc make autoconf automake autopoint libtool gettext pkgconf
       cmake dpkg-dev binutils kmod cpio zstd dosfstools mtools gdisk fdisk
       cryptsetup-bin erofs-utils squashfs-tools qemu-system-x86 ovmf
       systemd-boot-efi cgpt python3-pytest libcmocka-dev clang cppcheck clang-tidy
-      libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev)
+      libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev libcurl4-openssl-dev libmbedtls-dev
+      docker-registry skopeo debootstrap openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -67,7 +70,7 @@ aptp-cache() {
 		-o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" "$@"
 }
 
-SRCS=(json-c util-linux lvm2 cryptsetup kmod)
+SRCS=(json-c util-linux lvm2 cryptsetup kmod mbedtls curl)
 # Bump RECIPE whenever a build step below changes what it produces.
 RECIPE=1
 key=recipe$RECIPE
@@ -178,6 +181,35 @@ build_libs() {
 		  ar rcs "$P/lib/libkmod.a" libkmod/.libs/*.o shared/.libs/*.o &&
 		  install -m644 libkmod/libkmod.h "$P/include/" )
 		done_step kmod
+	fi
+
+	if ! step mbedtls; then
+		log "building mbedtls (TLS for libcurl; SHA-256 for abctl)"
+		( cd mbedtls-*/ &&
+		  make -j"$JOBS" lib CC="$CC" CFLAGS="$CFLAGS" >/dev/null &&
+		  cp -r include/mbedtls include/psa "$P/include/" &&
+		  cp library/libmbedtls.a library/libmbedx509.a library/libmbedcrypto.a "$P/lib/" )
+		done_step mbedtls
+	fi
+
+	if ! step curl; then
+		log "building curl (libcurl: HTTP and HTTPS over mbedtls; a static curl(1))"
+		# The CA bundle default is Debian's; abctl also looks for other
+		# distributions' and takes --ca.
+		( cd curl-*/ &&
+		  ./configure --prefix="$P" --disable-shared --enable-static --with-mbedtls="$P" \
+			--without-zlib --without-brotli --without-zstd --without-libpsl --without-nghttp2 \
+			--without-libidn2 --without-librtmp --without-libssh2 --without-libgsasl \
+			--disable-ldap --disable-ldaps --disable-rtsp --disable-dict --disable-telnet \
+			--disable-tftp --disable-pop3 --disable-imap --disable-smb --disable-smtp \
+			--disable-gopher --disable-mqtt --disable-ftp --disable-ntlm --disable-manual \
+			--disable-docs --disable-alt-svc --disable-hsts --disable-netrc --without-ca-path \
+			--with-ca-bundle=/etc/ssl/certs/ca-certificates.crt >/dev/null &&
+		  make -j"$JOBS" -C lib >/dev/null &&
+		  make -C lib install >/dev/null && make -C include install >/dev/null &&
+		  make -j"$JOBS" -C src curl LDFLAGS="$LDFLAGS -all-static" >/dev/null &&
+		  mkdir -p "$P/bin" && install -m755 src/curl "$P/bin/curl" && strip "$P/bin/curl" )
+		done_step curl
 	fi
 
 	cp /usr/lib/x86_64-linux-gnu/libz.a "$P/lib/"

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Fetching an OS image from an OCI layout or a registry (oci.c). */
+
+#include <json-c/json.h>
+#include <stdint.h>
+
+#include "oci.h"
+
+struct oci_options {
+        const char *ca;         /* --ca: a PEM bundle to trust instead of the system's */
+        bool plain_http;        /* --plain-http: a registry without TLS */
+        unsigned timeout_sec;   /* --timeout: give up retrying after this long */
+};
+
+struct oci_source {
+        struct oci_ref ref;
+        void *curl;             /* CURL *, registries only */
+        bool plain_http;
+        uint64_t started, deadline;  /* CLOCK_MONOTONIC, ms */
+        unsigned retries;
+        char token[4096];       /* "Authorization: Bearer ..." once one was needed */
+        char curl_error[256];
+};
+
+/* Gets a chunk of a blob at offset; a negative errno stops the transfer
+ * (the sink logs why). A transfer that starts over calls it from 0 again. */
+typedef int (*oci_sink_fn)(void *userdata, uint64_t offset, const uint8_t *buf, size_t n);
+
+int oci_source_open(struct oci_source *s, const struct oci_ref *ref, const struct oci_options *o);
+void oci_source_close(struct oci_source *s);
+/* The image manifest the reference names (through an index if it names
+ * one, picking this machine's architecture), parsed; and its digest. */
+int oci_resolve(struct oci_source *s, struct oci_manifest *ret, char ret_digest[static OCI_DIGEST_MAX + 1]);
+/* Streams blob b through sink; fails unless exactly b->size bytes with
+ * digest b->digest arrived. */
+int oci_fetch_blob(struct oci_source *s, const struct oci_blob *b, oci_sink_fn sink, void *userdata);
+/* A small blob (the config) into memory, NUL-terminated; free() it. */
+int oci_fetch_small(struct oci_source *s, const struct oci_blob *b, size_t max, char **ret);
