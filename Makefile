@@ -129,12 +129,34 @@ $(E2E)/root-a-mismatch/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mk
 	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
 	@touch $@
 
+# The OS image v2 (B's "commit" image and its UKI) as an OCI layout, and slot A's
+# test root that installs it from there or from a registry (tests/e2e/test_registry.py).
+$(E2E)/oci-v2/index.json: $(E2E)/slot-b-commit.img $(E2E)/v2-boot-b.efi initramfs/mkoci
+	initramfs/mkoci --image $(E2E)/slot-b-commit --uki $(E2E)/v2-boot-b.efi --name "abswitch test" --version 2 \
+	  --tag v2 --output $(@D)
+
+$(E2E)/root-a-net/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/oci-v2/index.json
+	CURL=$(MUSL_PREFIX)/bin/curl KERNEL_ROOT=$(KERNEL_ROOT) KERNEL_VERSION=$(KERNEL_VERSION) OCI_LAYOUT=$(E2E)/oci-v2 \
+	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) net
+	@touch $@
+
+# A real Debian (debootstrap minbase + systemd) with abctl and abswitch-mark-good.service,
+# plus the test's health check and report units (tests/e2e/test_systemd.py); SquashFS.
+DEBIAN_OVERLAY := $(shell find tests/e2e/debian-overlay 2>/dev/null)
+$(E2E)/root-debian/.done: $(BUILD)/abctl initramfs/mkdebian abctl/abswitch-mark-good.service $(DEBIAN_OVERLAY)
+	initramfs/mkdebian --abctl $(BUILD)/abctl --overlay tests/e2e/debian-overlay --output $(@D)
+	@touch $@
+
+$(E2E)/slot-debian.img: $(E2E)/root-debian/.done initramfs/mkslot
+	initramfs/mkslot --root $(E2E)/root-debian --fs squashfs --output $(E2E)/slot-debian
+
 $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 	initramfs/mkslot --root $(E2E)/root-$* --fs erofs --output $(E2E)/slot-$*
 
 e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
               $(E2E)/slot-a-reader.img \
-              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(BUILD)/deps.mk
+              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img \
+              $(E2E)/slot-debian.img $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
 

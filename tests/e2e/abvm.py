@@ -82,6 +82,13 @@ class Machine:
         self.disk = self.dir / "disk.img"
         self.env = env()
         self.boots = []
+        # QEMU's user network on an e1000 (OVMF has no driver for it without
+        # its option ROM, so the firmware's boot options stay ours).
+        self.net = False
+        # Commands the test root runs after booting (-fw_cfg opt/abswitch/run),
+        # and files it can read under /sys/firmware/qemu_fw_cfg/by_name/opt/abswitch/.
+        self.fw_run = []
+        self.fw_files = {}
 
     # ---- building ---------------------------------------------------------------
 
@@ -96,9 +103,10 @@ class Machine:
         subprocess.run([str(a) for a in args], check=True, capture_output=True)
         return out
 
-    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", active="a", removable=None, slot_size="16M"):
+    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", active="a", removable=None, slot_size="16M",
+                  verity_size="1M"):
         args = [TOP / "initramfs/mkdisk", "--output", self.disk, "--a-uki", a_uki,
-                "--esp-size", "80M", "--slot-size", slot_size, "--verity-size", "1M", "--active", active,
+                "--esp-size", "80M", "--slot-size", slot_size, "--verity-size", verity_size, "--active", active,
                 "--removable", removable or active]
         if a_image:
             args += ["--a-image", E2E / f"slot-{a_image}"]
@@ -183,16 +191,30 @@ class Machine:
                 "-drive", f"if=pflash,format=raw,file={self.vars}",
                 "-drive", f"file={self.disk},if=virtio,format=raw",
                 # A hardware watchdog; its reset ends QEMU like any reboot (-no-reboot).
-                "-device", "i6300esb"]
+                "-device", "i6300esb"] + self.extra_args()
 
-    def boot(self, timeout=BOOT_TIMEOUT, stop_on=STOPPED_RE, grace=3.0, cut=None, marks=None):
+    def extra_args(self):
+        args = []
+        if self.net:
+            args += ["-netdev", "user,id=n0", "-device", "e1000,netdev=n0,romfile="]
+        files = dict(self.fw_files)
+        if self.fw_run:
+            run = self.dir / "fw-run"
+            run.write_text("".join(l + "\n" for l in self.fw_run))
+            files["run"] = run
+        for name, path in files.items():
+            args += ["-fw_cfg", f"name=opt/abswitch/{name},file={path}"]
+        return args
+
+    def boot(self, timeout=BOOT_TIMEOUT, stop_on=STOPPED_RE, grace=3.0, cut=None, marks=None, until=None):
         """Boots once. Returns when QEMU exits (power-off, or a reboot, which
         -no-reboot turns into an exit), or grace seconds after the console
         matched stop_on (the init stopped and waits forever by design).
         cut=(regex, seconds): a power cut that many seconds after the console
         matched regex (QEMU is killed; what the guest had not written to the
         disk image or the VARS file is lost). marks={name: regex}: the
-        returned Boot's .marks has the seconds at which each first showed."""
+        returned Boot's .marks has the seconds at which each first showed.
+        until: a callable; a power cut as soon as it returns true."""
         if cut is not None:
             stop_on, grace = cut
         n = len(self.boots) + 1
@@ -217,6 +239,10 @@ class Machine:
                 if matched_at is None and stop_on is not None and stop_on.search(text):
                     matched_at = now
                 if matched_at is not None and now - matched_at >= grace:
+                    break
+                if until is not None and until():
+                    matched_at = now
+                    cut = True
                     break
                 if now - t0 > timeout:
                     break

@@ -12,10 +12,23 @@
  * /etc/abswitch-test-hang it hangs instead of powering off; each line of
  * /etc/abswitch-test-run is run first (argv split at spaces) and reported as
  *   ABSWITCH-RUN rc=<status> <command>
- * and the file named in /etc/abswitch-test-read is read to its end:
+ * followed by what it cost:
+ *   ABSWITCH-RUSAGE maxrss_kb=<peak RSS> ms=<wall time> <command>
+ * Lines a test passes at boot time with QEMU's -fw_cfg name=opt/abswitch/run
+ * run after those (the image loads qemu_fw_cfg for them, from the modules
+ * listed in /etc/abswitch-test-modules, which come first). With
+ * /etc/abswitch-test-net, eth0 gets QEMU's user network address (10.0.2.15/24;
+ * the host is 10.0.2.2). The file named in /etc/abswitch-test-read is read
+ * to its end:
  *   ABSWITCH-READ bytes=<n> errno=<0 or the error>  */
 
 #include <errno.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -97,6 +110,93 @@ static void bench_line(int con) {
                 initrd_cpu, busy);
 }
 
+/* Kernel modules from the image, in the order listed (dependencies first). */
+static void load_modules(int con) {
+        FILE *f = fopen("/etc/abswitch-test-modules", "re");
+        char path[512];
+        while (f && fgets(path, sizeof(path), f)) {
+                path[strcspn(path, "\n")] = 0;
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
+                        dprintf(con, "ABSWITCH-MODULE %s failed: %s\n", path, strerror(errno));
+                if (fd >= 0)
+                        close(fd);
+        }
+        if (f)
+                fclose(f);
+}
+
+static int if_up(int sock, const char *name, const char *addr, const char *mask) {
+        struct ifreq ifr = {};
+        struct sockaddr_in *sin = (struct sockaddr_in *) &ifr.ifr_addr;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        if (addr) {
+                sin->sin_family = AF_INET;
+                inet_pton(AF_INET, addr, &sin->sin_addr);
+                if (ioctl(sock, SIOCSIFADDR, &ifr) < 0)
+                        return -errno;
+                inet_pton(AF_INET, mask, &sin->sin_addr);
+                if (ioctl(sock, SIOCSIFNETMASK, &ifr) < 0)
+                        return -errno;
+        }
+        if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+                return -errno;
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        return ioctl(sock, SIOCSIFFLAGS, &ifr) < 0 ? -errno : 0;
+}
+
+static void network(int con) {
+        if (access("/etc/abswitch-test-net", F_OK) < 0)
+                return;
+        int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int r = sock < 0 ? -errno : if_up(sock, "lo", NULL, NULL);
+        if (r >= 0)
+                r = if_up(sock, "eth0", "10.0.2.15", "255.255.255.0");
+        dprintf(con, "ABSWITCH-NET eth0=%s\n", r < 0 ? strerror(-r) : "10.0.2.15/24");
+        if (sock >= 0)
+                close(sock);
+}
+
+static long long mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Each line of path is a command (argv split at spaces), run and reported. */
+static void run_file(int con, const char *path) {
+        FILE *run = fopen(path, "re");
+        char line[1024];
+        while (run && fgets(line, sizeof(line), run)) {
+                char *argv[24], *save = NULL;
+                int argc = 0;
+                line[strcspn(line, "\n")] = 0;
+                char shown[1024];
+                snprintf(shown, sizeof(shown), "%s", line);
+                for (char *t = strtok_r(line, " ", &save); t && argc < 23; t = strtok_r(NULL, " ", &save))
+                        argv[argc++] = t;
+                argv[argc] = NULL;
+                if (argc == 0)
+                        continue;
+                int status = -1;
+                struct rusage ru = {};
+                long long t0 = mono_ms();
+                pid_t pid = fork();
+                if (pid == 0) {
+                        dup2(con, STDOUT_FILENO);
+                        dup2(con, STDERR_FILENO);
+                        execv(argv[0], argv);
+                        _exit(127);
+                }
+                if (pid > 0)
+                        wait4(pid, &status, 0, &ru);
+                dprintf(con, "ABSWITCH-RUN rc=%d %s\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1, shown);
+                dprintf(con, "ABSWITCH-RUSAGE maxrss_kb=%ld ms=%lld %s\n", ru.ru_maxrss, mono_ms() - t0, shown);
+        }
+        if (run)
+                fclose(run);
+}
+
 int main(void) {
         struct timespec ts;
         clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -136,34 +236,12 @@ int main(void) {
                         rec[i] = ' ';
         dprintf(con, "ABSWITCH-RECORD %s\n", n > 0 ? rec : "{}");
 
-        /* Commands a test wants run in the booted system, e.g. abctl mark-good. */
-        FILE *run = fopen("/etc/abswitch-test-run", "re");
-        char line[512];
-        while (run && fgets(line, sizeof(line), run)) {
-                char *argv[16], *save = NULL;
-                int argc = 0;
-                line[strcspn(line, "\n")] = 0;
-                char shown[512];
-                snprintf(shown, sizeof(shown), "%s", line);
-                for (char *t = strtok_r(line, " ", &save); t && argc < 15; t = strtok_r(NULL, " ", &save))
-                        argv[argc++] = t;
-                argv[argc] = NULL;
-                if (argc == 0)
-                        continue;
-                int status = -1;
-                pid_t pid = fork();
-                if (pid == 0) {
-                        dup2(con, STDOUT_FILENO);
-                        dup2(con, STDERR_FILENO);
-                        execv(argv[0], argv);
-                        _exit(127);
-                }
-                if (pid > 0)
-                        waitpid(pid, &status, 0);
-                dprintf(con, "ABSWITCH-RUN rc=%d %s\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1, shown);
-        }
-        if (run)
-                fclose(run);
+        /* Commands a test wants run in the booted system, e.g. abctl mark-good:
+         * the image's own, then the ones the test passed with -fw_cfg. */
+        load_modules(con);
+        network(con);
+        run_file(con, "/etc/abswitch-test-run");
+        run_file(con, "/sys/firmware/qemu_fw_cfg/by_name/opt/abswitch/run/raw");
 
         /* A file read after boot, for the dm-verity corruption policy test. */
         char rpath[256];
