@@ -26,7 +26,7 @@ ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
 endif
 
-.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench powercut fuzz lint
+.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench bench-oci powercut fuzz lint
 all: $(BUILD)/abswitch-init $(BUILD)/abctl
 
 $(BUILD)/deps.mk: initramfs/deps.sh
@@ -276,6 +276,12 @@ $(BENCH)/initramfs.img: $(BUILD)/abswitch-init initramfs/mkinitramfs $(BUILD)/de
 	@mkdir -p $(BENCH)
 	initramfs/mkinitramfs --init $(BUILD)/abswitch-init --kernel-root $(KERNEL_ROOT) \
 	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --output $@
+
+# make bench-oci [OCI_MIB=1024]: abctl install from a registry against curl (bench/oci_bench.py).
+OCI_MIB ?= 1024
+bench-oci: deps
+	$(MAKE) e2e-artifacts
+	$(PYTHON) bench/oci_bench.py --build $(BUILD) --size-mib $(OCI_MIB)
 
 bench: deps
 	@command -v dracut >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q \

@@ -181,7 +181,7 @@ static int verify_image(const char *img, const char *hash, const char *roothash)
                 return log_error_errno(-EINVAL, "The UKI's root hash has %zu bytes; the hash tree uses %d", len,
                                        crypt_get_volume_key_size(cd));
         struct crypt_params_verity info;
-        uint64_t img_size;
+        uint64_t img_size = 0;
         if (crypt_get_verity_info(cd, &info) >= 0 && file_size(img, &img_size) >= 0 &&
             img_size < info.data_size * info.data_block_size)
                 return log_error_errno(-EBADMSG, "%s is truncated: it has %llu bytes, its hash tree covers %llu",
@@ -216,6 +216,13 @@ const char *abctl_esp_mounted(const struct ctx *c) {
         return NULL;
 }
 
+/* /dev/vda + 1 -> /dev/vda1; /dev/nvme0n1 + 1 -> /dev/nvme0n1p1 */
+static void partition_node(const char *disk, unsigned partno, char *ret, size_t size) {
+        size_t n = strlen(disk);
+        bool digit = n > 0 && isdigit((unsigned char) disk[n - 1]);
+        (void) snprintf(ret, size, "%s%s%u", disk, digit ? "p" : "", partno);
+}
+
 const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted) {
         char dev[340];
         *ret_mounted = false;
@@ -224,10 +231,7 @@ const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted) {
                 return esp;
         if (!c->layout.esp_present)
                 return NULL;
-        /* /dev/vda + 1 -> /dev/vda1; /dev/nvme0n1 + 1 -> /dev/nvme0n1p1 */
-        size_t n = strlen(c->layout.disk);
-        bool digit = n > 0 && isdigit((unsigned char) c->layout.disk[n - 1]);
-        (void) snprintf(dev, sizeof(dev), "%s%s%u", c->layout.disk, digit ? "p" : "", c->layout.esp_partno);
+        partition_node(c->layout.disk, c->layout.esp_partno, dev, sizeof(dev));
         (void) mkdir("/run/abswitch", 0755);
         (void) mkdir(ESP_MOUNT, 0700);
         if (mount(dev, ESP_MOUNT, "vfat", MS_NOSUID | MS_NODEV | MS_NOEXEC, "umask=0077") < 0) {
@@ -548,7 +552,7 @@ static int flush_target(int fd, const char *what) {
 
 int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_options *o) {
         Slot t = c->install_slot >= 0 ? c->install_slot : slot_other(c->running);
-        const struct slot_partitions *p = &c->layout.slot[t];
+        struct slot_partitions *p = &c->layout.slot[t];
         char why[300], dst[600], tmp[610], digest[OCI_DIGEST_MAX + 1], uki_hash[ROOTHASH_HEX_MAX + 1];
         struct oci_ref ref;
         struct oci_source src;
@@ -556,6 +560,7 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
         struct oci_config cfg;
         struct slot_op_result res;
         _cleanup_free_ char *cfg_json = NULL;
+        _cleanup_close_ int data_fd = -1, hash_fd = -1;
         bool mounted = false;
         int r;
 
@@ -569,6 +574,13 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
         if (!p->present)
                 return log_error_errno(-ENOENT, "Refusing to install: slot %s has no partitions on %s. Nothing was changed.",
                                        slot_to_string(t), c->disk);
+        /* The partitions' own nodes, when the disk is a device: written
+         * through them, what is verified afterwards is read from them. */
+        struct stat sd;
+        if (!p->data_dev[0] && stat(c->layout.disk, &sd) == 0 && S_ISBLK(sd.st_mode)) {
+                partition_node(c->layout.disk, p->data_partno, p->data_dev, sizeof(p->data_dev));
+                partition_node(c->layout.disk, p->hash_partno, p->hash_dev, sizeof(p->hash_dev));
+        }
         r = oci_source_open(&src, &ref, o);
         if (r < 0)
                 goto refused;
@@ -660,7 +672,6 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
 
         char what[64];
         (void) snprintf(what, sizeof(what), "slot %s", slot_to_string(t));
-        _cleanup_close_ int data_fd = -1, hash_fd = -1;
         struct system_sink ss = { .data_size = cfg.data_size, .total = m.system.size, .what = what,
                                   .tty = isatty(STDERR_FILENO), .started_ms = mono_ms() };
         r = open_target(c, p->data_dev, p->data_start, &data_fd, &ss.data_off);

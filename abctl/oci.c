@@ -29,6 +29,9 @@
 #include "../common/log.h"
 #include "ocifetch.h"
 
+#ifndef ABSWITCH_VERSION
+#define ABSWITCH_VERSION "0"
+#endif
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 8000
 
@@ -72,6 +75,12 @@ static int hashed_feed(struct hashed *h, const uint8_t *buf, size_t n) {
         return 0;
 }
 
+static void digest_string(const uint8_t d[static 32], char ret[static OCI_DIGEST_MAX + 1]) {
+        int n = snprintf(ret, OCI_DIGEST_MAX + 1, "sha256:");
+        for (size_t i = 0; i < 32; i++)
+                n += snprintf(ret + n, (size_t) (OCI_DIGEST_MAX + 1 - n), "%02x", d[i]);
+}
+
 static int hashed_finish(struct hashed *h) {
         uint8_t d[32];
         char hex[OCI_DIGEST_MAX + 1];
@@ -79,9 +88,7 @@ static int hashed_finish(struct hashed *h) {
                 return log_error_errno(-EBADMSG, "Blob %.19s... ended after %llu of its %llu bytes", h->blob->digest,
                                        (unsigned long long) h->pos, (unsigned long long) h->size);
         (void) mbedtls_sha256_finish_ret(&h->sha, d);
-        memcpy(hex, "sha256:", 7);
-        for (size_t i = 0; i < 32; i++)
-                (void) snprintf(hex + 7 + 2 * i, 3, "%02x", d[i]);
+        digest_string(d, hex);
         if (strcmp(hex, h->blob->digest) != 0)
                 return log_error_errno(-EBADMSG, "Blob %s does not match its digest: its bytes hash to %s. "
                                        "It was corrupted or tampered with in the registry or on the way",
@@ -139,7 +146,6 @@ static int layout_read(struct oci_source *s, const char *name, struct hashed *h)
 struct xfer {
         struct oci_source *s;
         struct hashed *h;             /* the body goes here on 200/206 */
-        uint64_t resume;              /* asked for bytes from here */
         long status;
         bool started, restarted;
         char content_type[128];
@@ -447,12 +453,12 @@ void oci_source_close(struct oci_source *s) {
 
 int oci_fetch_blob(struct oci_source *s, const struct oci_blob *b, oci_sink_fn sink, void *userdata) {
         struct hashed h = { .size = b->size, .blob = b, .sink = sink, .userdata = userdata };
-        char name[100];
         int r;
 
         mbedtls_sha256_init(&h.sha);
         hashed_restart(&h);
         if (s->ref.kind == OCI_REF_LAYOUT) {
+                char name[100];
                 (void) snprintf(name, sizeof(name), "blobs/sha256/%s", b->digest + 7);
                 r = layout_read(s, name, &h);
         } else
@@ -498,9 +504,7 @@ static int fetch_manifest_doc(struct oci_source *s, const char *ref, struct memb
         mbedtls_sha256_free(&h.sha);
         if (r < 0)
                 return r;
-        memcpy(digest, "sha256:", 7);
-        for (size_t i = 0; i < 32; i++)
-                (void) snprintf(digest + 7 + 2 * i, 3, "%02x", d[i]);
+        digest_string(d, digest);
         return 0;
 }
 

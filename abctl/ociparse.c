@@ -393,11 +393,12 @@ int oci_index_pick(const char *json, size_t len, const char *tag, const char *di
         }
         if (!found) {
                 if (tag && tag[0])
-                        r = WHY("no image is tagged '%s' here (tags: %s)", tag, seen[0] ? seen : "none");
+                        (void) snprintf(why, whysize, "no image is tagged '%s' here (tags: %s)", tag,
+                                        seen[0] ? seen : "none");
                 else if (digest && digest[0])
-                        r = WHY("no manifest %s here", digest);
+                        (void) snprintf(why, whysize, "no manifest %s here", digest);
                 else
-                        r = WHY("no image for linux/%s here", arch);
+                        (void) snprintf(why, whysize, "no image for linux/%s here", arch);
                 r = -ENOENT;
         }
 out:

@@ -3,8 +3,10 @@ distribution registry) on loopback, over TLS with a CA made for the test,
 images pushed with skopeo. And a TCP proxy in front of it that can cut or
 stall the stream, to play a flaky network.
 
-The guest reaches the host's loopback at 10.0.2.2 (QEMU's user network), so
-the registry's certificate names 10.0.2.2 as well as 127.0.0.1."""
+The guest reaches the host's loopback at 10.0.2.2 (QEMU's user network),
+which the test root's /etc/hosts calls registry.abswitch.test: the
+certificate names that (mbedtls 2.28, under abctl's libcurl, matches DNS
+names only, not IP addresses) and 127.0.0.1 for skopeo on the host."""
 
 import json
 import socket
@@ -13,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-GUEST_HOST = "10.0.2.2"
+GUEST_HOST = "registry.abswitch.test"   # 10.0.2.2 in the test root's /etc/hosts
 
 
 def free_port():
@@ -23,15 +25,15 @@ def free_port():
 
 
 def make_ca(d):
-    """A CA and a server certificate for 127.0.0.1 and 10.0.2.2 (openssl)."""
+    """A CA and a server certificate for registry.abswitch.test and 127.0.0.1 (openssl)."""
     d.mkdir(parents=True, exist_ok=True)
     def ssl(*args):
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
     ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
         "-days", "2", "-subj", "/CN=abswitch test CA")
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=abswitch test registry")
-    (d / "ext.cnf").write_text(f"subjectAltName=IP:127.0.0.1,IP:{GUEST_HOST}\n")
+        "-subj", f"/CN={GUEST_HOST}")
+    (d / "ext.cnf").write_text(f"subjectAltName=DNS:{GUEST_HOST},IP:127.0.0.1\n")
     ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
     return d / "ca.crt"

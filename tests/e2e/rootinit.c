@@ -15,7 +15,7 @@
  * followed by what it cost:
  *   ABSWITCH-RUSAGE maxrss_kb=<peak RSS> ms=<wall time> <command>
  * Lines a test passes at boot time with QEMU's -fw_cfg name=opt/abswitch/run
- * run after those (the image loads qemu_fw_cfg for them, from the modules
+ * (copied to /run/abswitch-test/run, with opt/abswitch/ca) run after those (the image loads qemu_fw_cfg for them, from the modules
  * listed in /etc/abswitch-test-modules, which come first). With
  * /etc/abswitch-test-net, eth0 gets QEMU's user network address (10.0.2.15/24;
  * the host is 10.0.2.2). The file named in /etc/abswitch-test-read is read
@@ -197,6 +197,31 @@ static void run_file(int con, const char *path) {
                 fclose(run);
 }
 
+/* Files the test passed with -fw_cfg name=opt/abswitch/NAME, copied to
+ * /run/abswitch-test/NAME: sysfs gives them no size, which stdio-based
+ * readers (mbedtls's CA loader) need. */
+static void copy_fw_cfg_files(void) {
+        static const char *const names[] = { "run", "ca" };
+        static char buf[1 << 16];
+        (void) mkdir("/run/abswitch-test", 0755);
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                char src[256], dst[256];
+                snprintf(src, sizeof(src), "/sys/firmware/qemu_fw_cfg/by_name/opt/abswitch/%s/raw", names[i]);
+                snprintf(dst, sizeof(dst), "/run/abswitch-test/%s", names[i]);
+                int in = open(src, O_RDONLY | O_CLOEXEC);
+                if (in < 0)
+                        continue;
+                int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                ssize_t n;
+                while (out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+                        if (write(out, buf, (size_t) n) != n)
+                                break;
+                close(in);
+                if (out >= 0)
+                        close(out);
+        }
+}
+
 int main(void) {
         struct timespec ts;
         clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -240,8 +265,9 @@ int main(void) {
          * the image's own, then the ones the test passed with -fw_cfg. */
         load_modules(con);
         network(con);
+        copy_fw_cfg_files();
         run_file(con, "/etc/abswitch-test-run");
-        run_file(con, "/sys/firmware/qemu_fw_cfg/by_name/opt/abswitch/run/raw");
+        run_file(con, "/run/abswitch-test/run");
 
         /* A file read after boot, for the dm-verity corruption policy test. */
         char rpath[256];

@@ -16,7 +16,7 @@ BOOT_A, BOOT_B = 0x1000, 0x1001
 PATH_A = r"\EFI\abswitch\boot-a.efi"
 PATH_B = r"\EFI\abswitch\boot-b.efi"
 LAYOUT = abvm.E2E / "oci-v2"
-CA = "/sys/firmware/qemu_fw_cfg/by_name/opt/abswitch/ca/raw"
+CA = "/run/abswitch-test/ca"
 BEFORE = {"A": {"priority": 2, "tries": 0, "successful": True, "armed": False},
           "B": {"priority": 1, "tries": 0, "successful": True, "armed": False}}
 NOT_BOOTABLE = {"priority": 0, "tries": 0, "successful": False, "armed": False}
@@ -44,7 +44,7 @@ def net_machine(machine, *commands, ca=None):
 
 
 def ran(boot, command):
-    m = re.search(r"^ABSWITCH-RUN rc=(\d+) " + re.escape(command) + "$", boot.console, re.M)
+    m = re.search(r"^ABSWITCH-RUN rc=(\d+) " + re.escape(command) + r"\r?$", boot.console, re.M)
     assert m, f"{command} did not run:\n{boot.tail(40)}"
     return int(m.group(1))
 
@@ -122,15 +122,15 @@ def test_registry_down_retries_then_fails(machine):
     net_machine(machine, cmd)
     boot = machine.boot()
     assert ran(boot, cmd) == 1
-    retries = re.findall(r"Couldn't connect to server; retrying in", boot.console)
+    retries = re.findall(r"registry.abswitch.test:\d+: .*; retrying in", boot.console)
     assert len(retries) >= 3, boot.tail(30)
-    assert re.search(r"Giving up on [\d.:]+ after \d+ attempts in 1[5-9] s", boot.console), boot.tail(30)
+    assert re.search(r"Giving up on [\w.:]+ after \d+ attempts in 1[5-9] s", boot.console), boot.tail(30)
     assert "Nothing was changed" in boot.console
     unchanged(machine)
 
 
 def abvm_ref(port, tag="v2"):
-    return f"10.0.2.2:{port}/abswitch/os:{tag}"
+    return f"registry.abswitch.test:{port}/abswitch/os:{tag}"
 
 
 def test_unknown_tag_fails_fast(machine, registry):
