@@ -41,7 +41,7 @@ def debian_trial(machine, cmdline=""):
     machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
                              order=[BOOT_A, BOOT_B], boot_next=BOOT_B)
     machine.set_slot_state("A", 1, successful=True)
-    machine.set_slot_state("B", 2, tries=1, armed=True)
+    machine.set_slot_state("B", 2, tries=0, armed=True)
     return machine
 
 
@@ -56,7 +56,7 @@ def test_systemd_slot_commits_itself(machine):
     assert boot.record["slot"] == "B"
     assert boot.record["decision"]["trial"] is True
     assert boot.record["root"]["roothash"] == abvm.roothash("DEBIAN")
-    assert re.search(r"mark-good: slot B is now committed", boot.console), boot.tail(60)
+    assert re.search(r"Slot B:\s+committed", boot.console), boot.tail(60)   # abctl status, after the unit ran
     assert machine.slot_state("B") == {"priority": 2, "tries": 0, "successful": True, "armed": False}
     assert machine.varstore().boot_order()[0] == BOOT_B
     assert machine.varstore().boot_next() is None
