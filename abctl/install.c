@@ -363,21 +363,53 @@ static int esp_has_room(const char *esp, const char *dst, uint64_t uki_size) {
         return 0;
 }
 
+/* The operation is allowed on slot t and t has its partitions. */
+static int install_allowed(struct ctx *c, Slot t) {
+        struct slot_op_result res;
+        char why[256];
+        int r = slots_apply_op(SLOT_OP_INSTALL, c->st, c->running, t, c->tries, &res, why, sizeof(why));
+        if (r < 0)
+                return log_error_errno(r, "Refusing to install: %s. Nothing was changed.", why);
+        if (!c->layout.slot[t].present)
+                return log_error_errno(-ENOENT, "Refusing to install: slot %s has no partitions on %s. Nothing was changed.",
+                                       slot_to_string(t), c->disk);
+        return 0;
+}
+
+/* An image that already failed in this slot (its UKI, dst, pins roothash)
+ * is not retried by accident. */
+static int failed_before(const struct ctx *c, Slot t, const char *dst, const char *roothash) {
+        char old[ROOTHASH_HEX_MAX + 1];
+        bool failed = c->st[t].priority == 0 && !c->st[t].successful;
+        if (failed && access(dst, F_OK) == 0 && uki_roothash(dst, old) >= 0 && streq(old, roothash) && !c->force)
+                return log_error_errno(-EALREADY, "Refusing to install: this image (root hash %.16s...) already failed "
+                                       "in slot %s. Install it anyway with --force", roothash, slot_to_string(t));
+        return 0;
+}
+
+/* Slot t not bootable in the GPT, before a byte of it is written. */
+static int mark_not_bootable(struct ctx *c, Slot t) {
+        struct slot_state interim[_SLOT_MAX] = { c->st[0], c->st[1] };
+        interim[t] = (struct slot_state) {};
+        int r = slots_state_write(&c->layout, interim, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to mark slot %s not bootable before writing it: %m. Nothing was written.",
+                                       slot_to_string(t));
+        c->st[t] = interim[t];
+        return 0;
+}
+
 int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
         Slot t = c->install_slot >= 0 ? c->install_slot : slot_other(c->running);
         const struct slot_partitions *p = &c->layout.slot[t];
-        char img[512], hash[512], roothash[ROOTHASH_HEX_MAX + 1], why[256], dst[600];
-        struct slot_op_result res;
+        char img[512], hash[512], roothash[ROOTHASH_HEX_MAX + 1], dst[600];
         struct stat si, sh;
         int r;
 
         /* ---- checks: nothing is written until all pass ---- */
-        r = slots_apply_op(SLOT_OP_INSTALL, c->st, c->running, t, c->tries, &res, why, sizeof(why));
+        r = install_allowed(c, t);
         if (r < 0)
-                return log_error_errno(r, "Refusing to install: %s. Nothing was changed.", why);
-        if (!p->present)
-                return log_error_errno(-ENOENT, "Refusing to install: slot %s has no partitions on %s. Nothing was changed.",
-                                       slot_to_string(t), c->disk);
+                return r;
         (void) snprintf(img, sizeof(img), "%s.img", prefix);
         (void) snprintf(hash, sizeof(hash), "%s.verity", prefix);
         if (stat(img, &si) < 0 || stat(hash, &sh) < 0 || !S_ISREG(si.st_mode) || !S_ISREG(sh.st_mode))
@@ -406,32 +438,21 @@ int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
                                        "Nothing was changed.");
         uki_file(esp, t, dst, sizeof(dst));
 
-        /* An image that already failed in this slot is not retried by accident. */
-        char old[ROOTHASH_HEX_MAX + 1];
-        bool failed = c->st[t].priority == 0 && !c->st[t].successful;
-        if (failed && access(dst, F_OK) == 0 && uki_roothash(dst, old) >= 0 && streq(old, roothash) && !c->force) {
-                abctl_esp_release(mounted);
-                return log_error_errno(-EALREADY, "Refusing to install: this image (root hash %.16s...) already failed "
-                                       "in slot %s. Install it anyway with --force. Nothing was changed.", roothash,
-                                       slot_to_string(t));
-        }
+        r = failed_before(c, t, dst, roothash);
         /* The UKI goes in last, after the image: make sure now that it can. */
         struct stat su;
-        r = stat(uki, &su) < 0 ? log_error_errno(-errno, "Cannot read %s: %m", uki)
-                               : esp_has_room(esp, dst, (uint64_t) su.st_size);
+        if (r >= 0)
+                r = stat(uki, &su) < 0 ? log_error_errno(-errno, "Cannot read %s: %m", uki)
+                                       : esp_has_room(esp, dst, (uint64_t) su.st_size);
         if (r < 0) {
                 abctl_esp_release(mounted);
                 return log_error_errno(r, "Refusing to install. Nothing was changed.");
         }
 
         /* ---- writes ---- */
-        struct slot_state interim[_SLOT_MAX] = { c->st[0], c->st[1] };
-        interim[t] = (struct slot_state) {};   /* not bootable while half-written */
-        r = slots_state_write(&c->layout, interim, NULL);
+        r = mark_not_bootable(c, t);
         if (r < 0)
-                return log_error_errno(r, "Failed to mark slot %s not bootable before writing it: %m. Nothing was written.",
-                                       slot_to_string(t));
-        c->st[t] = interim[t];
+                return r;
 
         _cleanup_close_ int disk = open(c->disk, O_WRONLY | O_CLOEXEC | O_NOCTTY);
         if (disk < 0)
@@ -558,7 +579,6 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
         struct oci_source src;
         struct oci_manifest m;
         struct oci_config cfg;
-        struct slot_op_result res;
         _cleanup_free_ char *cfg_json = NULL;
         _cleanup_close_ int data_fd = -1, hash_fd = -1;
         bool mounted = false;
@@ -568,12 +588,9 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
         r = oci_ref_parse(reference, &ref, why, sizeof(why));
         if (r < 0)
                 return log_error_errno(r, "Refusing to install: %s. Nothing was changed.", why);
-        r = slots_apply_op(SLOT_OP_INSTALL, c->st, c->running, t, c->tries, &res, why, sizeof(why));
+        r = install_allowed(c, t);
         if (r < 0)
-                return log_error_errno(r, "Refusing to install: %s. Nothing was changed.", why);
-        if (!p->present)
-                return log_error_errno(-ENOENT, "Refusing to install: slot %s has no partitions on %s. Nothing was changed.",
-                                       slot_to_string(t), c->disk);
+                return r;
         /* The partitions' own nodes, when the disk is a device: written
          * through them, what is verified afterwards is read from them. */
         struct stat sd;
@@ -623,13 +640,9 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
                 goto refused;
         }
         uki_file(esp, t, dst, sizeof(dst));
-        char old[ROOTHASH_HEX_MAX + 1];
-        bool failed = c->st[t].priority == 0 && !c->st[t].successful;
-        if (failed && access(dst, F_OK) == 0 && uki_roothash(dst, old) >= 0 && streq(old, cfg.roothash) && !c->force) {
-                r = log_error_errno(-EALREADY, "This image (root hash %.16s...) already failed in slot %s. "
-                                    "Install it anyway with --force", cfg.roothash, slot_to_string(t));
+        r = failed_before(c, t, dst, cfg.roothash);
+        if (r < 0)
                 goto refused;
-        }
         r = esp_has_room(esp, dst, m.uki.size);
         if (r < 0)
                 goto refused;
@@ -658,17 +671,13 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
         }
 
         /* ---- writes ---- */
-        struct slot_state interim[_SLOT_MAX] = { c->st[0], c->st[1] };
-        interim[t] = (struct slot_state) {};   /* not bootable while half-written */
-        r = slots_state_write(&c->layout, interim, NULL);
+        r = mark_not_bootable(c, t);
         if (r < 0) {
                 (void) unlink(tmp);
                 abctl_esp_release(mounted);
                 oci_source_close(&src);
-                return log_error_errno(r, "Failed to mark slot %s not bootable before writing it: %m. Nothing was written.",
-                                       slot_to_string(t));
+                return r;
         }
-        c->st[t] = interim[t];
 
         char what[64];
         (void) snprintf(what, sizeof(what), "slot %s", slot_to_string(t));
