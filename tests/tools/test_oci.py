@@ -107,3 +107,61 @@ def test_registry_certificate_not_trusted(m, tmp_path):
         refused(m, f"127.0.0.1:{reg.port}/abswitch/os:v2", "does not verify", "--timeout", "5")
     finally:
         reg.stop()
+
+
+class Answers:
+    """A plain-HTTP server on loopback answering every request with the next
+    status of a list (the last one repeats), counting requests."""
+
+    def __init__(self, *statuses, headers=None):
+        import http.server
+        import threading
+        self.statuses, self.requests = list(statuses), 0
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                code = outer.statuses[min(outer.requests, len(outer.statuses) - 1)]
+                outer.requests += 1
+                body = b'{"errors":[{"code":"X","message":"test says %d"}]}' % code
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+def test_transient_status_retried_until_deadline(m, status):
+    srv = Answers(status, headers={"Retry-After": "1"} if status == 429 else None)
+    try:
+        r = refused(m, f"127.0.0.1:{srv.port}/abswitch/os:v2", "Giving up on 127.0.0.1", "--plain-http",
+                    "--timeout", "4")
+    finally:
+        srv.close()
+    assert f"HTTP {status}" in r.stderr
+    assert srv.requests >= 3, r.stderr       # 0.5 s, 1 s, 2 s (or Retry-After: 1 s) within 4 s
+    assert "retrying in" in r.stderr
+
+
+@pytest.mark.parametrize("status,says", [(401, "refuses access"), (403, "refuses access"), (404, "has no image v2"),
+                                         (400, "failed: HTTP 400")])
+def test_permanent_status_fails_at_once(m, status, says):
+    srv = Answers(status)
+    try:
+        r = refused(m, f"127.0.0.1:{srv.port}/abswitch/os:v2", says, "--plain-http", "--timeout", "30")
+    finally:
+        srv.close()
+    assert srv.requests == 1, r.stderr
+    assert "retrying" not in r.stderr
