@@ -26,7 +26,7 @@ ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
 endif
 
-.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench bench-oci powercut fuzz lint
+.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench bench-oci oci-image powercut fuzz lint
 all: $(BUILD)/abswitch-init $(BUILD)/abctl
 
 $(BUILD)/deps.mk: initramfs/deps.sh
@@ -276,6 +276,12 @@ $(BENCH)/initramfs.img: $(BUILD)/abswitch-init initramfs/mkinitramfs $(BUILD)/de
 	@mkdir -p $(BENCH)
 	initramfs/mkinitramfs --init $(BUILD)/abswitch-init --kernel-root $(KERNEL_ROOT) \
 	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --output $@
+
+# make oci-image IMAGE=PREFIX UKI=boot.efi OCI=DIR [TAG=t] [OCI_VERSION=v]: an OS image as an
+# OCI image layout (initramfs/mkoci; push it with skopeo copy oci:DIR:TAG docker://...).
+oci-image:
+	@test -n "$(IMAGE)" -a -n "$(UKI)" -a -n "$(OCI)" || { echo "make oci-image IMAGE=PREFIX UKI=boot.efi OCI=DIR [TAG=t] [OCI_VERSION=v]" >&2; exit 1; }
+	initramfs/mkoci --image $(IMAGE) --uki $(UKI) --output $(OCI) $(if $(TAG),--tag $(TAG)) $(if $(OCI_VERSION),--version $(OCI_VERSION))
 
 # make bench-oci [OCI_MIB=1024]: abctl install from a registry against curl (bench/oci_bench.py).
 OCI_MIB ?= 1024

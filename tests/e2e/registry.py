@@ -90,6 +90,13 @@ class Registry:
         return f"{GUEST_HOST}:{port or self.port}/{repo}:{tag}"
 
 
+def layout_index_digest(layout, tag):
+    """The digest of the manifest an OCI layout tags tag (skopeo keeps it when pushing)."""
+    index = json.loads((Path(layout) / "index.json").read_text())
+    return next(m["digest"] for m in index["manifests"]
+                if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+
+
 def layout_manifest(layout, tag):
     """The manifest (parsed) that an OCI layout holds for tag."""
     index = json.loads((Path(layout) / "index.json").read_text())

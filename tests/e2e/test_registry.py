@@ -10,7 +10,7 @@ import re
 import pytest
 
 import abvm
-from registry import Proxy, Registry, free_port, layout_manifest
+from registry import GUEST_HOST, Proxy, Registry, free_port, layout_index_digest, layout_manifest
 
 BOOT_A, BOOT_B = 0x1000, 0x1001
 PATH_A = r"\EFI\abswitch\boot-a.efi"
@@ -105,10 +105,13 @@ def test_tampered_blob_rejected(machine, registry):
     data[len(data) // 2] ^= 0x01
     blob.write_bytes(bytes(data))
 
-    cmd = f"/usr/bin/abctl install --ca {CA} {registry.guest_ref('v2')}"
+    # By digest this time: the manifest is fetched by its digest and checked.
+    digest = layout_index_digest(LAYOUT, "v2")
+    cmd = f"/usr/bin/abctl install --ca {CA} {GUEST_HOST}:{registry.port}/abswitch/os@{digest}"
     net_machine(machine, cmd, ca=registry.ca)
     boot = machine.boot()
     assert ran(boot, cmd) == 1
+    assert f"abctl: Image {digest}:" in boot.console, boot.tail(30)
     assert f"Blob {system['digest']} does not match its digest" in boot.console, boot.tail(30)
     # Streamed into B, which was marked not bootable first; nothing armed,
     # A untouched.
