@@ -141,10 +141,13 @@ $(E2E)/root-a-net/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot 
 	@touch $@
 
 # A real Debian (debootstrap minbase + systemd) with abctl and abswitch-mark-good.service,
-# plus the test's health check and report units (tests/e2e/test_systemd.py); SquashFS.
+# the UKI kernel's modules, plus the test's health check and report units
+# (tests/e2e/test_systemd.py); SquashFS.
 DEBIAN_OVERLAY := $(shell find tests/e2e/debian-overlay 2>/dev/null)
-$(E2E)/root-debian/.done: $(BUILD)/abctl initramfs/mkdebian abctl/abswitch-mark-good.service $(DEBIAN_OVERLAY)
-	initramfs/mkdebian --abctl $(BUILD)/abctl --overlay tests/e2e/debian-overlay --output $(@D)
+$(E2E)/root-debian/.done: $(BUILD)/abctl initramfs/mkdebian abctl/abswitch-mark-good.service $(DEBIAN_OVERLAY) \
+                          $(BUILD)/deps.mk
+	initramfs/mkdebian --abctl $(BUILD)/abctl --kernel-root $(KERNEL_ROOT) --kver $(KERNEL_VERSION) \
+	  --overlay tests/e2e/debian-overlay --output $(@D)
 	@touch $@
 
 $(E2E)/slot-debian.img: $(E2E)/root-debian/.done initramfs/mkslot

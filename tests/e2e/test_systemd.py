@@ -1,5 +1,5 @@
 """A real Debian with systemd in slot B (initramfs/mkdebian: debootstrap
-minbase + systemd, abctl, abswitch-mark-good.service, a health check
+minbase + systemd, abctl, abswitch-mark-good.service, the UKI kernel's modules, a health check
 required by boot-complete.target), booted on trial the way abctl install
 leaves it. The slowest tests (systemd under software emulation): about a
 minute for the commit, two for the fallback, which waits for the watchdog.
@@ -37,7 +37,7 @@ def debian_trial(machine, cmdline=""):
     image: on trial, one try, armed, BootNext set (as after abctl install --tries 1)."""
     a = machine.uki("boot-a.efi", "A")
     b = machine.uki("boot-b.efi", "DEBIAN", cmdline=cmdline)
-    machine.make_disk(a, b, b_image="debian", slot_size="96M", verity_size="2M")
+    machine.make_disk(a, b, b_image="debian", slot_size="160M", verity_size="2M")
     machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
                              order=[BOOT_A, BOOT_B], boot_next=BOOT_B)
     machine.set_slot_state("A", 1, successful=True)
@@ -53,6 +53,12 @@ def test_systemd_slot_commits_itself(machine):
     assert rep["health"] == "active"
     assert rep["boot-complete"] == "active"
     assert rep["mark-good"] == "active", boot.tail(60)
+    # The kernel's modules are in the root (mkdebian --kernel-root): after
+    # switch root, udev loads drivers for the machine's devices (Q35's SATA
+    # and SMBus controllers) and systemd its modprobe@ modules; the initramfs
+    # has none of these.
+    assert rep["modules_dep"] == "yes"
+    assert {"ahci", "i2c_i801", "efi_pstore", "fuse"} <= set(rep["modules"].split(",")), rep["modules"]
     assert boot.record["slot"] == "B"
     assert boot.record["decision"]["trial"] is True
     assert boot.record["root"]["roothash"] == abvm.roothash("DEBIAN")
