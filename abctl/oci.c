@@ -126,7 +126,8 @@ static int layout_read(struct oci_source *s, const char *name, struct hashed *h)
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return log_error_errno(-errno, "Cannot open %s: %m%s", path,
-                                       errno == ENOENT ? " (is this an OCI image layout? see abctl image build)" : "");
+                                       errno == ENOENT ? " (is this an OCI image layout? make one with initramfs/mkoci)"
+                                                       : "");
         for (;;) {
                 ssize_t n = read(fd, buf, sizeof(buf));
                 if (n < 0 && errno == EINTR)
@@ -406,7 +407,7 @@ int oci_source_open(struct oci_source *s, const struct oci_ref *ref, const struc
                 (void) snprintf(p, sizeof(p), "%s/oci-layout", ref->dir);
                 if (access(p, R_OK) < 0)
                         return log_error_errno(-ENOENT, "%s is not an OCI image layout (no oci-layout file); "
-                                               "make one with abctl image build", ref->dir);
+                                               "make one with initramfs/mkoci (make oci-image)", ref->dir);
                 return 0;
         }
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
