@@ -321,6 +321,16 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         return 0;
 }
 
+/* A decimal number from lo to hi, nothing after it. */
+static bool parse_bounded(const char *s, unsigned long lo, unsigned long hi, unsigned *ret) {
+        char *end;
+        unsigned long v = strtoul(s, &end, 10);
+        if (*end || v < lo || v > hi)
+                return false;
+        *ret = (unsigned) v;
+        return true;
+}
+
 int main(int argc, char **argv) {
         static const struct option opts[] = {
                 { "help", no_argument, NULL, 'h' },       { "json", no_argument, NULL, 'j' },
@@ -366,16 +376,12 @@ int main(int argc, char **argv) {
                 case 'E':
                         c.esp = optarg;
                         break;
-                case 't': {
-                        char *end;
-                        unsigned long t = strtoul(optarg, &end, 10);
-                        if (*end || t < 1 || t > SLOT_TRIES_MAX) {
+                case 't':
+                        if (!parse_bounded(optarg, 1, SLOT_TRIES_MAX, &c.tries)) {
                                 log_error("--tries must be 1 to %d, not '%s'", SLOT_TRIES_MAX, optarg);
                                 return 1;
                         }
-                        c.tries = (unsigned) t;
                         break;
-                }
                 case 'f':
                         c.force = true;
                         break;
@@ -385,16 +391,12 @@ int main(int argc, char **argv) {
                 case 'P':
                         oo.plain_http = true;
                         break;
-                case 'T': {
-                        char *end;
-                        unsigned long t = strtoul(optarg, &end, 10);
-                        if (*end || t < 1 || t > 86400) {
+                case 'T':
+                        if (!parse_bounded(optarg, 1, 86400, &oo.timeout_sec)) {
                                 log_error("--timeout must be 1 to 86400 seconds, not '%s'", optarg);
                                 return 1;
                         }
-                        oo.timeout_sec = (unsigned) t;
                         break;
-                }
                 case 's':
                         c.install_slot = slot_from_string(optarg);
                         if (c.install_slot < 0) {

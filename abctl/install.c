@@ -24,7 +24,6 @@
 #include <sys/stat.h>
 #include <sys/param.h>
 #include <sys/statvfs.h>
-#include <time.h>
 
 #include "../common/log.h"
 #include "../verity/verity.h"
@@ -247,6 +246,19 @@ static void uki_file(const char *esp, Slot s, char *ret, size_t size) {
         (void) snprintf(ret, size, "%s/EFI/abswitch/boot-%s.efi", esp, slot_to_lower(s));
 }
 
+/* All n bytes at off, through short writes and EINTR. */
+static int pwrite_all(int fd, const uint8_t *buf, size_t n, uint64_t off) {
+        while (n > 0) {
+                ssize_t k = pwrite(fd, buf, n, (off_t) off);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+                buf += k, n -= (size_t) k, off += (uint64_t) k;
+        }
+        return 0;
+}
+
 static int copy_into(int disk, const char *src, uint64_t offset, const char *what, uint64_t *done, uint64_t total) {
         _cleanup_close_ int fd = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         _cleanup_free_ uint8_t *buf = malloc(COPY_CHUNK);
@@ -262,14 +274,9 @@ static int copy_into(int disk, const char *src, uint64_t offset, const char *wha
                         return log_error_errno(-errno, "Reading %s failed: %m", src);
                 if (n == 0)
                         break;
-                for (ssize_t w = 0; w < n;) {
-                        ssize_t k = pwrite(disk, buf + w, (size_t) (n - w), (off_t) (offset + pos + (uint64_t) w));
-                        if (k < 0 && errno == EINTR)
-                                continue;
-                        if (k <= 0)
-                                return log_error_errno(k < 0 ? -errno : -EIO, "Writing %s failed: %m", what);
-                        w += k;
-                }
+                int r = pwrite_all(disk, buf, (size_t) n, offset + pos);
+                if (r < 0)
+                        return log_error_errno(r, "Writing %s failed: %m", what);
                 pos += (uint64_t) n;
                 *done += (uint64_t) n;
                 if (tty)
@@ -288,6 +295,14 @@ void abctl_esp_release(bool mounted) {
         (void) umount(ESP_MOUNT);
 }
 
+/* The directory a file name is in ("a/b/c" -> "a/b"). */
+static void dir_of(const char *path, char *ret, size_t size) {
+        (void) snprintf(ret, size, "%s", path);
+        char *slash = strrchr(ret, '/');
+        if (slash)
+                *slash = 0;
+}
+
 /* Renames the written and flushed tmp over dst and flushes the directory. */
 static int put_in_place(const char *tmp, const char *dst) {
         char dir[600];
@@ -296,10 +311,7 @@ static int put_in_place(const char *tmp, const char *dst) {
                 (void) unlink(tmp);
                 return log_error_errno(r, "Cannot put %s in place: %m", dst);
         }
-        (void) snprintf(dir, sizeof(dir), "%s", dst);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-                *slash = 0;
+        dir_of(dst, dir, sizeof(dir));
         _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0)
                 (void) fsync(dfd);
@@ -346,10 +358,7 @@ static int esp_has_room(const char *esp, const char *dst, uint64_t uki_size) {
         char dir[600];
         struct statvfs sv;
 
-        (void) snprintf(dir, sizeof(dir), "%s", dst);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-                *slash = 0;
+        dir_of(dst, dir, sizeof(dir));
         if (access(dir, W_OK) < 0)
                 return log_error_errno(-errno, "The ESP at %s is not writable (%m)%s", esp,
                                        errno == EROFS ? ": it is mounted read-only; remount it read-write" : "");
@@ -494,24 +503,6 @@ struct system_sink {
         bool tty;
 };
 
-static uint64_t mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
-static int pwrite_all(int fd, const uint8_t *buf, size_t n, uint64_t off) {
-        while (n > 0) {
-                ssize_t k = pwrite(fd, buf, n, (off_t) off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -EIO;
-                buf += k, n -= (size_t) k, off += (uint64_t) k;
-        }
-        return 0;
-}
-
 static int system_sink(void *userdata, uint64_t offset, const uint8_t *buf, size_t n) {
         struct system_sink *s = userdata;
         int r = 0;
@@ -524,7 +515,7 @@ static int system_sink(void *userdata, uint64_t offset, const uint8_t *buf, size
                 r = pwrite_all(s->hash_fd, buf, n, s->hash_off + offset - s->data_size);
         if (r < 0)
                 return log_error_errno(r, "Writing %s failed: %m", s->what);
-        uint64_t t = mono_ms(), done = offset + n;
+        uint64_t t = now_monotonic_ms(), done = offset + n;
         if (s->tty && (t - s->shown_ms >= 250 || done == s->total)) {
                 double secs = (double) (t - s->started_ms) / 1000;
                 fprintf(stderr, "\rabctl: %s: %3llu%% %7.1f of %.1f MiB, %.1f MiB/s   ", s->what,
@@ -682,7 +673,7 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
         char what[64];
         (void) snprintf(what, sizeof(what), "slot %s", slot_to_string(t));
         struct system_sink ss = { .data_size = cfg.data_size, .total = m.system.size, .what = what,
-                                  .tty = isatty(STDERR_FILENO), .started_ms = mono_ms() };
+                                  .tty = isatty(STDERR_FILENO), .started_ms = now_monotonic_ms() };
         r = open_target(c, p->data_dev, p->data_start, &data_fd, &ss.data_off);
         if (r >= 0)
                 r = open_target(c, p->hash_dev, p->hash_start, &hash_fd, &ss.hash_off);
@@ -692,7 +683,7 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
         if (ss.tty)
                 fprintf(stderr, "\n");
         if (r >= 0) {
-                double secs = (double) (mono_ms() - ss.started_ms) / 1000;
+                double secs = (double) (now_monotonic_ms() - ss.started_ms) / 1000;
                 log_info("Wrote %.1f MiB into slot %s in %.1f s (%.1f MiB/s, %u retries)",
                          (double) m.system.size / 1048576, slot_to_string(t), secs,
                          secs > 0 ? (double) m.system.size / 1048576 / secs : 0.0, src.retries);

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <sys/param.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/log.h"
@@ -34,12 +33,6 @@
 #endif
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 8000
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 /* ---- hashing sinks ---------------------------------------------------------- */
 
@@ -52,11 +45,15 @@ struct hashed {
         int error;                    /* the sink's, or -EFBIG */
 };
 
-static void hashed_restart(struct hashed *h) {
-        mbedtls_sha256_free(&h->sha);
+static void hashed_start(struct hashed *h) {
         mbedtls_sha256_init(&h->sha);
         (void) mbedtls_sha256_starts_ret(&h->sha, 0);
         h->pos = 0;
+}
+
+static void hashed_restart(struct hashed *h) {
+        mbedtls_sha256_free(&h->sha);
+        hashed_start(h);
 }
 
 static int hashed_feed(struct hashed *h, const uint8_t *buf, size_t n) {
@@ -376,7 +373,7 @@ static int registry_get(struct oci_source *s, const char *what, const char *ref,
                 if (!transient)
                         return log_error_errno(-EIO, "Fetching %s from %s failed: %s", ref, s->ref.registry, err);
 
-                uint64_t wait = backoff, t = now_ms();
+                uint64_t wait = backoff, t = now_monotonic_ms();
                 unsigned long ra = x.retry_after[0] ? strtoul(x.retry_after, NULL, 10) : 0;
                 if (ra > 0 && ra < 3600)
                         wait = ra * 1000;
@@ -400,7 +397,7 @@ static int registry_get(struct oci_source *s, const char *what, const char *ref,
 
 int oci_source_open(struct oci_source *s, const struct oci_ref *ref, const struct oci_options *o) {
         *s = (struct oci_source) { .ref = *ref, .plain_http = o->plain_http };
-        s->started = now_ms();
+        s->started = now_monotonic_ms();
         s->deadline = s->started + (uint64_t) o->timeout_sec * 1000;
         if (ref->kind == OCI_REF_LAYOUT) {
                 char p[700];
@@ -456,8 +453,7 @@ int oci_fetch_blob(struct oci_source *s, const struct oci_blob *b, oci_sink_fn s
         struct hashed h = { .size = b->size, .blob = b, .sink = sink, .userdata = userdata };
         int r;
 
-        mbedtls_sha256_init(&h.sha);
-        hashed_restart(&h);
+        hashed_start(&h);
         if (s->ref.kind == OCI_REF_LAYOUT) {
                 char name[100];
                 (void) snprintf(name, sizeof(name), "blobs/sha256/%s", b->digest + 7);
@@ -487,7 +483,8 @@ int oci_fetch_small(struct oci_source *s, const struct oci_blob *b, size_t max, 
         return m.data ? 0 : log_error_errno(-ENOMEM, "Out of memory");
 }
 
-/* A manifest by tag or digest: its bytes, its media type, its digest. */
+/* A manifest by tag or digest: its bytes, its media type, its digest
+ * (which must be the one asked for, when a digest was). */
 static int fetch_manifest_doc(struct oci_source *s, const char *ref, struct membuf *m, char *ct, size_t ctsize,
                               char digest[static OCI_DIGEST_MAX + 1]) {
         struct oci_blob any = { .size = OCI_MANIFEST_MAX };
@@ -496,8 +493,7 @@ static int fetch_manifest_doc(struct oci_source *s, const char *ref, struct memb
         int r;
 
         m->max = OCI_MANIFEST_MAX;
-        mbedtls_sha256_init(&h.sha);
-        hashed_restart(&h);
+        hashed_start(&h);
         r = registry_get(s, "manifests", ref,
                          OCI_MT_MANIFEST ", " OCI_MT_INDEX ", " OCI_MT_DOCKER_MANIFEST ", " OCI_MT_DOCKER_LIST, &h, ct,
                          ctsize);
@@ -506,6 +502,9 @@ static int fetch_manifest_doc(struct oci_source *s, const char *ref, struct memb
         if (r < 0)
                 return r;
         digest_string(d, digest);
+        if (oci_digest_valid(ref) && !streq(digest, ref))
+                return log_error_errno(-EBADMSG, "The registry answered %s with a manifest whose digest is %s", ref,
+                                       digest);
         return 0;
 }
 
@@ -529,8 +528,7 @@ int oci_resolve(struct oci_source *s, struct oci_manifest *ret, char ret_digest[
                         return log_error_errno(-EFBIG, "%s is larger than %u bytes", p, OCI_MANIFEST_MAX);
                 struct membuf im = { .max = OCI_MANIFEST_MAX };
                 struct hashed h = { .size = (uint64_t) st.st_size, .blob = &idx, .sink = mem_sink, .userdata = &im };
-                mbedtls_sha256_init(&h.sha);
-                hashed_restart(&h);
+                hashed_start(&h);
                 r = layout_read(s, "index.json", &h);
                 mbedtls_sha256_free(&h.sha);
                 json = im.data;
@@ -544,11 +542,6 @@ int oci_resolve(struct oci_source *s, struct oci_manifest *ret, char ret_digest[
                 r = fetch_manifest_doc(s, s->ref.digest[0] ? s->ref.digest : s->ref.tag, &m, ct, sizeof(ct), ret_digest);
                 if (r < 0)
                         goto out;
-                if (s->ref.digest[0] && !streq(ret_digest, s->ref.digest)) {
-                        r = log_error_errno(-EBADMSG, "The registry answered %s with a manifest whose digest is %s",
-                                            s->ref.digest, ret_digest);
-                        goto out;
-                }
                 OciDocKind k = oci_doc_kind(ct, m.data ? m.data : "", m.len);
                 if (k == OCI_DOC_MANIFEST) {
                         r = oci_manifest_parse(m.data, m.len, ret, why, sizeof(why));
@@ -580,9 +573,6 @@ int oci_resolve(struct oci_source *s, struct oci_manifest *ret, char ret_digest[
         } else {
                 char d[OCI_DIGEST_MAX + 1];
                 r = fetch_manifest_doc(s, pick.digest, &m, ct, sizeof(ct), d);
-                if (r >= 0 && !streq(d, pick.digest))
-                        r = log_error_errno(-EBADMSG, "The registry answered %s with a manifest whose digest is %s",
-                                            pick.digest, d);
                 if (r < 0)
                         goto out;
         }

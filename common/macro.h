@@ -6,9 +6,11 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
@@ -48,6 +50,13 @@ static inline void closep(int *fd) {
                 _fd_;                                   \
         })
 #endif
+
+/* Milliseconds on CLOCK_MONOTONIC: for durations and deadlines. */
+static inline uint64_t now_monotonic_ms(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
 
 static inline bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;

@@ -87,24 +87,27 @@ class Registry:
         return self.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
 
     def guest_ref(self, tag, repo="abswitch/os", port=None):
-        return f"{GUEST_HOST}:{port or self.port}/{repo}:{tag}"
+        return guest_ref(port or self.port, tag, repo)
+
+
+def guest_ref(port, tag=None, repo="abswitch/os", digest=None):
+    """The reference abctl in the guest uses: GUEST_HOST:PORT/REPO:TAG or @DIGEST."""
+    return f"{GUEST_HOST}:{port}/{repo}" + (f"@{digest}" if digest else f":{tag}")
 
 
 def layout_index_digest(layout, tag):
     """The digest of the manifest an OCI layout tags tag (skopeo keeps it when pushing)."""
     index = json.loads((Path(layout) / "index.json").read_text())
-    return next(m["digest"] for m in index["manifests"]
-                if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+    for m in index["manifests"]:
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+            return m["digest"]
+    raise KeyError(tag)
 
 
 def layout_manifest(layout, tag):
     """The manifest (parsed) that an OCI layout holds for tag."""
-    index = json.loads((Path(layout) / "index.json").read_text())
-    for m in index["manifests"]:
-        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
-            d = m["digest"].split(":", 1)[1]
-            return json.loads((Path(layout) / "blobs/sha256" / d).read_text())
-    raise KeyError(tag)
+    d = layout_index_digest(layout, tag).split(":", 1)[1]
+    return json.loads((Path(layout) / "blobs/sha256" / d).read_text())
 
 
 class Proxy:

@@ -10,7 +10,7 @@ import re
 import pytest
 
 import abvm
-from registry import GUEST_HOST, Proxy, Registry, free_port, layout_index_digest, layout_manifest
+from registry import Proxy, Registry, free_port, guest_ref, layout_index_digest, layout_manifest
 
 BOOT_A, BOOT_B = 0x1000, 0x1001
 PATH_A = r"\EFI\abswitch\boot-a.efi"
@@ -107,7 +107,7 @@ def test_tampered_blob_rejected(machine, registry):
 
     # By digest this time: the manifest is fetched by its digest and checked.
     digest = layout_index_digest(LAYOUT, "v2")
-    cmd = f"/usr/bin/abctl install --ca {CA} {GUEST_HOST}:{registry.port}/abswitch/os@{digest}"
+    cmd = f"/usr/bin/abctl install --ca {CA} {guest_ref(registry.port, digest=digest)}"
     net_machine(machine, cmd, ca=registry.ca)
     boot = machine.boot()
     assert ran(boot, cmd) == 1
@@ -121,7 +121,7 @@ def test_tampered_blob_rejected(machine, registry):
 
 
 def test_registry_down_retries_then_fails(machine):
-    cmd = f"/usr/bin/abctl install --timeout 15 {abvm_ref(free_port())}"
+    cmd = f"/usr/bin/abctl install --timeout 15 {guest_ref(free_port(), 'v2')}"
     net_machine(machine, cmd)
     boot = machine.boot()
     assert ran(boot, cmd) == 1
@@ -130,10 +130,6 @@ def test_registry_down_retries_then_fails(machine):
     assert re.search(r"Giving up on [\w.:]+ after \d+ attempts in 1[5-9] s", boot.console), boot.tail(30)
     assert "Nothing was changed" in boot.console
     unchanged(machine)
-
-
-def abvm_ref(port, tag="v2"):
-    return f"registry.abswitch.test:{port}/abswitch/os:{tag}"
 
 
 def test_unknown_tag_fails_fast(machine, registry):
