@@ -39,7 +39,7 @@ deps: $(BUILD)/deps.mk
 COMMON_SRC := common/log.c
 PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c
 # Thin I/O adapters the unit tests also run (on image files).
-IO_SRC     := slots/gpt.c slots/store.c efi/bootvars.c
+IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \
               slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)

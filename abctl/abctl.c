@@ -4,6 +4,7 @@
  * through the pure transitions in slots/ops.c, and writes GPT first, then
  * NVRAM, only what changed. A refused operation writes nothing. */
 
+#define _GNU_SOURCE 1 /* F_OFD_SETLK */
 #include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
@@ -71,6 +72,59 @@ static int read_record(struct ctx *c) {
         return 0;
 }
 
+/* The slots' state and the boot variables, as they are now. */
+static int read_view(struct ctx *c) {
+        int r = slots_view_read(&c->view);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the slots' state from the GPT of %s (both copies invalid?): %m",
+                                       c->disk);
+        if (c->view.bad_vars > 0)
+                log_warning("%d boot manager variable(s) in %s are malformed; ignoring them", c->view.bad_vars,
+                            c->efivars);
+        return 0;
+}
+
+/* One operator at a time, per disk: an open file description lock on the
+ * disk itself (a device node or an image file), so it needs no lock file,
+ * is per disk, and goes away with the process however it ends. Byte 0
+ * guards state changes (held for one read-modify-write); byte 1 a whole
+ * install (held from its checks to its last write), so a commit never
+ * waits for a download and two installs never interleave. */
+#define LOCK_STATE 0
+#define LOCK_INSTALL 1
+
+static int lock_disk(const struct ctx *c, off_t which, const char *what) {
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = which, .l_len = 1 };
+        int fd = open(c->disk, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return log_error_errno(-errno, "Cannot open %s to lock it: %m", c->disk);
+        if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+                if (errno != EAGAIN && errno != EACCES) {
+                        int r = -errno;
+                        close(fd);
+                        return log_error_errno(r, "Cannot lock %s: %m", c->disk);
+                }
+                log_info("Waiting for another abctl to finish %s on %s", what, c->disk);
+                while (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
+                        if (errno != EINTR) {
+                                int r = -errno;
+                                close(fd);
+                                return log_error_errno(r, "Cannot lock %s: %m", c->disk);
+                        }
+        }
+        return fd;
+}
+
+int abctl_lock_install(struct ctx *c) {
+        if (c->install_lock > 0)
+                return 0;
+        int fd = lock_disk(c, LOCK_INSTALL, "an install");
+        if (fd < 0)
+                return fd;
+        c->install_lock = fd;
+        return 0;
+}
+
 static int load(struct ctx *c) {
         int r;
 
@@ -84,28 +138,19 @@ static int load(struct ctx *c) {
         if (c->running < 0)
                 return log_error_errno(-ENOENT, "Cannot tell which slot is running: %s names none. Pass --running.",
                                        c->record);
-        r = slots_read_layout(c->disk, &c->layout);
+        r = slots_read_layout(c->disk, &c->view.layout);
         if (r == -ENOENT)
                 return log_error_errno(r, "%s has no valid GPT: both copies are corrupt, or it is not a GPT disk. "
                                        "Nothing was changed; restore the table from a backup (sgdisk --load-backup)",
                                        c->disk);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the partition table of %s: %m", c->disk);
-        if (!c->layout.slot[SLOT_A].present && !c->layout.slot[SLOT_B].present)
+        if (!c->view.layout.slot[SLOT_A].present && !c->view.layout.slot[SLOT_B].present)
                 return log_error_errno(-ENOENT, "%s has no partitions labelled system-a/system-b with their "
                                        "-verity partners: not an abswitch disk", c->disk);
-        r = slots_state_read(&c->layout, c->st, &c->gpt);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read the slots' state from the GPT of %s (both copies invalid?): %m",
-                                       c->disk);
-        c->vars = (struct efi_boot_vars) { .boot_next = -1 };
         c->efi = access(c->efivars, F_OK) == 0;
-        if (c->efi) {
-                r = efi_boot_vars_read(c->efivars, c->layout.esp_present ? c->layout.esp_uuid : NULL, &c->vars);
-                if (r > 0)
-                        log_warning("%d boot manager variable(s) in %s are malformed; ignoring them", r, c->efivars);
-        }
-        return 0;
+        c->view.efivarfs = c->efi ? c->efivars : NULL;
+        return read_view(c);
 }
 
 static const char *state_word(struct slot_state s, bool present) {
@@ -119,11 +164,7 @@ static const char *state_word(struct slot_state s, bool present) {
 }
 
 static int entry_of(const struct ctx *c, Slot s) {
-        for (size_t i = 0; i < c->vars.n_entries; i++)
-                if (c->vars.entries[i].on_esp && c->vars.entries[i].path &&
-                    strcasecmp(c->vars.entries[i].path, slot_uki_path(s)) == 0)
-                        return c->vars.entries[i].id;
-        return -1;
+        return slots_view_entry(&c->view, s);
 }
 
 static int status(struct ctx *c) {
@@ -142,16 +183,16 @@ static int status(struct ctx *c) {
                 json_object_object_add(o, "running", json_object_new_string(slot_to_string(c->running)));
                 if (c->record_source[0])
                         json_object_object_add(o, "identity_source", json_object_new_string(c->record_source));
-                json_object_object_add(o, "disk", json_object_new_string(c->layout.disk));
+                json_object_object_add(o, "disk", json_object_new_string(c->view.layout.disk));
                 for (int s = 0; s < _SLOT_MAX; s++) {
                         json_object *j = json_object_new_object();
-                        json_object_object_add(j, "present", json_object_new_boolean(c->layout.slot[s].present));
-                        json_object_object_add(j, "status", json_object_new_string(state_word(c->st[s], c->layout.slot[s].present)));
-                        json_object_object_add(j, "priority", json_object_new_int(c->st[s].priority));
-                        json_object_object_add(j, "tries", json_object_new_int(c->st[s].tries));
-                        json_object_object_add(j, "successful", json_object_new_boolean(c->st[s].successful));
-                        json_object_object_add(j, "armed", json_object_new_boolean(c->st[s].armed));
-                        json_object_object_add(j, "partition", json_object_new_int((int) c->layout.slot[s].data_partno));
+                        json_object_object_add(j, "present", json_object_new_boolean(c->view.layout.slot[s].present));
+                        json_object_object_add(j, "status", json_object_new_string(state_word(c->view.st[s], c->view.layout.slot[s].present)));
+                        json_object_object_add(j, "priority", json_object_new_int(c->view.st[s].priority));
+                        json_object_object_add(j, "tries", json_object_new_int(c->view.st[s].tries));
+                        json_object_object_add(j, "successful", json_object_new_boolean(c->view.st[s].successful));
+                        json_object_object_add(j, "armed", json_object_new_boolean(c->view.st[s].armed));
+                        json_object_object_add(j, "partition", json_object_new_int((int) c->view.layout.slot[s].data_partno));
                         json_object_object_add(j, "uki", json_object_new_string(slot_uki_path(s)));
                         if (info[s].version[0])
                                 json_object_object_add(j, "version", json_object_new_string(info[s].version));
@@ -167,29 +208,29 @@ static int status(struct ctx *c) {
                         json_object_object_add(slots, slot_to_string(s), j);
                 }
                 json_object_object_add(o, "slots", slots);
-                if (c->vars.boot_next >= 0) {
-                        (void) snprintf(buf, sizeof(buf), "%04X", c->vars.boot_next);
+                if (c->view.vars.boot_next >= 0) {
+                        (void) snprintf(buf, sizeof(buf), "%04X", c->view.vars.boot_next);
                         json_object_object_add(o, "boot_next", json_object_new_string(buf));
                 }
-                for (size_t i = 0; i < c->vars.order_len; i++) {
-                        (void) snprintf(buf, sizeof(buf), "%04X", c->vars.order[i]);
+                for (size_t i = 0; i < c->view.vars.order_len; i++) {
+                        (void) snprintf(buf, sizeof(buf), "%04X", c->view.vars.order[i]);
                         json_object_array_add(order, json_object_new_string(buf));
                 }
                 json_object_object_add(o, "boot_order", order);
-                json_object_object_add(o, "gpt_primary_valid", json_object_new_boolean(c->gpt.primary_valid));
-                json_object_object_add(o, "gpt_backup_valid", json_object_new_boolean(c->gpt.backup_valid));
+                json_object_object_add(o, "gpt_primary_valid", json_object_new_boolean(c->view.gpt.primary_valid));
+                json_object_object_add(o, "gpt_backup_valid", json_object_new_boolean(c->view.gpt.backup_valid));
                 printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(o);
                 return 0;
         }
 
         printf("Running: slot %s%s%s%s\nDisk:    %s\n", slot_to_string(c->running), c->record_source[0] ? " (identity from " : "",
-               c->record_source, c->record_source[0] ? ")" : "", c->layout.disk);
+               c->record_source, c->record_source[0] ? ")" : "", c->view.layout.disk);
         for (int s = 0; s < _SLOT_MAX; s++) {
-                struct slot_state st = c->st[s];
+                struct slot_state st = c->view.st[s];
                 int e = entry_of(c, s);
                 printf("Slot %s:  %-22s priority %u, %u tries left%s%s", slot_to_string(s),
-                       state_word(st, c->layout.slot[s].present), st.priority, st.tries, st.armed ? ", attempt armed" : "",
+                       state_word(st, c->view.layout.slot[s].present), st.priority, st.tries, st.armed ? ", attempt armed" : "",
                        s == c->running ? ", running" : "");
                 if (e >= 0)
                         printf(", Boot%04X", e);
@@ -201,15 +242,15 @@ static int status(struct ctx *c) {
                                info[s].roothash[0] ? "root hash " : "", info[s].roothash,
                                info[s].roothash[0] ? "..." : "");
         }
-        if (c->vars.boot_next >= 0)
-                printf("BootNext: Boot%04X\n", c->vars.boot_next);
+        if (c->view.vars.boot_next >= 0)
+                printf("BootNext: Boot%04X\n", c->view.vars.boot_next);
         printf("BootOrder:");
-        for (size_t i = 0; i < c->vars.order_len; i++)
-                printf("%s%04X", i ? "," : " ", c->vars.order[i]);
+        for (size_t i = 0; i < c->view.vars.order_len; i++)
+                printf("%s%04X", i ? "," : " ", c->view.vars.order[i]);
         printf("%s\n", c->efi ? "" : " (no EFI variables)");
-        if (!c->gpt.primary_valid || !c->gpt.backup_valid)
+        if (!c->view.gpt.primary_valid || !c->view.gpt.backup_valid)
                 printf("GPT: primary %s, backup %s: the next state write repairs it\n",
-                       c->gpt.primary_valid ? "valid" : "INVALID", c->gpt.backup_valid ? "valid" : "INVALID");
+                       c->view.gpt.primary_valid ? "valid" : "INVALID", c->view.gpt.backup_valid ? "valid" : "INVALID");
         return 0;
 }
 
@@ -247,75 +288,52 @@ static void update_removable_copy(struct ctx *c, Slot s) {
 }
 
 int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
+        struct slot_op_request req = { .op = op, .running = c->running, .target = target, .tries = c->tries,
+                                       .force = c->force };
         struct slot_op_result res;
-        char why[256];
-        unsigned writes = 0;
+        struct slots_commit_stats stats = {};
+        char why[512];
         int r;
 
-        r = slots_apply_op(op, c->st, c->running, target, c->tries, &res, why, sizeof(why));
+        /* Under the lock, from the state as it is now: whatever another
+         * operator committed since this command started stays. */
+        _cleanup_close_ int lock = lock_disk(c, LOCK_STATE, "a state change");
+        if (lock < 0)
+                return lock;
+        r = read_view(c);
+        if (r < 0)
+                return r;
+        r = slots_apply_op(&req, c->view.st, &res, why, sizeof(why));
         if (r < 0)
                 return log_error_errno(r, "Refusing to %s slot %s: %s. Nothing was changed.", slot_op_to_string(op),
                                        slot_to_string(op == SLOT_OP_ROLLBACK ? slot_other(c->running) : target), why);
-        if (!c->layout.slot[res.target].present)
+        if (!c->view.layout.slot[res.target].present)
                 return log_error_errno(-ENOENT, "Refusing to %s: slot %s has no partitions on %s. Nothing was changed.",
                                        slot_op_to_string(op), slot_to_string(res.target), c->disk);
+        if (res.t.arm >= 0 && !c->view.efivarfs)
+                log_warning("No EFI variables: the firmware will not be told to try slot %s next",
+                            slot_to_string(res.t.arm));
 
-        /* GPT first: the state is the truth, NVRAM only follows it. */
-        if (res.changed) {
-                r = slots_state_write(&c->layout, res.slot, &writes);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to write the slots' state to %s: %m", c->disk);
-        }
-
-        if (c->efi && c->layout.esp_present) {
-                const char *paths[_SLOT_MAX] = { slot_uki_path(SLOT_A), slot_uki_path(SLOT_B) };
-                struct efi_boot_plan plan;
-                struct efi_partition esp = { .number = c->layout.esp_partno, .start = c->layout.esp_start,
-                                             .size = c->layout.esp_size };
-                int first, second;
-                slots_boot_order_hint(res.slot, &first, &second);
-                if (res.boot_order_first >= 0)
-                        first = res.boot_order_first, second = second == first ? -1 : second;
-                r = efi_guid_from_string(c->layout.esp_uuid, esp.guid);
-                if (r >= 0)
-                        r = efi_boot_plan(c->vars.entries, c->vars.n_entries, c->vars.order, c->vars.order_len, paths,
-                                          first, second, &plan);
-                if (r < 0)
-                        return log_error_errno(r, "The state is written, but the boot entries cannot be planned: %m");
-                for (int s = 0; s < _SLOT_MAX; s++) {
-                        char desc[32];
-                        (void) snprintf(desc, sizeof(desc), "abswitch %s", slot_to_string(s));
-                        if (c->layout.slot[s].present && (res.slot[s].priority > 0 || res.slot[s].successful)) {
-                                r = efi_boot_entry_create(c->efivars, &plan, s, desc, &esp, paths[s]);
-                                if (r < 0)
-                                        return log_error_errno(r, "Failed to create the boot entry of slot %s: %m",
-                                                               slot_to_string(s));
-                        }
-                }
-                if (res.arm) {
-                        r = efi_boot_next_write(c->efivars, (uint16_t) plan.entry[res.target]);
-                        if (r < 0)
-                                return log_error_errno(r, "Failed to set BootNext: %m");
-                        printf("BootNext: Boot%04X (slot %s) for the next boot\n", plan.entry[res.target],
-                               slot_to_string(res.target));
-                }
-                if (res.boot_order_first >= 0) {
-                        r = efi_boot_order_write(c->efivars, &plan);
-                        if (r < 0)
-                                return log_error_errno(r, "Failed to write BootOrder: %m");
-                }
-        } else if (res.arm)
-                log_warning("No EFI variables: the firmware will not be told to try slot %s next", slot_to_string(res.target));
-
-        if (op == SLOT_OP_MARK_GOOD) {
+        r = slots_commit(&c->view, &res.t, &stats);
+        if (r < 0)
+                return log_error_errno(r, "%s of slot %s failed (see above)", slot_op_to_string(op),
+                                       slot_to_string(res.target));
+        if (res.t.arm >= 0 && c->view.vars.boot_next >= 0)
+                printf("BootNext: Boot%04X (slot %s) for the next boot\n", c->view.vars.boot_next,
+                       slot_to_string(res.t.arm));
+        if (op == SLOT_OP_MARK_GOOD)
                 watchdog_disarm();
-                update_removable_copy(c, target);
-        }
+        /* The removable path follows the slot that now leads. */
+        if (res.t.order_first >= 0)
+                update_removable_copy(c, res.t.order_first);
+        if (op == SLOT_OP_INSTALL_BEGIN)
+                return 0;
+
         Slot shown = op == SLOT_OP_MARK_BAD ? target : res.target;
         char st[48];
-        slot_state_format(res.slot[shown], st);
+        slot_state_format(res.t.slot[shown], st);
         printf("%s: slot %s is now %s (%s)\n", slot_op_to_string(op), slot_to_string(shown),
-               state_word(res.slot[shown], true), st);
+               state_word(res.t.slot[shown], true), st);
         if (op == SLOT_OP_MARK_BAD && target == c->running)
                 printf("Slot %s takes over at the next boot; reboot when ready.\n", slot_to_string(res.target));
         return 0;
@@ -433,6 +451,8 @@ int main(int argc, char **argv) {
                 return 1;
 
         int r;
+        if (is_install && abctl_lock_install(&c) < 0)
+                return 1;
         if (is_install && optind + 2 < argc)
                 r = abctl_install(&c, argv[optind + 1], argv[optind + 2]);
         else if (is_install)
@@ -451,6 +471,6 @@ int main(int argc, char **argv) {
                 r = abctl_apply(&c, SLOT_OP_SET_ACTIVE, target);
         } else
                 r = abctl_apply(&c, SLOT_OP_ROLLBACK, c.running);
-        efi_boot_vars_done(&c.vars);
+        slots_view_done(&c.view);
         return r < 0 ? 1 : 0;
 }

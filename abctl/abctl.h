@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 
 #include "../efi/efi.h"
+#include "../slots/engine.h"
 #include "../slots/slots.h"
 
 #define RECORD "/run/abswitch/boot.json"
@@ -17,11 +18,9 @@ struct ctx {
         bool json, force;
         unsigned tries;
         char record_disk[320], record_source[64];
-        struct slot_layout layout;
-        struct slot_state st[_SLOT_MAX];
-        struct gpt_status gpt;
-        struct efi_boot_vars vars;
+        struct slots_view view;  /* layout, GPT state, boot variables: re-read under the lock */
         bool efi;
+        int install_lock;        /* held for a whole install (abctl_lock_install) */
 };
 
 struct abctl_record {
@@ -33,8 +32,13 @@ struct abctl_record {
 /* Picks abctl's fields out of a parsed boot record (record.c). */
 void abctl_record_from_json(json_object *o, struct abctl_record *ret);
 
-/* Applies op through slots_apply_op and writes GPT, then NVRAM. */
+/* Applies op under the state lock: re-reads the state, runs slots_apply_op
+ * on it, and writes the transition through slots_commit (engine.h). */
 int abctl_apply(struct ctx *c, SlotOp op, Slot target);
+
+/* Takes the install lock on the disk for the rest of the process: one
+ * install at a time, each from start to end (a second one waits). */
+int abctl_lock_install(struct ctx *c);
 
 /* Writes PREFIX.img, PREFIX.verity and the UKI into the inactive slot, then
  * arms its first attempt (install.c). */

@@ -228,9 +228,9 @@ const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted) {
         const char *esp = abctl_esp_mounted(c);
         if (esp)
                 return esp;
-        if (!c->layout.esp_present)
+        if (!c->view.layout.esp_present)
                 return NULL;
-        partition_node(c->layout.disk, c->layout.esp_partno, dev, sizeof(dev));
+        partition_node(c->view.layout.disk, c->view.layout.esp_partno, dev, sizeof(dev));
         (void) mkdir("/run/abswitch", 0755);
         (void) mkdir(ESP_MOUNT, 0700);
         if (mount(dev, ESP_MOUNT, "vfat", MS_NOSUID | MS_NODEV | MS_NOEXEC, "umask=0077") < 0) {
@@ -374,12 +374,14 @@ static int esp_has_room(const char *esp, const char *dst, uint64_t uki_size) {
 
 /* The operation is allowed on slot t and t has its partitions. */
 static int install_allowed(struct ctx *c, Slot t) {
+        struct slot_op_request req = { .op = SLOT_OP_INSTALL_BEGIN, .running = c->running, .target = t,
+                                       .tries = c->tries, .force = c->force };
         struct slot_op_result res;
-        char why[256];
-        int r = slots_apply_op(SLOT_OP_INSTALL, c->st, c->running, t, c->tries, &res, why, sizeof(why));
+        char why[512];
+        int r = slots_apply_op(&req, c->view.st, &res, why, sizeof(why));
         if (r < 0)
                 return log_error_errno(r, "Refusing to install: %s. Nothing was changed.", why);
-        if (!c->layout.slot[t].present)
+        if (!c->view.layout.slot[t].present)
                 return log_error_errno(-ENOENT, "Refusing to install: slot %s has no partitions on %s. Nothing was changed.",
                                        slot_to_string(t), c->disk);
         return 0;
@@ -389,7 +391,7 @@ static int install_allowed(struct ctx *c, Slot t) {
  * is not retried by accident. */
 static int failed_before(const struct ctx *c, Slot t, const char *dst, const char *roothash) {
         char old[ROOTHASH_HEX_MAX + 1];
-        bool failed = c->st[t].priority == 0 && !c->st[t].successful;
+        bool failed = c->view.st[t].priority == 0 && !c->view.st[t].successful;
         if (failed && access(dst, F_OK) == 0 && uki_roothash(dst, old) >= 0 && streq(old, roothash) && !c->force)
                 return log_error_errno(-EALREADY, "Refusing to install: this image (root hash %.16s...) already failed "
                                        "in slot %s. Install it anyway with --force", roothash, slot_to_string(t));
@@ -398,19 +400,16 @@ static int failed_before(const struct ctx *c, Slot t, const char *dst, const cha
 
 /* Slot t not bootable in the GPT, before a byte of it is written. */
 static int mark_not_bootable(struct ctx *c, Slot t) {
-        struct slot_state interim[_SLOT_MAX] = { c->st[0], c->st[1] };
-        interim[t] = (struct slot_state) {};
-        int r = slots_state_write(&c->layout, interim, NULL);
+        int r = abctl_apply(c, SLOT_OP_INSTALL_BEGIN, t);
         if (r < 0)
-                return log_error_errno(r, "Failed to mark slot %s not bootable before writing it: %m. Nothing was written.",
+                return log_error_errno(r, "Failed to mark slot %s not bootable before writing it. Nothing was written.",
                                        slot_to_string(t));
-        c->st[t] = interim[t];
         return 0;
 }
 
 int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
         Slot t = c->install_slot >= 0 ? c->install_slot : slot_other(c->running);
-        const struct slot_partitions *p = &c->layout.slot[t];
+        const struct slot_partitions *p = &c->view.layout.slot[t];
         char img[512], hash[512], roothash[ROOTHASH_HEX_MAX + 1], dst[600];
         struct stat si, sh;
         int r;
@@ -564,7 +563,7 @@ static int flush_target(int fd, const char *what) {
 
 int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_options *o) {
         Slot t = c->install_slot >= 0 ? c->install_slot : slot_other(c->running);
-        struct slot_partitions *p = &c->layout.slot[t];
+        struct slot_partitions *p = &c->view.layout.slot[t];
         char why[300], dst[600], tmp[610], digest[OCI_DIGEST_MAX + 1], uki_hash[ROOTHASH_HEX_MAX + 1];
         struct oci_ref ref;
         struct oci_source src;
@@ -585,9 +584,9 @@ int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_opt
         /* The partitions' own nodes, when the disk is a device: written
          * through them, what is verified afterwards is read from them. */
         struct stat sd;
-        if (!p->data_dev[0] && stat(c->layout.disk, &sd) == 0 && S_ISBLK(sd.st_mode)) {
-                partition_node(c->layout.disk, p->data_partno, p->data_dev, sizeof(p->data_dev));
-                partition_node(c->layout.disk, p->hash_partno, p->hash_dev, sizeof(p->hash_dev));
+        if (!p->data_dev[0] && stat(c->view.layout.disk, &sd) == 0 && S_ISBLK(sd.st_mode)) {
+                partition_node(c->view.layout.disk, p->data_partno, p->data_dev, sizeof(p->data_dev));
+                partition_node(c->view.layout.disk, p->hash_partno, p->hash_dev, sizeof(p->hash_dev));
         }
         r = oci_source_open(&src, &ref, o);
         if (r < 0)

@@ -58,6 +58,13 @@ static inline uint64_t now_monotonic_ms(void) {
         return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 }
 
+/* Microseconds on CLOCK_BOOTTIME: comparable with the kernel's timestamps. */
+static inline uint64_t now_boottime_us(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_BOOTTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
 static inline bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }

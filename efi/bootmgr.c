@@ -106,7 +106,7 @@ static bool have_id(const struct efi_boot_entry *e, size_t n, uint16_t id) {
 }
 
 int efi_boot_plan(const struct efi_boot_entry *e, size_t n, const uint16_t *order, size_t order_len,
-                  const char *const paths[2], int first, int second, struct efi_boot_plan *ret) {
+                  const char *const paths[2], const bool want[2], int first, int second, struct efi_boot_plan *ret) {
         struct efi_boot_plan p = { .entry = { -1, -1 } };
         uint16_t next_free = 0;
 
@@ -127,7 +127,7 @@ int efi_boot_plan(const struct efi_boot_entry *e, size_t n, const uint16_t *orde
                                 p.entry[s] = e[i].id;
                                 break;
                         }
-                if (p.entry[s] < 0) {
+                if (p.entry[s] < 0 && want[s]) {
                         /* A free number, past the ones firmware hands out first. */
                         uint16_t id = next_free ? next_free : 0x1000;
                         while (have_id(e, n, id) || (s == 1 && p.create[0] && p.entry[0] == id))
@@ -138,11 +138,14 @@ int efi_boot_plan(const struct efi_boot_entry *e, size_t n, const uint16_t *orde
                 }
         }
 
-        /* BootOrder: ours in the wanted order, then everything else as it was. */
+        /* BootOrder: ours in the wanted order, then everything else as it
+         * was. Only numbers that name an entry, or one about to be created:
+         * firmware drops a number without an entry at every boot, and
+         * putting it back every boot wears NVRAM. */
         size_t k = 0;
         const int lead[2] = { first, second };
         for (int i = 0; i < 2; i++)
-                if (lead[i] >= 0 && (i == 0 || lead[1] != lead[0]))
+                if (lead[i] >= 0 && lead[i] < 2 && p.entry[lead[i]] >= 0 && (i == 0 || lead[1] != lead[0]))
                         p.order[k++] = (uint16_t) p.entry[lead[i]];
         for (size_t j = 0; j < order_len; j++) {
                 bool dup = false;
@@ -151,9 +154,12 @@ int efi_boot_plan(const struct efi_boot_entry *e, size_t n, const uint16_t *orde
                 if (!dup)
                         p.order[k++] = order[j];
         }
-        /* Our entries must be somewhere in BootOrder, or firmware may never try them. */
+        /* The entries of slots that can boot must be somewhere in BootOrder,
+         * or firmware may never try them. */
         for (int s = 0; s < 2; s++) {
                 bool in = false;
+                if (!want[s] || p.entry[s] < 0)
+                        continue;
                 for (size_t i = 0; i < k; i++)
                         in |= p.order[i] == p.entry[s];
                 if (!in)

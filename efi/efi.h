@@ -119,13 +119,15 @@ struct efi_boot_plan {
 };
 
 /* Plans the entries of the two slots' UKIs (paths[0] for A, paths[1] for B):
- * reuses an entry on the ESP with the same path (case-insensitive), else
- * picks a free number for a new one. first is the slot whose entry goes
- * first in BootOrder (the committed one), or -1 to leave the order of our
- * entries alone; second, if >= 0, follows it. Other entries keep their
- * relative order after ours. */
+ * reuses an entry on the ESP with the same path (case-insensitive), else,
+ * for a slot in want (one that can boot), picks a free number for a new
+ * one; a slot not wanted and without an entry gets none (-1) and is not put
+ * into BootOrder. first is the slot whose entry goes first in BootOrder
+ * (the committed one), or -1 to leave the order of our entries alone;
+ * second, if >= 0, follows it. Other entries keep their relative order
+ * after ours. Every number in the planned BootOrder names an entry. */
 int efi_boot_plan(const struct efi_boot_entry *entries, size_t n_entries, const uint16_t *order, size_t order_len,
-                  const char *const paths[2], int first, int second, struct efi_boot_plan *ret);
+                  const char *const paths[2], const bool want[2], int first, int second, struct efi_boot_plan *ret);
 
 /* ---- the boot manager's variables through efivarfs (bootvars.c) ---- */
 

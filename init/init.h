@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../efi/efi.h"
+#include "../slots/engine.h"
 #include "../slots/slots.h"
 #include "cmdline.h"
 
@@ -21,17 +22,16 @@ struct boot {
         char boot_current_desc[128];
         bool efi;
         const char *efivarfs;           /* EFIVARFS_PATH; a directory in tests/powercut/bootsim */
-        struct slot_layout layout;
+        struct slots_view view;         /* layout, GPT state, boot variables (slots/engine.h) */
 
         /* protocol */
         struct slot_state before[_SLOT_MAX];
-        struct efi_boot_vars vars;      /* BootNext, BootOrder, Boot#### */
-        struct efi_boot_plan plan;
-        bool plan_ok;
         struct boot_decision decision;
         bool decided;                   /* decision holds a decision already applied */
+        bool commit_failed;             /* the last decision's GPT or BootNext write failed */
+        bool pin_missing;               /* the UKI pins no root hash */
         char failure[512];              /* what failed: verity or mount */
-        unsigned gpt_writes, nvram_writes;
+        struct slots_commit_stats writes;
         bool watchdog_armed;
 
         char *root_dev;
@@ -51,14 +51,30 @@ int modules_load_one(const char *name);
  * makes newroot the root and execs init. Returns only on failure. */
 int switch_root(const char *newroot, const char *init, char **argv);
 
-uint64_t now_boottime_us(void);
 
-/* protocol.c: reads both slots' GPT state, BootNext, the boot entries. */
-void protocol_read(struct boot *b);
-/* Runs the pure decision on what protocol_read found (and root_failed). */
-void protocol_decide(struct boot *b, bool root_failed);
-/* Writes what the decision needs: GPT state first, then boot entries,
- * BootNext (on reboot) or the BootOrder hint (on boot). */
-int protocol_apply(struct boot *b);
+/* What the boot sequence needs from its surroundings: the init passes
+ * dm-verity and mount, the power-cut simulator (tests/powercut/bootsim.c)
+ * answers from its command line. Everything else is the same code. */
+struct boot_ops {
+        /* The one slot whose hash tree verifies against the pinned root hash,
+         * else _SLOT_INVALID (none, both, or no pin). */
+        Slot (*root_hash_slot)(struct boot *b);
+        /* Sets up dm-verity on the running slot and mounts it; < 0 with
+         * b->failure set when the root cannot be used. */
+        int (*open_root)(struct boot *b);
+};
+
+/* protocol.c: the boot protocol from the partitions found to the root
+ * opened. b->view.layout holds the disk's layout, b->id the identity from
+ * the EFI facts (resolved again here with the root-hash probe if nothing
+ * named a slot); partitions_missing when the running slot's partitions
+ * never appeared. Reads the state, decides, writes through slots_commit(),
+ * opens the root when the decision is to boot, and decides again if it
+ * fails. Returns the final action; b->decision holds the decision and
+ * b->commit_failed says whether its writes failed. Never reboots or stops
+ * by itself: the caller acts. */
+BootAction boot_sequence(struct boot *b, const struct boot_ops *ops, bool partitions_missing);
+/* Logs the identity (called by boot_sequence once it is final). */
+void boot_announce_identity(struct boot *b);
 /* Starts the hardware watchdog for a trial boot; false if there is none. */
 bool protocol_arm_watchdog(unsigned seconds);

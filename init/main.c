@@ -194,7 +194,7 @@ static Slot slot_matching_root_hash(struct boot *b) {
         int matches = 0;
 
         for (int s = 0; s < _SLOT_MAX; s++) {
-                const struct slot_partitions *p = &b->layout.slot[s];
+                const struct slot_partitions *p = &b->view.layout.slot[s];
                 struct verity_setup v = { .data_dev = p->data_dev, .hash_dev = p->hash_dev,
                                           .root_hash = b->cmdline.roothash, .name = "abswitch-probe",
                                           .policy = VERITY_POLICY_EIO };
@@ -211,7 +211,7 @@ static Slot slot_matching_root_hash(struct boot *b) {
         return matches == 1 ? match : _SLOT_INVALID;
 }
 
-static void resolve_identity(struct boot *b, bool announce) {
+static void resolve_identity(struct boot *b) {
         b->facts.cmdline_slot = b->cmdline.slot;
         b->facts.stub_image_identifier = b->stub_image;
         b->facts.loader_image_identifier = b->loader_image;
@@ -220,23 +220,6 @@ static void resolve_identity(struct boot *b, bool announce) {
         b->facts.boot_current_path = b->boot_current_path;
         b->facts.sources = b->cmdline.identity_sources;
         slot_identity_resolve(&b->facts, &b->id);
-        /* With nothing else answering, the root-hash probe (after the
-         * partitions appear) may still; announce the result then. */
-        if (!announce && b->id.source == IDENTITY_DEFAULT)
-                return;
-
-        for (int i = 0; i < IDENTITY_DEFAULT; i++)
-                if (b->id.verdicts[i] != VERDICT_NOT_CONSULTED && b->id.verdicts[i] != VERDICT_ANSWERED)
-                        log_info("Identity source %s: %s", identity_source_to_string(i),
-                                 identity_verdict_to_string(b->id.verdicts[i]));
-
-        if (b->id.source == IDENTITY_BOOT_CURRENT)
-                log_info("This is slot %s, from %s: BootCurrent=%04X '%s' starts %s", slot_to_string(b->id.slot),
-                         identity_source_to_string(b->id.source), b->facts.boot_current, b->boot_current_desc,
-                         b->id.value);
-        else
-                log_info("This is slot %s, from %s%s%s", slot_to_string(b->id.slot),
-                         identity_source_to_string(b->id.source), b->id.value ? ": " : "", b->id.value ?: "");
 }
 
 static int wait_for_partitions(struct boot *b) {
@@ -245,7 +228,7 @@ static int wait_for_partitions(struct boot *b) {
         bool announced = false;
 
         for (;;) {
-                int r = slots_find_partitions("/sys/class/block", "/dev", b->id.slot, b->esp_partuuid, &b->layout,
+                int r = slots_find_partitions("/sys/class/block", "/dev", b->id.slot, b->esp_partuuid, &b->view.layout,
                                           why, sizeof(why));
                 if (r >= 0)
                         break;
@@ -259,7 +242,7 @@ static int wait_for_partitions(struct boot *b) {
                          * boot, and the protocol falls back; else nothing can. */
                         char other_why[512];
                         if (slots_find_partitions("/sys/class/block", "/dev", slot_other(b->id.slot), b->esp_partuuid,
-                                                  &b->layout, other_why, sizeof(other_why)) < 0)
+                                                  &b->view.layout, other_why, sizeof(other_why)) < 0)
                                 stop(b, "finding the system partition",
                                      "%s after waiting %u s. Is the disk's storage driver in the initramfs "
                                      "(initramfs/mkinitramfs --module), and was the disk made by initramfs/mkdisk?",
@@ -275,9 +258,9 @@ static int wait_for_partitions(struct boot *b) {
                 }
                 (void) usleep(20 * 1000);
         }
-        const struct slot_partitions *p = &b->layout.slot[b->id.slot];
+        const struct slot_partitions *p = &b->view.layout.slot[b->id.slot];
         log_info("Slot %s: file system %s, hash tree %s on %s", slot_to_string(b->id.slot), p->data_dev, p->hash_dev,
-                 b->layout.disk);
+                 b->view.layout.disk);
         return 0;
 }
 
@@ -289,8 +272,8 @@ static int setup_verity(struct boot *b) {
                 [VERITY_ERROR_EIO] = VERITY_POLICY_EIO,
         };
         struct verity_setup s = {
-                .data_dev = b->layout.slot[b->id.slot].data_dev,
-                .hash_dev = b->layout.slot[b->id.slot].hash_dev,
+                .data_dev = b->view.layout.slot[b->id.slot].data_dev,
+                .hash_dev = b->view.layout.slot[b->id.slot].hash_dev,
                 .root_hash = b->cmdline.roothash,
                 .name = DM_NAME,
                 .policy = policy[b->cmdline.verity_error],
@@ -413,8 +396,8 @@ static void write_record(struct boot *b, uint64_t t_end) {
         }
         json_object_object_add(o, "efi", efi);
 
-        const struct slot_partitions *sp = &b->layout.slot[b->id.slot];
-        json_object_object_add(parts, "disk", jstr(b->layout.disk));
+        const struct slot_partitions *sp = &b->view.layout.slot[b->id.slot];
+        json_object_object_add(parts, "disk", jstr(b->view.layout.disk));
         json_object_object_add(parts, "data", jstr(sp->data_dev));
         json_object_object_add(parts, "hash", jstr(sp->hash_dev));
         json_object_object_add(parts, "data_partuuid", jstr(sp->data_uuid));
@@ -423,9 +406,9 @@ static void write_record(struct boot *b, uint64_t t_end) {
         json_object *state = json_object_new_object(), *dec = json_object_new_object();
         for (int s = 0; s < _SLOT_MAX; s++) {
                 json_object *sl = json_object_new_object();
-                json_object_object_add(sl, "present", json_object_new_boolean(b->layout.slot[s].present));
+                json_object_object_add(sl, "present", json_object_new_boolean(b->view.layout.slot[s].present));
                 json_object_object_add(sl, "before", state_json(b->before[s]));
-                json_object_object_add(sl, "after", state_json(b->decision.slot[s]));
+                json_object_object_add(sl, "after", state_json(b->decision.t.slot[s]));
                 json_object_object_add(state, slot_to_string(s), sl);
         }
         json_object_object_add(o, "state", state);
@@ -434,10 +417,10 @@ static void write_record(struct boot *b, uint64_t t_end) {
         json_object_object_add(dec, "target", json_object_new_string(slot_to_string(b->decision.target)));
         json_object_object_add(dec, "trial", json_object_new_boolean(b->decision.trial));
         json_object_object_add(dec, "watchdog", json_object_new_boolean(b->watchdog_armed));
-        json_object_object_add(dec, "gpt_writes", json_object_new_int((int) b->gpt_writes));
-        json_object_object_add(dec, "nvram_writes", json_object_new_int((int) b->nvram_writes));
-        if (b->vars.boot_next >= 0) {
-                (void) snprintf(buf, sizeof(buf), "%04X", b->vars.boot_next);
+        json_object_object_add(dec, "gpt_writes", json_object_new_int((int) b->writes.gpt_writes));
+        json_object_object_add(dec, "nvram_writes", json_object_new_int((int) b->writes.nvram_writes));
+        if (b->view.vars.boot_next >= 0) {
+                (void) snprintf(buf, sizeof(buf), "%04X", b->view.vars.boot_next);
                 json_object_object_add(efi, "BootNext", json_object_new_string(buf));
         }
         json_object_object_add(o, "decision", dec);
@@ -471,18 +454,26 @@ static void write_record(struct boot *b, uint64_t t_end) {
         json_object_put(o);
 }
 
-/* Writes what the decision needs and acts on reboot and stop; returns on boot. */
+/* dm-verity, then the mount: the root the decision boots (struct boot_ops). */
+static int open_root(struct boot *b) {
+        if (setup_verity(b) < 0)
+                return -EIO;
+        b->t_phase[PHASE_VERITY] = now_boottime_us();
+        if (mount_root(b) < 0)
+                return -EIO;
+        b->t_phase[PHASE_MOUNT] = now_boottime_us();
+        return 0;
+}
+
+/* Acts on a decision to reboot or stop (boot_sequence wrote it); returns on boot. */
 static void follow_decision(struct boot *b) {
         const struct boot_decision *d = &b->decision;
-        int r = protocol_apply(b);
 
         switch (d->action) {
         case BOOT_ACTION_BOOT:
-                if (r < 0 && d->changed)
-                        log_warning("Booting slot %s although its state could not be written", slot_to_string(d->target));
                 return;
         case BOOT_ACTION_REBOOT:
-                if (r < 0)
+                if (b->commit_failed)
                         stop(b, "arming the other slot",
                              "the state could not be written (see above), so rebooting could loop");
                 log_notice("Rebooting into slot %s (%s)%s%s", slot_to_string(d->target), boot_reason_to_string(d->reason),
@@ -533,32 +524,18 @@ int main(int argc, char **argv) {
                  failed ? " (some failed, see above)" : "");
 
         read_efi_facts(&b);
-        resolve_identity(&b, !(b.cmdline.identity_sources & (1u << IDENTITY_ROOT_HASH)));
+        resolve_identity(&b);
         b.t_phase[PHASE_IDENTITY] = now_boottime_us();
 
         bool missing = wait_for_partitions(&b) < 0;
         b.t_phase[PHASE_DEVICES] = now_boottime_us();
-        if (!missing && b.id.source == IDENTITY_DEFAULT && (b.cmdline.identity_sources & (1u << IDENTITY_ROOT_HASH))) {
-                b.facts.root_hash_slot = slot_matching_root_hash(&b);
-                resolve_identity(&b, true);
-        }
 
-        protocol_read(&b);
-        protocol_decide(&b, missing);
-        if (missing) {
-                follow_decision(&b);
-                stop(&b, "the boot protocol", "it decided to boot a slot without partitions"); /* not reached */
-        }
-        b.t_phase[PHASE_STATE] = now_boottime_us();
+        static const struct boot_ops ops = { .root_hash_slot = slot_matching_root_hash, .open_root = open_root };
+        b.view.efivarfs = b.efi ? b.efivarfs : NULL;
+        b.pin_missing = !b.cmdline.roothash[0];
+        (void) boot_sequence(&b, &ops, missing);
         follow_decision(&b);
 
-        /* The decision is to boot this slot: its root must verify and mount. */
-        if (setup_verity(&b) < 0 || (b.t_phase[PHASE_VERITY] = now_boottime_us(), mount_root(&b) < 0)) {
-                protocol_decide(&b, true);
-                follow_decision(&b);
-                stop(&b, "the boot protocol", "it decided to boot a root that failed"); /* not reached */
-        }
-        b.t_phase[PHASE_MOUNT] = now_boottime_us();
         if (b.decision.trial) {
                 b.watchdog_armed = protocol_arm_watchdog(b.cmdline.watchdog_sec);
                 if (!b.watchdog_armed)

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The boot protocol's I/O in the init: read state from GPT and NVRAM, run
- * the pure decision (slots_decide_boot), write its results in the order
- * that keeps every power cut safe: GPT (one copy, then the other), then
- * NVRAM, each only when it changes. */
+/* The boot sequence: from the slot's partitions found to its root opened.
+ *
+ * The same function runs in the init and in the power-cut simulator
+ * (tests/powercut/bootsim.c), which passes its own answers for dm-verity
+ * and mount (struct boot_ops). It reads the state once (slots_view_read),
+ * decides with the pure protocol (slots_decide_boot), writes through the
+ * one writer (slots_commit), and never reboots or stops by itself. */
 
 #include <fcntl.h>
 #include <linux/watchdog.h>
@@ -12,49 +15,54 @@
 #include "../common/log.h"
 #include "init.h"
 
-static void plan_entries(struct boot *b, const struct slot_state st[_SLOT_MAX]) {
-        const char *paths[_SLOT_MAX] = { slot_uki_path(SLOT_A), slot_uki_path(SLOT_B) };
-        int first, second;
+void boot_announce_identity(struct boot *b) {
+        for (int i = 0; i < IDENTITY_DEFAULT; i++)
+                if (b->id.verdicts[i] != VERDICT_NOT_CONSULTED && b->id.verdicts[i] != VERDICT_ANSWERED)
+                        log_info("Identity source %s: %s", identity_source_to_string(i),
+                                 identity_verdict_to_string(b->id.verdicts[i]));
 
-        slots_boot_order_hint(st, &first, &second);
-        b->plan_ok = b->efi && b->layout.esp_present &&
-                     efi_boot_plan(b->vars.entries, b->vars.n_entries, b->vars.order, b->vars.order_len, paths,
-                                   first, second, &b->plan) >= 0;
+        if (b->id.source == IDENTITY_BOOT_CURRENT)
+                log_info("This is slot %s, from %s: BootCurrent=%04X '%s' starts %s", slot_to_string(b->id.slot),
+                         identity_source_to_string(b->id.source), b->facts.boot_current, b->boot_current_desc,
+                         b->id.value);
+        else
+                log_info("This is slot %s, from %s%s%s", slot_to_string(b->id.slot),
+                         identity_source_to_string(b->id.source), b->id.value ? ": " : "", b->id.value ?: "");
+        if (b->id.source == IDENTITY_DEFAULT)
+                log_warning("No source named this UKI's slot: slot %s is only the default guess, so no slot "
+                            "will be marked failed by this boot", slot_to_string(b->id.slot));
 }
 
-void protocol_read(struct boot *b) {
-        struct gpt_status st = {};
+static void protocol_read(struct boot *b) {
         char s[_SLOT_MAX][48];
         int r;
 
-        r = slots_state_read(&b->layout, b->before, &st);
+        r = slots_view_read(&b->view);
         if (r < 0) {
                 /* libblkid read the table a moment ago; use what it saw. */
                 log_warning_errno(r, "Failed to read the GPT of %s, using the attributes libblkid saw: %m",
-                                  b->layout.disk);
+                                  b->view.layout.disk);
                 for (int i = 0; i < _SLOT_MAX; i++)
-                        b->before[i] = b->layout.slot[i].present ? slot_state_from_attrs(b->layout.slot[i].data_attrs)
-                                                                 : (struct slot_state) {};
-        } else if (!st.primary_valid || !st.backup_valid || st.copies_differ)
-                log_warning("GPT of %s: primary %s, backup %s%s; the next state write repairs it", b->layout.disk,
-                            st.primary_valid ? "valid" : "INVALID", st.backup_valid ? "valid" : "INVALID",
-                            st.copies_differ ? ", copies differ (primary used)" : "");
-
-        b->vars = (struct efi_boot_vars) { .boot_next = -1 };
-        if (b->efi) {
-                r = efi_boot_vars_read(b->efivarfs, b->layout.esp_present ? b->layout.esp_uuid : NULL, &b->vars);
-                if (r > 0)
-                        log_warning("%d boot manager variable(s) unreadable or malformed, ignoring them", r);
-        }
-        plan_entries(b, b->before);
-
-        for (int i = 0; i < _SLOT_MAX; i++)
+                        b->view.st[i] = b->view.layout.slot[i].present
+                                                ? slot_state_from_attrs(b->view.layout.slot[i].data_attrs)
+                                                : (struct slot_state) {};
+        } else if (!b->view.gpt.primary_valid || !b->view.gpt.backup_valid || b->view.gpt.copies_differ)
+                log_warning("GPT of %s: primary %s, backup %s%s; the next state write repairs it",
+                            b->view.layout.disk, b->view.gpt.primary_valid ? "valid" : "INVALID",
+                            b->view.gpt.backup_valid ? "valid" : "INVALID",
+                            b->view.gpt.copies_differ ? ", copies differ (primary used)" : "");
+        if (b->view.bad_vars > 0)
+                log_warning("%d boot manager variable(s) unreadable or malformed, ignoring them", b->view.bad_vars);
+        for (int i = 0; i < _SLOT_MAX; i++) {
+                b->before[i] = b->view.st[i];
                 slot_state_format(b->before[i], s[i]);
-        log_info("State: A %s%s; B %s%s; BootNext %s", s[0], b->layout.slot[0].present ? "" : " (no partitions)", s[1],
-                 b->layout.slot[1].present ? "" : " (no partitions)", b->vars.boot_next >= 0 ? "set" : "unset");
+        }
+        log_info("State: A %s%s; B %s%s; BootNext %s", s[0], b->view.layout.slot[0].present ? "" : " (no partitions)",
+                 s[1], b->view.layout.slot[1].present ? "" : " (no partitions)",
+                 b->view.vars.boot_next >= 0 ? "set" : "unset");
 }
 
-void protocol_decide(struct boot *b, bool root_failed) {
+static void protocol_decide(struct boot *b, bool root_failed) {
         Slot other = slot_other(b->id.slot);
         struct boot_input in = {
                 .running = b->id.slot,
@@ -62,11 +70,11 @@ void protocol_decide(struct boot *b, bool root_failed) {
                 .root_failed = root_failed,
                 /* Our BootNext for the other slot is still there: the firmware
                  * started us instead of it. */
-                .bootnext_pending = b->vars.boot_next >= 0 && b->plan_ok && !b->plan.create[other] &&
-                                    b->vars.boot_next == b->plan.entry[other],
+                .bootnext_pending = slots_view_boot_next_is(&b->view, other),
+                .unsure = b->id.source == IDENTITY_DEFAULT || b->pin_missing,
         };
         /* After a first decision was applied, decide again from its result. */
-        const struct slot_state *from = b->decided ? b->decision.slot : b->before;
+        const struct slot_state *from = b->decided ? b->decision.t.slot : b->before;
         in.slot[SLOT_A] = from[SLOT_A];
         in.slot[SLOT_B] = from[SLOT_B];
         slots_decide_boot(&in, &b->decision);
@@ -75,107 +83,60 @@ void protocol_decide(struct boot *b, bool root_failed) {
         const struct boot_decision *d = &b->decision;
         char st[_SLOT_MAX][48];
         for (int i = 0; i < _SLOT_MAX; i++)
-                slot_state_format(d->slot[i], st[i]);
+                slot_state_format(d->t.slot[i], st[i]);
         log_info("Decision: %s %s (%s)%s; new state: A %s; B %s", boot_action_to_string(d->action),
                  slot_to_string(d->target), boot_reason_to_string(d->reason), d->trial ? ", trial boot" : "", st[0],
                  st[1]);
+        if (in.unsure && root_failed)
+                log_warning("This UKI is not known to be slot %s's (%s): no slot is marked failed for it",
+                            slot_to_string(b->id.slot),
+                            b->pin_missing ? "it pins no root hash" : "no source named its slot");
         for (int s = 0; s < _SLOT_MAX; s++)
-                if ((d->marked_failed & (1u << s)) && b->layout.slot[s].present)
+                if ((d->marked_failed & (1u << s)) && b->view.layout.slot[s].present)
                         log_warning("Slot %s is now marked failed (priority 0): it will not be tried again until "
                                     "a new image is installed into it", slot_to_string(s));
 }
 
-static int ensure_entry(struct boot *b, Slot s) {
-        struct efi_partition esp = {
-                .number = b->layout.esp_partno, .start = b->layout.esp_start, .size = b->layout.esp_size,
-        };
-        char desc[32], name[9];
-        int r;
-
-        if (!b->plan.create[s])
-                return 0;
-        if (efi_guid_from_string(b->layout.esp_uuid, esp.guid) < 0)
-                return log_error_errno(-EINVAL, "The ESP's PARTUUID '%s' is not a GUID", b->layout.esp_uuid);
-        (void) snprintf(desc, sizeof(desc), "abswitch %s", slot_to_string(s));
-        efi_boot_option_name((uint16_t) b->plan.entry[s], name);
-        r = efi_boot_entry_create(b->efivarfs, &b->plan, s, desc, &esp, slot_uki_path(s));
-        if (r < 0)
-                return log_error_errno(r, "Failed to create %s for slot %s: %m", name, slot_to_string(s));
-        b->nvram_writes += r > 0;
-        b->plan.create[s] = false;
-        log_notice("Created boot entry %s '%s' for %s", name, desc, slot_uki_path(s));
-        return 0;
+static void protocol_apply(struct boot *b) {
+        int r = slots_commit(&b->view, &b->decision.t, &b->writes);
+        b->commit_failed = r < 0;
+        if (r < 0 && b->decision.action == BOOT_ACTION_BOOT && b->decision.t.changed)
+                log_warning("Booting slot %s although its state could not be written",
+                            slot_to_string(b->decision.target));
 }
 
-/* BootNext for the decision's target, with its Boot#### if the firmware lost it. */
-static int arm_bootnext(struct boot *b) {
-        const struct boot_decision *d = &b->decision;
-        int r;
-
-        if (!b->efi || !b->layout.esp_present) {
-                log_warning("No EFI boot variables to arm slot %s with: the firmware chooses the next boot",
-                            slot_to_string(d->target));
-                return 0;
+BootAction boot_sequence(struct boot *b, const struct boot_ops *ops, bool partitions_missing) {
+        /* Nothing named a slot: the one slot whose hash tree verifies
+         * against the pinned root hash is us (a removable-path copy). */
+        if (!partitions_missing && b->id.source == IDENTITY_DEFAULT &&
+            (b->facts.sources & (1u << IDENTITY_ROOT_HASH))) {
+                b->facts.root_hash_slot = ops->root_hash_slot(b);
+                slot_identity_resolve(&b->facts, &b->id);
         }
-        if (!b->plan_ok)
-                return log_warning_errno(-EINVAL, "Cannot plan the boot entries; leaving BootNext and BootOrder alone");
-        r = ensure_entry(b, d->target);
-        if (r < 0)
-                return r;
-        uint16_t next = (uint16_t) b->plan.entry[d->target];
-        r = efi_boot_next_write(b->efivarfs, next);
-        if (r < 0)
-                return log_error_errno(r, "Failed to set BootNext to Boot%04X: %m", next);
-        b->nvram_writes += r > 0;
-        return 0;
-}
+        boot_announce_identity(b);
 
-int protocol_apply(struct boot *b) {
-        const struct boot_decision *d = &b->decision;
-        int r;
-
-        /* GPT first: a try is spent before the attempt is armed. A committed
-         * target pays no try; its armed bit is what bounds redirects to it
-         * (an armed committed slot that never reached its init is not asked
-         * again). So it gets BootNext first: a power cut between the two
-         * writes must not leave it armed with no BootNext to reach it, or
-         * the next init here would stop (found by make powercut with a
-         * firmware that reorders its entries). */
-        bool bootnext_first = d->action == BOOT_ACTION_REBOOT && d->slot[d->target].successful;
-        if (bootnext_first) {
-                r = arm_bootnext(b);
-                if (r < 0)
-                        return r;
+        protocol_read(b);
+        protocol_decide(b, partitions_missing);
+        protocol_apply(b);
+        b->t_phase[PHASE_STATE] = now_boottime_us();
+        if (partitions_missing && b->decision.action == BOOT_ACTION_BOOT) {
+                log_error("The boot protocol decided to boot a slot without partitions; stopping");
+                b->decision.action = BOOT_ACTION_STOP;
         }
-        if (d->changed) {
-                r = slots_state_write(&b->layout, d->slot, &b->gpt_writes);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to write the boot state to the GPT of %s: %m",
-                                               b->layout.disk);
+        if (b->decision.action != BOOT_ACTION_BOOT)
+                return b->decision.action;
+
+        /* The decision is to boot this slot: its root must verify and mount. */
+        if (ops->open_root(b) < 0) {
+                protocol_decide(b, true);
+                protocol_apply(b);
+                if (b->decision.action == BOOT_ACTION_BOOT) {
+                        /* The protocol never boots a root that failed; say so if it did. */
+                        log_error("The boot protocol decided to boot a root that failed; stopping");
+                        b->decision.action = BOOT_ACTION_STOP;
+                }
         }
-        if (d->action == BOOT_ACTION_REBOOT)
-                return bootnext_first ? 0 : arm_bootnext(b);
-        if (!b->efi || !b->layout.esp_present)
-                return 0;
-        if (!b->plan_ok)
-                return log_warning_errno(-EINVAL, "Cannot plan the boot entries; leaving BootNext and BootOrder alone");
-
-        if (d->action != BOOT_ACTION_BOOT)
-                return 0;
-
-        /* Booting: repair the entries firmware lost, and keep BootOrder
-         * consistent with the GPT state. */
-        plan_entries(b, d->slot);
-        for (int s = 0; s < _SLOT_MAX; s++)
-                if (b->layout.slot[s].present && (d->slot[s].priority > 0 || d->slot[s].successful))
-                        (void) ensure_entry(b, s);
-        r = efi_boot_order_write(b->efivarfs, &b->plan);
-        if (r < 0)
-                return log_warning_errno(r, "Failed to update BootOrder: %m");
-        b->nvram_writes += r > 0;
-        if (r > 0)
-                log_notice("BootOrder updated: committed slot first");
-        return 0;
+        return b->decision.action;
 }
 
 bool protocol_arm_watchdog(unsigned seconds) {

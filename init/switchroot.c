@@ -6,16 +6,9 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <time.h>
 
 #include "../common/log.h"
 #include "init.h"
-
-uint64_t now_boottime_us(void) {
-        struct timespec ts;
-        (void) clock_gettime(CLOCK_BOOTTIME, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
 
 /* Removes everything below dirfd that lives on device dev (the initramfs),
  * leaving mount points alone. Errors are ignored: this only frees memory. */

@@ -7,6 +7,7 @@
 #include "slots.h"
 
 static const char *const op_names[_SLOT_OP_MAX] = {
+        [SLOT_OP_INSTALL_BEGIN] = "install-begin",
         [SLOT_OP_INSTALL] = "install",
         [SLOT_OP_MARK_GOOD] = "mark-good",
         [SLOT_OP_MARK_BAD] = "mark-bad",
@@ -16,6 +17,25 @@ static const char *const op_names[_SLOT_OP_MAX] = {
 
 const char *slot_op_to_string(SlotOp op) {
         return op >= 0 && op < _SLOT_OP_MAX ? op_names[op] : "invalid";
+}
+
+SlotOp slot_op_from_string(const char *s) {
+        for (int i = 0; s && i < _SLOT_OP_MAX; i++)
+                if (streq(s, op_names[i]))
+                        return i;
+        return _SLOT_OP_INVALID;
+}
+
+void slot_transition_init(struct slot_transition *t, const struct slot_state in[_SLOT_MAX]) {
+        *t = (struct slot_transition) { .slot = { in[0], in[1] }, .arm = _SLOT_INVALID,
+                                        .order_first = _SLOT_INVALID };
+}
+
+void slot_transition_diff(struct slot_transition *t, const struct slot_state in[_SLOT_MAX]) {
+        t->changed = 0;
+        for (int s = 0; s < _SLOT_MAX; s++)
+                if (!slot_state_equal(t->slot[s], in[s]))
+                        t->changed |= 1u << s;
 }
 
 /* The target gets the top priority; the other slot keeps a lower one if it
@@ -28,29 +48,57 @@ static void prefer(struct slot_state s[_SLOT_MAX], Slot target) {
                 s[other].priority = 1;
 }
 
-int slots_apply_op(SlotOp op, const struct slot_state in[_SLOT_MAX], Slot running, Slot target, unsigned tries,
-                   struct slot_op_result *ret, char *why, size_t why_size) {
-        struct slot_op_result r = { .slot = { in[0], in[1] }, .target = target, .boot_order_first = _SLOT_INVALID };
+/* The Fedora CoreOS rule: while the running slot is still on trial, the
+ * other, committed slot is the last known-good one; overwriting or failing
+ * it needs --force. */
+static bool last_good(const struct slot_state in[_SLOT_MAX], Slot running, Slot target) {
+        return target != running && !in[running].successful && in[target].successful && in[target].priority > 0;
+}
 
+int slots_apply_op(const struct slot_op_request *req, const struct slot_state in[_SLOT_MAX],
+                   struct slot_op_result *ret, char *why, size_t why_size) {
+        Slot running = req->running, target = req->target;
+        struct slot_op_result r = { .target = target };
+        struct slot_state *st = r.t.slot;
+
+        slot_transition_init(&r.t, in);
+        if (req->op == SLOT_OP_MARK_GOOD && target < 0)
+                target = r.target = running;
+        if (req->op == SLOT_OP_ROLLBACK)
+                target = r.target = slot_other(running);
         if (target < 0 || target >= _SLOT_MAX || running < 0 || running >= _SLOT_MAX) {
                 (void) snprintf(why, why_size, "no such slot");
                 return -EINVAL;
         }
-        switch (op) {
+        switch (req->op) {
+        case SLOT_OP_INSTALL_BEGIN:
         case SLOT_OP_INSTALL:
                 if (target == running) {
                         (void) snprintf(why, why_size, "slot %s is the running slot; install into slot %s",
                                         slot_to_string(target), slot_to_string(slot_other(target)));
                         return -EBUSY;
                 }
-                if (tries < 1 || tries > SLOT_TRIES_MAX) {
+                if (req->tries < 1 || req->tries > SLOT_TRIES_MAX) {
                         (void) snprintf(why, why_size, "tries must be 1 to %d", SLOT_TRIES_MAX);
                         return -EINVAL;
                 }
+                if (last_good(in, running, target) && !req->force) {
+                        (void) snprintf(why, why_size,
+                                        "slot %s is the only committed slot and the running slot %s is still on "
+                                        "trial: overwriting it would leave no known-good slot. Commit slot %s "
+                                        "first (abctl mark-good), or pass --force", slot_to_string(target),
+                                        slot_to_string(running), slot_to_string(running));
+                        return -EBUSY;
+                }
+                if (req->op == SLOT_OP_INSTALL_BEGIN) {
+                        /* Not bootable before a byte of it is overwritten. */
+                        st[target] = (struct slot_state) {};
+                        break;
+                }
                 /* New image: a trial at the top; arming the first attempt costs a try. */
-                r.slot[target] = (struct slot_state) { .tries = (uint8_t) (tries - 1), .armed = true };
-                prefer(r.slot, target);
-                r.arm = true;
+                st[target] = (struct slot_state) { .tries = (uint8_t) (req->tries - 1), .armed = true };
+                prefer(st, target);
+                r.t.arm = target;
                 break;
 
         case SLOT_OP_MARK_GOOD:
@@ -59,11 +107,12 @@ int slots_apply_op(SlotOp op, const struct slot_state in[_SLOT_MAX], Slot runnin
                                         slot_to_string(running));
                         return -EINVAL;
                 }
-                r.slot[target].successful = true;
-                r.slot[target].tries = 0;
-                r.slot[target].armed = false;
-                prefer(r.slot, target);
-                r.boot_order_first = target;
+                st[target].successful = true;
+                st[target].tries = 0;
+                st[target].armed = false;
+                prefer(st, target);
+                r.t.boot_order = true;
+                r.t.order_first = target;
                 break;
 
         case SLOT_OP_MARK_BAD:
@@ -74,13 +123,21 @@ int slots_apply_op(SlotOp op, const struct slot_state in[_SLOT_MAX], Slot runnin
                                         slot_to_string(slot_other(target)));
                         return -EBUSY;
                 }
-                r.slot[target].priority = 0;
-                r.slot[target].tries = 0;
-                r.slot[target].armed = false;
+                if (last_good(in, running, target) && !req->force) {
+                        (void) snprintf(why, why_size,
+                                        "slot %s is the only committed slot and the running slot %s is still on "
+                                        "trial: failing it would leave no known-good slot. Pass --force if you "
+                                        "mean it", slot_to_string(target), slot_to_string(running));
+                        return -EBUSY;
+                }
+                st[target].priority = 0;
+                st[target].tries = 0;
+                st[target].armed = false;
                 if (target == running) {
                         /* The fallback takes over at the next boot. */
                         r.target = slot_other(target);
-                        r.boot_order_first = r.target;
+                        r.t.boot_order = true;
+                        r.t.order_first = r.target;
                 }
                 break;
 
@@ -95,28 +152,30 @@ int slots_apply_op(SlotOp op, const struct slot_state in[_SLOT_MAX], Slot runnin
                                         slot_to_string(target));
                         return -ESTALE;
                 }
-                prefer(r.slot, target);
+                prefer(st, target);
                 if (!in[target].successful) {
-                        r.slot[target].tries--;
-                        r.slot[target].armed = true;
-                        r.arm = true;
-                } else
-                        r.boot_order_first = target;
+                        st[target].tries--;
+                        st[target].armed = true;
+                        r.t.arm = target;
+                } else {
+                        r.t.boot_order = true;
+                        r.t.order_first = target;
+                }
                 break;
 
         case SLOT_OP_ROLLBACK:
-                target = r.target = slot_other(running);
                 if (!in[target].successful) {
                         (void) snprintf(why, why_size, "slot %s has never been committed; there is nothing to roll back to",
                                         slot_to_string(target));
                         return -ESTALE;
                 }
                 /* A committed slot marked bad may be rolled back to on purpose. */
-                if (r.slot[target].priority == 0)
-                        r.slot[target].priority = 1;
-                prefer(r.slot, target);
-                r.boot_order_first = target;
-                r.arm = true;
+                if (st[target].priority == 0)
+                        st[target].priority = 1;
+                prefer(st, target);
+                r.t.boot_order = true;
+                r.t.order_first = target;
+                r.t.arm = target;
                 break;
 
         default:
@@ -124,9 +183,7 @@ int slots_apply_op(SlotOp op, const struct slot_state in[_SLOT_MAX], Slot runnin
                 return -EINVAL;
         }
 
-        for (int s = 0; s < _SLOT_MAX; s++)
-                if (!slot_state_equal(r.slot[s], in[s]))
-                        r.changed |= 1u << s;
+        slot_transition_diff(&r.t, in);
         *ret = r;
         return 0;
 }

@@ -188,6 +188,8 @@ typedef enum BootReason {
         REASON_ROOT_FAILED,         /* reboot/stop: the running slot's root did not verify or mount */
         REASON_NOT_BOOTABLE,        /* reboot/stop: the firmware started a failed or exhausted slot */
         REASON_NOTHING_BOOTABLE,    /* stop: no slot can boot */
+        REASON_IDENTITY_UNKNOWN,    /* reboot/stop: a root failed, but this UKI is not known to be that
+                                     * slot's (identity guessed, or no pin): hand over by the slots' own UKIs */
         _BOOT_REASON_MAX,
 } BootReason;
 
@@ -200,15 +202,34 @@ struct boot_input {
         bool override;          /* ab.slot= was given: obey, never redirect */
         bool root_failed;       /* the running slot's root did not verify or mount */
         bool bootnext_pending;  /* BootNext is set and names the other slot's entry */
+        bool unsure;            /* the init cannot tell that a failure is the running slot's image's:
+                                 * its identity is only the default guess, or its UKI pins no root
+                                 * hash. Then nothing is marked failed (BRIEF.md). */
 };
+
+/* What one boot decision or one operator operation changes, as one value:
+ * both slots' state after it and the boot-variable hints that follow from
+ * it. slots_commit() (engine.c) is the only writer; it writes it in the one
+ * order that keeps every power cut safe. */
+struct slot_transition {
+        struct slot_state slot[_SLOT_MAX];  /* both slots' state after the transition */
+        unsigned changed;                   /* bit (1 << slot) for each slot whose state changes */
+        Slot arm;                           /* BootNext to this slot's entry; _SLOT_INVALID: leave it */
+        bool boot_order;                    /* bring BootOrder in line: committed slots first */
+        Slot order_first;                   /* lead BootOrder with this slot; _SLOT_INVALID: by state */
+};
+
+/* A transition that changes nothing, from state in. */
+void slot_transition_init(struct slot_transition *t, const struct slot_state in[_SLOT_MAX]);
+/* Recomputes t->changed against in. */
+void slot_transition_diff(struct slot_transition *t, const struct slot_state in[_SLOT_MAX]);
 
 struct boot_decision {
         BootAction action;
         BootReason reason;
         Slot target;            /* BOOT: the running slot; REBOOT: the slot to arm */
         bool trial;             /* BOOT into a slot not yet successful: arm the watchdog */
-        struct slot_state slot[_SLOT_MAX];  /* the state to write before acting */
-        unsigned changed;       /* bit (1 << slot) for each slot whose state changed */
+        struct slot_transition t;  /* what to write before acting */
         unsigned marked_failed; /* bit (1 << slot) for each slot this decision failed */
 };
 
@@ -256,6 +277,7 @@ int gpt_set_attrs(int fd, const unsigned *partnos, const uint64_t *attrs, size_t
 /* ---- operator actions (abctl), pure ---- */
 
 typedef enum SlotOp {
+        SLOT_OP_INSTALL_BEGIN, /* target is about to be overwritten: not bootable until SLOT_OP_INSTALL */
         SLOT_OP_INSTALL,     /* a new image went into target: trial at top priority, first attempt armed */
         SLOT_OP_MARK_GOOD,   /* commit the running slot */
         SLOT_OP_MARK_BAD,    /* fail target */
@@ -265,30 +287,40 @@ typedef enum SlotOp {
         _SLOT_OP_INVALID = -22,
 } SlotOp;
 
+struct slot_op_request {
+        SlotOp op;
+        Slot running;        /* the slot now booted */
+        Slot target;         /* ignored by rollback (the other slot) and mark-good (the running one) */
+        unsigned tries;      /* install: attempts for the new image, 1..SLOT_TRIES_MAX */
+        bool force;          /* install or mark-bad the only committed slot while the running one is on trial */
+};
+
 struct slot_op_result {
-        struct slot_state slot[_SLOT_MAX];
-        unsigned changed;
-        bool arm;            /* set BootNext to target (the attempt is paid for) */
-        Slot target;
-        Slot boot_order_first;   /* the committed slot to lead BootOrder, or _SLOT_INVALID */
+        struct slot_transition t;
+        Slot target;         /* the slot the operation is about (rollback: the other slot) */
 };
 
 const char *slot_op_to_string(SlotOp op);
+SlotOp slot_op_from_string(const char *s);
 
-/* Applies op for target with running the slot now booted. -EBUSY: the
- * operation would touch the running slot where it must not (install, mark
- * the running slot bad without a committed fallback...); -ESTALE: rollback
- * to a slot that is not committed or has failed; -EINVAL: nonsense
- * (tries 0 for install, mark-good of a slot that is not running). why
- * names the reason for a person. */
-int slots_apply_op(SlotOp op, const struct slot_state in[_SLOT_MAX], Slot running, Slot target, unsigned tries,
+/* Applies an operation to both slots' state. -EBUSY: it would touch the
+ * running slot where it must not (install, mark the running slot bad
+ * without a committed fallback), or the only committed slot while the
+ * running one is still on trial (without force); -ESTALE: rollback to a
+ * slot that is not committed, set-active of a failed slot; -EINVAL:
+ * nonsense (tries 0 for install, mark-good of a slot that is not
+ * running). why names the reason for a person. */
+int slots_apply_op(const struct slot_op_request *req, const struct slot_state in[_SLOT_MAX],
                    struct slot_op_result *ret, char *why, size_t why_size);
 
 /* ---- the slots' state on a disk (store.c): gpt.c applied to a layout ---- */
 
 /* Reads both slots' state; an absent slot reads as priority 0. */
 int slots_state_read(const struct slot_layout *l, struct slot_state ret[_SLOT_MAX], struct gpt_status *ret_status);
-/* Writes both slots' state (only what differs, GPT copies in order). ret_writes counts pwrite calls. */
-int slots_state_write(const struct slot_layout *l, const struct slot_state st[_SLOT_MAX], unsigned *ret_writes);
+/* Writes the state of the slots in mask (bit 1 << slot), re-reading the
+ * others from the disk (only what differs, GPT copies in order). Only
+ * slots_commit() (engine.c) calls it. ret_writes counts pwrite calls. */
+int slots_state_write(const struct slot_layout *l, const struct slot_state st[_SLOT_MAX], unsigned mask,
+                      unsigned *ret_writes);
 /* The BootOrder hint: committed slots by priority, best first; -1 if none. */
 void slots_boot_order_hint(const struct slot_state st[_SLOT_MAX], int *ret_first, int *ret_second);

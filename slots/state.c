@@ -53,6 +53,7 @@ static const char *const reason_names[_BOOT_REASON_MAX] = {
         [REASON_BETTER_SLOT] = "better-slot",
         [REASON_ROOT_FAILED] = "root-failed",
         [REASON_NOT_BOOTABLE] = "not-bootable",
+        [REASON_IDENTITY_UNKNOWN] = "identity-unknown",
         [REASON_NOTHING_BOOTABLE] = "nothing-bootable",
 };
 
@@ -60,19 +61,21 @@ const char *boot_reason_to_string(BootReason r) {
         return r < _BOOT_REASON_MAX ? reason_names[r] : "invalid";
 }
 
-static void mark_failed(struct boot_decision *d, Slot s) {
-        d->slot[s].priority = 0;
-        d->slot[s].tries = 0;
-        d->slot[s].armed = false;
+static void mark_failed(const struct boot_input *in, struct boot_decision *d, Slot s) {
+        if (in->unsure)
+                return; /* never on a guess */
+        d->t.slot[s].priority = 0;
+        d->t.slot[s].tries = 0;
+        d->t.slot[s].armed = false;
         d->marked_failed |= 1u << s;
 }
 
 /* Arming costs a try unless the slot is committed (BRIEF.md): a kernel that
  * dies before its init still uses up its attempts. */
 static void arm(struct boot_decision *d, Slot s) {
-        if (!d->slot[s].successful && d->slot[s].tries > 0)
-                d->slot[s].tries--;
-        d->slot[s].armed = true;
+        if (!d->t.slot[s].successful && d->t.slot[s].tries > 0)
+                d->t.slot[s].tries--;
+        d->t.slot[s].armed = true;
 }
 
 /* May the running slot hand over to other now? Returns false when the
@@ -84,7 +87,7 @@ static bool may_arm(const struct boot_input *in, const struct boot_decision *d, 
                 *ret_why = REASON_BOOTNEXT_IGNORED;
                 return false;
         }
-        if (d->slot[other].successful && d->slot[other].armed) {
+        if (d->t.slot[other].successful && d->t.slot[other].armed) {
                 /* A committed slot has no tries to bound redirects: the armed
                  * bit is the bound. It was armed and never reached its init. */
                 *ret_why = REASON_REDIRECT_UNANSWERED;
@@ -97,11 +100,12 @@ static void finish(struct boot_decision *d, const struct boot_input *in, BootAct
         d->action = a;
         d->reason = r;
         d->target = target;
-        d->trial = a == BOOT_ACTION_BOOT && !d->slot[target].successful;
-        d->changed = 0;
-        for (int s = 0; s < _SLOT_MAX; s++)
-                if (!slot_state_equal(d->slot[s], in->slot[s]))
-                        d->changed |= 1u << s;
+        d->trial = a == BOOT_ACTION_BOOT && !d->t.slot[target].successful;
+        if (a == BOOT_ACTION_REBOOT)
+                d->t.arm = target;
+        /* Booting: the boot entries and BootOrder follow the state. */
+        d->t.boot_order = a == BOOT_ACTION_BOOT;
+        slot_transition_diff(&d->t, in->slot);
 }
 
 /* Nothing the protocol prefers can boot: the last successful slot, or stop. */
@@ -109,7 +113,7 @@ static void last_resort(const struct boot_input *in, struct boot_decision *d, Bo
         Slot x = in->running, y = slot_other(x);
         BootReason why;
 
-        if (!in->root_failed && d->slot[x].successful) {
+        if (!in->root_failed && d->t.slot[x].successful) {
                 finish(d, in, BOOT_ACTION_BOOT, REASON_LAST_RESORT, x);
                 return;
         }
@@ -118,7 +122,7 @@ static void last_resort(const struct boot_input *in, struct boot_decision *d, Bo
          * not pass the machine back and forth (found by the model check in
          * tests/unit/test-state.c). */
         bool handed_over_before = in->root_failed && in->slot[x].priority == 0;
-        if (d->slot[y].successful && !handed_over_before && may_arm(in, d, y, &why)) {
+        if (d->t.slot[y].successful && !handed_over_before && may_arm(in, d, y, &why)) {
                 arm(d, y);
                 finish(d, in, BOOT_ACTION_REBOOT, stop_reason, y);
                 return;
@@ -131,21 +135,45 @@ void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret) {
         Slot x = in->running, y = slot_other(x);
         BootReason why;
 
-        d.slot[SLOT_A] = in->slot[SLOT_A];
-        d.slot[SLOT_B] = in->slot[SLOT_B];
+        slot_transition_init(&d.t, in->slot);
 
-        /* This init runs: whatever attempt was armed for us has started. */
-        bool was_armed = d.slot[x].armed;
-        d.slot[x].armed = false;
+        /* This init runs: whatever attempt was armed for us has started.
+         * Unless we are not sure we are x: then x's armed bit stays, the
+         * bound on asking x again. */
+        bool was_armed = d.t.slot[x].armed;
+        if (!in->unsure)
+                d.t.slot[x].armed = false;
 
         /* The other slot used its last try and is not running: exhausted,
          * unless that last attempt is still waiting in an ignored BootNext. */
-        if (!d.slot[y].successful && d.slot[y].tries == 0 && d.slot[y].priority > 0 && !in->bootnext_pending)
-                mark_failed(&d, y);
+        if (!d.t.slot[y].successful && d.t.slot[y].tries == 0 && d.t.slot[y].priority > 0 && !in->bootnext_pending)
+                mark_failed(in, &d, y);
+
+        if (in->root_failed && in->unsure) {
+                /* The root failed, but this UKI is not known to be x's (a
+                 * removable-path copy of another slot's UKI, a pin that
+                 * matches no slot, a UKI that pins nothing): fail nothing,
+                 * and start the best slot through its own UKI, whose
+                 * identity is certain. Bounded: a trial target pays a try,
+                 * a committed one is asked once (armed). */
+                Slot best = _SLOT_INVALID;
+                for (int s = 0; s < _SLOT_MAX; s++)
+                        if (slot_state_is_candidate(d.t.slot[s]) &&
+                            (best < 0 || d.t.slot[s].successful > d.t.slot[best].successful ||
+                             (d.t.slot[s].successful == d.t.slot[best].successful &&
+                              d.t.slot[s].priority > d.t.slot[best].priority)))
+                                best = s;
+                if (best >= 0 && may_arm(in, &d, best, &why)) {
+                        arm(&d, best);
+                        finish(&d, in, BOOT_ACTION_REBOOT, REASON_IDENTITY_UNKNOWN, best);
+                } else
+                        finish(&d, in, BOOT_ACTION_STOP, REASON_IDENTITY_UNKNOWN, x);
+                goto done;
+        }
 
         if (in->root_failed) {
-                mark_failed(&d, x);
-                if (slot_state_is_candidate(d.slot[y]) && may_arm(in, &d, y, &why)) {
+                mark_failed(in, &d, x);
+                if (slot_state_is_candidate(d.t.slot[y]) && may_arm(in, &d, y, &why)) {
                         arm(&d, y);
                         finish(&d, in, BOOT_ACTION_REBOOT, REASON_ROOT_FAILED, y);
                 } else
@@ -156,11 +184,11 @@ void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret) {
         /* The firmware started a trial slot nobody armed (BootOrder was
          * reordered, or the removable path): that start costs a try now, or
          * the slot is exhausted. */
-        if (!d.slot[x].successful && !was_armed && d.slot[x].priority > 0) {
-                if (d.slot[x].tries > 0)
-                        d.slot[x].tries--;
+        if (!d.t.slot[x].successful && !was_armed && d.t.slot[x].priority > 0) {
+                if (d.t.slot[x].tries > 0)
+                        d.t.slot[x].tries--;
                 else if (!in->override)
-                        mark_failed(&d, x);
+                        mark_failed(in, &d, x);
         }
 
         if (in->override) {
@@ -172,8 +200,8 @@ void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret) {
                 goto done;
         }
 
-        if (d.slot[x].priority == 0) {
-                if (slot_state_is_candidate(d.slot[y]) && may_arm(in, &d, y, &why)) {
+        if (d.t.slot[x].priority == 0) {
+                if (slot_state_is_candidate(d.t.slot[y]) && may_arm(in, &d, y, &why)) {
                         arm(&d, y);
                         finish(&d, in, BOOT_ACTION_REBOOT, REASON_NOT_BOOTABLE, y);
                 } else
@@ -181,7 +209,7 @@ void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret) {
                 goto done;
         }
 
-        bool better = d.slot[y].priority > d.slot[x].priority && slot_state_is_candidate(d.slot[y]);
+        bool better = d.t.slot[y].priority > d.t.slot[x].priority && slot_state_is_candidate(d.t.slot[y]);
         if (better && may_arm(in, &d, y, &why)) {
                 arm(&d, y);
                 finish(&d, in, BOOT_ACTION_REBOOT, REASON_BETTER_SLOT, y);
@@ -190,7 +218,7 @@ void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret) {
         if (better)
                 finish(&d, in, BOOT_ACTION_BOOT, why, x);
         else
-                finish(&d, in, BOOT_ACTION_BOOT, d.slot[x].successful ? REASON_COMMITTED : REASON_TRIAL, x);
+                finish(&d, in, BOOT_ACTION_BOOT, d.t.slot[x].successful ? REASON_COMMITTED : REASON_TRIAL, x);
 done:
         *ret = d;
 }

@@ -35,7 +35,8 @@ int slots_state_read(const struct slot_layout *l, struct slot_state ret[_SLOT_MA
         return 0;
 }
 
-int slots_state_write(const struct slot_layout *l, const struct slot_state st[_SLOT_MAX], unsigned *ret_writes) {
+int slots_state_write(const struct slot_layout *l, const struct slot_state st[_SLOT_MAX], unsigned mask,
+                      unsigned *ret_writes) {
         unsigned partnos[_SLOT_MAX];
         Slot slots[_SLOT_MAX];
         uint64_t attrs[_SLOT_MAX];
@@ -48,8 +49,11 @@ int slots_state_write(const struct slot_layout *l, const struct slot_state st[_S
         int r = gpt_get_attrs(fd, partnos, attrs, n, NULL);
         if (r < 0)
                 return r;
+        /* Only the slots the caller changes: the others keep what is on the
+         * disk now, whatever the caller read earlier. */
         for (unsigned i = 0; i < n; i++)
-                attrs[i] = slot_state_to_attrs(attrs[i], st[slots[i]]);
+                if (mask & (1u << slots[i]))
+                        attrs[i] = slot_state_to_attrs(attrs[i], st[slots[i]]);
         r = gpt_set_attrs(fd, partnos, attrs, n, NULL, &gs);
         if (ret_writes)
                 *ret_writes += gs.writes;

@@ -51,8 +51,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         (void) efi_boot_vars_read(dir, "6cfd7ef9-36f4-4048-bae8-6d2b0fdcea0d", &v);
         const char *paths[2] = { "\\EFI\\abswitch\\boot-a.efi", "\\EFI\\abswitch\\boot-b.efi" };
         struct efi_boot_plan plan;
-        if (efi_boot_plan(v.entries, v.n_entries, v.order, v.order_len, paths, 0, 1, &plan) >= 0) {
-                assert(plan.entry[0] != plan.entry[1]);
+        if (efi_boot_plan(v.entries, v.n_entries, v.order, v.order_len, paths, (const bool[2]) { true, v.n_entries & 1 }, 0, 1, &plan) >= 0) {
+                assert(plan.entry[0] != plan.entry[1] || plan.entry[0] < 0);
+                /* Every number the plan adds to BootOrder names an entry, or one
+                 * about to be created (what was there already is not ours to judge). */
+                for (size_t j = 0; j < plan.order_len; j++) {
+                        bool named = false;
+                        for (size_t i = 0; i < v.n_entries; i++)
+                                named |= v.entries[i].id == plan.order[j];
+                        for (size_t i = 0; i < v.order_len; i++)
+                                named |= v.order[i] == plan.order[j];
+                        for (int s = 0; s < 2; s++)
+                                named |= plan.create[s] && plan.entry[s] == plan.order[j];
+                        assert(named);
+                }
                 for (size_t i = 0; i < v.n_entries; i++)
                         for (int s = 0; s < 2; s++)
                                 assert(!plan.create[s] || plan.entry[s] != (int) v.entries[i].id);

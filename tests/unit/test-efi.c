@@ -366,6 +366,7 @@ static void test_load_option_build_roundtrip(void **state) {
 }
 
 static const char *const PATHS[2] = { "\\EFI\\abswitch\\boot-a.efi", "\\EFI\\abswitch\\boot-b.efi" };
+static const bool BOTH[2] = { true, true };
 
 static void test_boot_plan(void **state) {
         struct efi_boot_plan p;
@@ -375,7 +376,7 @@ static void test_boot_plan(void **state) {
                 { .id = 1, .active = true, .description = "UEFI Misc Device" },
         };
         uint16_t order[] = { 0, 1 };
-        assert_int_equal(efi_boot_plan(fw, 2, order, 2, PATHS, 0, 1, &p), 0);
+        assert_int_equal(efi_boot_plan(fw, 2, order, 2, PATHS, BOTH, 0, 1, &p), 0);
         assert_true(p.create[0] && p.create[1]);
         assert_int_equal(p.entry[0], 0x1000);
         assert_int_equal(p.entry[1], 0x1001);
@@ -392,7 +393,7 @@ static void test_boot_plan(void **state) {
                 { .id = 0x1001, .active = true, .path = "\\EFI\\abswitch\\boot-b.efi", .on_esp = true },
         };
         uint16_t o2[] = { 0x1000, 0x1001, 0 };
-        assert_int_equal(efi_boot_plan(ours, 3, o2, 3, PATHS, 1, 0, &p), 0);
+        assert_int_equal(efi_boot_plan(ours, 3, o2, 3, PATHS, BOTH, 1, 0, &p), 0);
         assert_false(p.create[0] || p.create[1]);
         assert_int_equal(p.order[0], 0x1001);
         assert_int_equal(p.order[1], 0x1000);
@@ -400,11 +401,11 @@ static void test_boot_plan(void **state) {
         assert_true(p.order_changed);
         /* Already right: nothing to write. */
         uint16_t o3[] = { 0x1001, 0x1000, 0 };
-        assert_int_equal(efi_boot_plan(ours, 3, o3, 3, PATHS, 1, 0, &p), 0);
+        assert_int_equal(efi_boot_plan(ours, 3, o3, 3, PATHS, BOTH, 1, 0, &p), 0);
         assert_false(p.order_changed);
         /* Order left alone (first = -1), but a missing entry is appended. */
         uint16_t o4[] = { 0, 0x1001 };
-        assert_int_equal(efi_boot_plan(ours, 3, o4, 2, PATHS, -1, -1, &p), 0);
+        assert_int_equal(efi_boot_plan(ours, 3, o4, 2, PATHS, BOTH, -1, -1, &p), 0);
         assert_int_equal(p.order_len, 3);
         assert_int_equal(p.order[2], 0x1000);
 
@@ -414,10 +415,37 @@ static void test_boot_plan(void **state) {
                 { .id = 0x1000, .active = true, .path = "\\EFI\\abswitch\\boot-a.efi", .on_esp = false },
                 { .id = 0x1001, .active = false, .path = "\\EFI\\abswitch\\boot-b.efi", .on_esp = true },
         };
-        assert_int_equal(efi_boot_plan(other, 2, NULL, 0, PATHS, 0, -1, &p), 0);
+        assert_int_equal(efi_boot_plan(other, 2, NULL, 0, PATHS, BOTH, 0, -1, &p), 0);
         assert_true(p.create[0] && p.create[1]);
         assert_int_equal(p.entry[0], 0x1002);
         assert_int_equal(p.entry[1], 0x1003);
+}
+
+/* Slot B empty (never installed, no Boot1001): its number never goes into
+ * BootOrder, so a normal boot of A finds nothing to write, boot after boot
+ * (issue 12, defect 8: firmware drops a number without an entry, the init
+ * put it back on every boot). */
+static void test_boot_plan_empty_slot(void **state) {
+        struct efi_boot_plan p;
+        static const bool only_a[2] = { true, false };
+        struct efi_boot_entry fw[] = {
+                { .id = 0, .active = true, .description = "UiApp" },
+                { .id = 0x1000, .active = true, .path = "\\EFI\\abswitch\\boot-a.efi", .on_esp = true },
+        };
+        uint16_t order[] = { 0x1000, 0 };
+        assert_int_equal(efi_boot_plan(fw, 2, order, 2, PATHS, only_a, 0, 1, &p), 0);
+        assert_false(p.create[0] || p.create[1]);
+        assert_int_equal(p.entry[1], -1);
+        assert_int_equal(p.order_len, 2);
+        assert_false(p.order_changed);
+        /* Even with B asked to lead (it cannot: it has no entry). */
+        assert_int_equal(efi_boot_plan(fw, 2, order, 2, PATHS, only_a, 1, 0, &p), 0);
+        assert_false(p.order_changed);
+        /* Once B is wanted (installed), it gets an entry and a place. */
+        assert_int_equal(efi_boot_plan(fw, 2, order, 2, PATHS, BOTH, 0, 1, &p), 0);
+        assert_true(p.create[1]);
+        assert_int_equal(p.order_len, 3);
+        assert_int_equal(p.order[1], p.entry[1]);
 }
 
 int main(void) {
@@ -433,6 +461,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_efivar_write, setup_dir, teardown_dir),
                 cmocka_unit_test(test_load_option_build_roundtrip),
                 cmocka_unit_test(test_boot_plan),
+                cmocka_unit_test(test_boot_plan_empty_slot),
         };
         return cmocka_run_group_tests_name("efi", tests, NULL, NULL);
 }

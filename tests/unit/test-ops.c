@@ -3,6 +3,12 @@
 #include "../../common/macro.h"
 #include "../../slots/slots.h"
 
+static int apply(SlotOp op, const struct slot_state in[2], Slot running, Slot target, unsigned tries,
+                 struct slot_op_result *r, char *why, size_t why_size) {
+        struct slot_op_request req = { .op = op, .running = running, .target = target, .tries = tries };
+        return slots_apply_op(&req, in, r, why, why_size);
+}
+
 static struct slot_state st(unsigned i) {
         return (struct slot_state) { .priority = i & 15, .tries = (i >> 4) & 15, .successful = (i >> 8) & 1,
                                      .armed = (i >> 9) & 1 };
@@ -22,7 +28,7 @@ static void test_exhaustive(void **state) {
                 struct slot_state in[2] = { st(a), st(b) };
                 struct slot_op_result r;
                 why[0] = 0;
-                int e = slots_apply_op(op, in, run, tgt, SLOT_TRIES_DEFAULT, &r, why, sizeof(why));
+                int e = apply(op, in, run, tgt, SLOT_TRIES_DEFAULT, &r, why, sizeof(why));
                 if (e < 0) {
                         assert_true(why[0] != 0);  /* a refusal always says why */
                         refused++;
@@ -31,52 +37,66 @@ static void test_exhaustive(void **state) {
                 ok++;
                 Slot t = r.target, other = slot_other(t);
                 for (int s = 0; s < 2; s++)
-                        assert_int_equal(!!(r.changed & (1u << s)), !slot_state_equal(r.slot[s], in[s]));
+                        assert_int_equal(!!(r.t.changed & (1u << s)), !slot_state_equal(r.t.slot[s], in[s]));
                 switch (op) {
+                case SLOT_OP_INSTALL_BEGIN:
+                        /* not bootable, nothing else touched */
+                        assert_int_not_equal(t, run);
+                        assert_int_equal(r.t.slot[t].priority, 0);
+                        assert_false(r.t.slot[t].successful || r.t.slot[t].armed || r.t.slot[t].tries);
+                        assert_true(slot_state_equal(r.t.slot[run], in[run]));
+                        assert_int_equal(r.t.arm, _SLOT_INVALID);
+                        assert_false(r.t.boot_order);
+                        break;
                 case SLOT_OP_INSTALL:
                         /* never the running slot */
                         assert_int_not_equal(t, run);
-                        assert_int_equal(r.slot[run].successful, in[run].successful);
-                        assert_int_equal(r.slot[run].tries, in[run].tries);
-                        assert_false(r.slot[t].successful);
-                        assert_int_equal(r.slot[t].tries, SLOT_TRIES_DEFAULT - 1);
-                        assert_true(r.slot[t].armed && r.arm);
-                        assert_true(r.slot[t].priority > r.slot[other].priority);
+                        assert_int_equal(r.t.slot[run].successful, in[run].successful);
+                        assert_int_equal(r.t.slot[run].tries, in[run].tries);
+                        assert_false(r.t.slot[t].successful);
+                        assert_int_equal(r.t.slot[t].tries, SLOT_TRIES_DEFAULT - 1);
+                        assert_true(r.t.slot[t].armed && r.t.arm == t);
+                        assert_true(r.t.slot[t].priority > r.t.slot[other].priority);
                         break;
                 case SLOT_OP_MARK_GOOD:
                         assert_int_equal(t, run);
-                        assert_true(r.slot[t].successful);
-                        assert_int_equal(r.slot[t].tries, 0);
-                        assert_true(r.slot[t].priority > r.slot[other].priority);
-                        assert_int_equal(r.boot_order_first, t);
+                        assert_true(r.t.slot[t].successful);
+                        assert_int_equal(r.t.slot[t].tries, 0);
+                        assert_true(r.t.slot[t].priority > r.t.slot[other].priority);
+                        assert_int_equal(r.t.order_first, t);
                         /* the other stays a fallback unless it had failed */
-                        assert_int_equal(r.slot[other].priority > 0, in[other].priority > 0);
+                        assert_int_equal(r.t.slot[other].priority > 0, in[other].priority > 0);
                         break;
                 case SLOT_OP_MARK_BAD:
-                        assert_int_equal(r.slot[tgt].priority, 0);
+                        assert_int_equal(r.t.slot[tgt].priority, 0);
                         /* never leaves the running machine without a committed slot to boot */
                         if (tgt == run)
                                 assert_true(in[slot_other(run)].successful && in[slot_other(run)].priority > 0);
                         break;
                 case SLOT_OP_SET_ACTIVE:
-                        assert_true(r.slot[t].priority > r.slot[other].priority);
+                        assert_true(r.t.slot[t].priority > r.t.slot[other].priority);
                         if (!in[t].successful) {
-                                assert_true(r.arm);
-                                assert_int_equal(r.slot[t].tries, in[t].tries - 1); /* arming costs a try */
+                                assert_true(r.t.arm >= 0);
+                                assert_int_equal(r.t.slot[t].tries, in[t].tries - 1); /* arming costs a try */
                         }
                         break;
                 case SLOT_OP_ROLLBACK:
                         assert_int_equal(t, slot_other(run));
                         assert_true(in[t].successful);
-                        assert_true(r.slot[t].priority > r.slot[run].priority);
+                        assert_true(r.t.slot[t].priority > r.t.slot[run].priority);
                         break;
                 }
+                /* The last known-good slot survives every operation without
+                 * --force while the running slot is on trial (issue 12, defect 7). */
+                Slot o = slot_other(run);
+                if (!in[run].successful && in[o].successful && in[o].priority > 0)
+                        assert_true(r.t.slot[o].successful && r.t.slot[o].priority > 0);
                 /* The running slot's successful bit never changes except by mark-good. */
                 if (op != SLOT_OP_MARK_GOOD)
-                        assert_int_equal(r.slot[run].successful, in[run].successful);
+                        assert_int_equal(r.t.slot[run].successful, in[run].successful);
                 /* Priorities stay small whatever the history. */
-                assert_true(r.slot[0].priority <= 2 || r.slot[0].priority == in[0].priority);
-                assert_true(r.slot[1].priority <= 2 || r.slot[1].priority == in[1].priority);
+                assert_true(r.t.slot[0].priority <= 2 || r.t.slot[0].priority == in[0].priority);
+                assert_true(r.t.slot[1].priority <= 2 || r.t.slot[1].priority == in[1].priority);
         }
         print_message("%lu operations applied, %lu refused with a reason\n", ok, refused);
 }
@@ -88,15 +108,37 @@ static void test_refusals(void **state) {
         struct slot_state failed = { .priority = 0 };
         struct slot_state s[2] = { committed, failed };
 
-        assert_int_equal(slots_apply_op(SLOT_OP_INSTALL, s, SLOT_A, SLOT_A, 3, &r, why, sizeof(why)), -EBUSY);
+        assert_int_equal(apply(SLOT_OP_INSTALL, s, SLOT_A, SLOT_A, 3, &r, why, sizeof(why)), -EBUSY);
         assert_non_null(strstr(why, "running slot"));
-        assert_int_equal(slots_apply_op(SLOT_OP_INSTALL, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -EINVAL);
-        assert_int_equal(slots_apply_op(SLOT_OP_MARK_GOOD, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -EINVAL);
-        assert_int_equal(slots_apply_op(SLOT_OP_MARK_BAD, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EBUSY);
+        assert_int_equal(apply(SLOT_OP_INSTALL, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -EINVAL);
+        assert_int_equal(apply(SLOT_OP_MARK_GOOD, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -EINVAL);
+        assert_int_equal(apply(SLOT_OP_MARK_BAD, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EBUSY);
         assert_non_null(strstr(why, "no slot to boot"));
-        assert_int_equal(slots_apply_op(SLOT_OP_SET_ACTIVE, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -ESTALE);
-        assert_int_equal(slots_apply_op(SLOT_OP_ROLLBACK, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -ESTALE);
-        assert_int_equal(slots_apply_op(_SLOT_OP_MAX, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EINVAL);
+        assert_int_equal(apply(SLOT_OP_SET_ACTIVE, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -ESTALE);
+        assert_int_equal(apply(SLOT_OP_ROLLBACK, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -ESTALE);
+        assert_int_equal(apply(_SLOT_OP_MAX, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EINVAL);
+}
+
+/* Running B on trial, A the only committed slot: installing over A or
+ * failing it is refused, and allowed with force. */
+static void test_last_good_needs_force(void **state) {
+        char why[512];
+        struct slot_op_result r;
+        struct slot_state s[2] = { { .priority = 1, .successful = true }, { .priority = 2, .tries = 2 } };
+        static const SlotOp ops[] = { SLOT_OP_INSTALL_BEGIN, SLOT_OP_INSTALL, SLOT_OP_MARK_BAD };
+
+        for (size_t i = 0; i < ELEMENTSOF(ops); i++) {
+                struct slot_op_request req = { .op = ops[i], .running = SLOT_B, .target = SLOT_A, .tries = 3 };
+                assert_int_equal(slots_apply_op(&req, s, &r, why, sizeof(why)), -EBUSY);
+                assert_non_null(strstr(why, "only committed slot"));
+                assert_non_null(strstr(why, "--force"));
+                req.force = true;
+                assert_int_equal(slots_apply_op(&req, s, &r, why, sizeof(why)), 0);
+        }
+        /* Once B is committed, A is no longer the last good one. */
+        s[1] = (struct slot_state) { .priority = 2, .successful = true };
+        struct slot_op_request req = { .op = SLOT_OP_INSTALL_BEGIN, .running = SLOT_B, .target = SLOT_A, .tries = 3 };
+        assert_int_equal(slots_apply_op(&req, s, &r, why, sizeof(why)), 0);
 }
 
 static void test_update_story(void **state) {
@@ -105,10 +147,10 @@ static void test_update_story(void **state) {
         struct slot_state s[2] = { { .priority = 2, .successful = true }, { .priority = 1, .successful = true } };
 
         /* install v2 into B from A */
-        assert_int_equal(slots_apply_op(SLOT_OP_INSTALL, s, SLOT_A, SLOT_B, 3, &r, why, sizeof(why)), 0);
-        assert_true(r.arm);
+        assert_int_equal(apply(SLOT_OP_INSTALL, s, SLOT_A, SLOT_B, 3, &r, why, sizeof(why)), 0);
+        assert_true(r.t.arm >= 0);
         assert_int_equal(r.target, SLOT_B);
-        s[0] = r.slot[0], s[1] = r.slot[1];
+        s[0] = r.t.slot[0], s[1] = r.t.slot[1];
         assert_int_equal(s[1].priority, 2);
         assert_int_equal(s[1].tries, 2);
         assert_int_equal(s[0].priority, 1);
@@ -118,17 +160,17 @@ static void test_update_story(void **state) {
         struct boot_decision d;
         slots_decide_boot(&in, &d);
         assert_int_equal(d.action, BOOT_ACTION_BOOT);
-        s[0] = d.slot[0], s[1] = d.slot[1];
-        assert_int_equal(slots_apply_op(SLOT_OP_MARK_GOOD, s, SLOT_B, SLOT_B, 0, &r, why, sizeof(why)), 0);
-        assert_true(r.slot[1].successful);
-        assert_int_equal(r.boot_order_first, SLOT_B);
-        s[0] = r.slot[0], s[1] = r.slot[1];
+        s[0] = d.t.slot[0], s[1] = d.t.slot[1];
+        assert_int_equal(apply(SLOT_OP_MARK_GOOD, s, SLOT_B, SLOT_B, 0, &r, why, sizeof(why)), 0);
+        assert_true(r.t.slot[1].successful);
+        assert_int_equal(r.t.order_first, SLOT_B);
+        s[0] = r.t.slot[0], s[1] = r.t.slot[1];
 
         /* rollback to A from B */
-        assert_int_equal(slots_apply_op(SLOT_OP_ROLLBACK, s, SLOT_B, SLOT_B, 0, &r, why, sizeof(why)), 0);
+        assert_int_equal(apply(SLOT_OP_ROLLBACK, s, SLOT_B, SLOT_B, 0, &r, why, sizeof(why)), 0);
         assert_int_equal(r.target, SLOT_A);
-        assert_true(r.slot[0].priority > r.slot[1].priority);
-        assert_true(r.arm);
+        assert_true(r.t.slot[0].priority > r.t.slot[1].priority);
+        assert_true(r.t.arm >= 0);
 }
 
 int main(void) {
@@ -136,6 +178,7 @@ int main(void) {
                 cmocka_unit_test(test_exhaustive),
                 cmocka_unit_test(test_refusals),
                 cmocka_unit_test(test_update_story),
+                cmocka_unit_test(test_last_good_needs_force),
         };
         return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

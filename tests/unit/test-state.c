@@ -24,11 +24,11 @@ static void test_attrs_roundtrip(void **state) {
 
 static void check_one(const struct boot_input *in, const struct boot_decision *d) {
         Slot x = in->running, y = slot_other(x);
-        const struct slot_state *I = in->slot, *D = d->slot;
+        const struct slot_state *I = in->slot, *D = d->t.slot;
 
         /* changed is exactly the set of slots whose state differs */
         for (int s = 0; s < _SLOT_MAX; s++)
-                assert_int_equal(!!(d->changed & (1u << s)), !slot_state_equal(I[s], D[s]));
+                assert_int_equal(!!(d->t.changed & (1u << s)), !slot_state_equal(I[s], D[s]));
 
         /* Never touch the successful bit: a committed slot stays reachable
          * as the last resort. */
@@ -91,7 +91,7 @@ static void check_one(const struct boot_input *in, const struct boot_decision *d
         if (!in->root_failed && I[x].successful && !I[x].armed && I[x].priority > 0 &&
             ((I[y].successful && !I[y].armed && I[y].priority <= I[x].priority) || I[y].priority == 0)) {
                 assert_int_equal(d->action, BOOT_ACTION_BOOT);
-                assert_int_equal(d->changed, 0);
+                assert_int_equal(d->t.changed, 0);
         }
 }
 
@@ -181,9 +181,9 @@ static int edges(unsigned node, unsigned out[64]) {
                         struct boot_decision d;
                         slots_decide_boot(&in, &d);
                         if (d.action == BOOT_ACTION_REBOOT)
-                                out[n++] = enc(d.slot[0], d.slot[1], d.target + 1);
+                                out[n++] = enc(d.t.slot[0], d.t.slot[1], d.target + 1);
                         else if (d.action == BOOT_ACTION_BOOT && d.trial)
-                                out[n++] = enc(d.slot[0], d.slot[1], bn2); /* hangs, watchdog */
+                                out[n++] = enc(d.t.slot[0], d.t.slot[1], bn2); /* hangs, watchdog */
                 }
         }
         return n;
@@ -255,9 +255,9 @@ static void test_story_update_then_commit_path(void **state) {
         assert_int_equal(d.action, BOOT_ACTION_BOOT);
         assert_true(d.trial);
         assert_int_equal(d.reason, REASON_TRIAL);
-        assert_false(d.slot[SLOT_B].armed);
-        assert_int_equal(d.slot[SLOT_B].tries, 2);
-        assert_int_equal(d.changed, 1u << SLOT_B);
+        assert_false(d.t.slot[SLOT_B].armed);
+        assert_int_equal(d.t.slot[SLOT_B].tries, 2);
+        assert_int_equal(d.t.changed, 1u << SLOT_B);
 }
 
 static void test_story_never_committed(void **state) {
@@ -271,9 +271,9 @@ static void test_story_never_committed(void **state) {
                  * brings the firmware back to A through BootOrder. */
                 struct boot_decision d = decide(A, B, SLOT_B, false, false);
                 assert_int_equal(d.action, BOOT_ACTION_BOOT);
-                A = d.slot[SLOT_A], B = d.slot[SLOT_B];
+                A = d.t.slot[SLOT_A], B = d.t.slot[SLOT_B];
                 d = decide(A, B, SLOT_A, false, false);
-                A = d.slot[SLOT_A], B = d.slot[SLOT_B];
+                A = d.t.slot[SLOT_A], B = d.t.slot[SLOT_B];
                 if (d.action == BOOT_ACTION_BOOT) {
                         assert_int_equal(d.reason, REASON_COMMITTED);
                         assert_true(d.marked_failed & (1u << SLOT_B));
@@ -294,7 +294,7 @@ static void test_story_panic_before_init(void **state) {
         for (;;) {
                 /* B's kernel panics: A's init runs next, BootNext consumed. */
                 struct boot_decision d = decide(A, B, SLOT_A, false, false);
-                A = d.slot[SLOT_A], B = d.slot[SLOT_B];
+                A = d.t.slot[SLOT_A], B = d.t.slot[SLOT_B];
                 if (d.action == BOOT_ACTION_BOOT)
                         break;
                 attempts++;
@@ -312,7 +312,7 @@ static void test_story_bootnext_ignored(void **state) {
         struct boot_decision d = decide(A, B, SLOT_A, false, true);
         assert_int_equal(d.action, BOOT_ACTION_BOOT);
         assert_int_equal(d.reason, REASON_BOOTNEXT_IGNORED);
-        assert_int_equal(d.changed, 0);
+        assert_int_equal(d.t.changed, 0);
 }
 
 static void test_story_corrupt_root_falls_back(void **state) {
@@ -322,11 +322,11 @@ static void test_story_corrupt_root_falls_back(void **state) {
         assert_int_equal(d.action, BOOT_ACTION_REBOOT);
         assert_int_equal(d.target, SLOT_A);
         assert_int_equal(d.reason, REASON_ROOT_FAILED);
-        assert_int_equal(d.slot[SLOT_B].priority, 0);
+        assert_int_equal(d.t.slot[SLOT_B].priority, 0);
         /* A is committed: arming it costs nothing */
-        assert_int_equal(d.slot[SLOT_A].tries, 0);
+        assert_int_equal(d.t.slot[SLOT_A].tries, 0);
         /* Next boot: A, and B is not retried. */
-        d = decide(d.slot[SLOT_A], d.slot[SLOT_B], SLOT_A, false, false);
+        d = decide(d.t.slot[SLOT_A], d.t.slot[SLOT_B], SLOT_A, false, false);
         assert_int_equal(d.action, BOOT_ACTION_BOOT);
         assert_int_equal(d.reason, REASON_COMMITTED);
 }
@@ -337,12 +337,12 @@ static void test_story_committed_redirect_bounded(void **state) {
         struct slot_state B = { .priority = 1, .successful = true };
         struct boot_decision d = decide(A, B, SLOT_B, false, false);
         assert_int_equal(d.action, BOOT_ACTION_REBOOT);
-        assert_true(d.slot[SLOT_A].armed);
+        assert_true(d.t.slot[SLOT_A].armed);
         /* A's kernel dies; B again: no second redirect. */
-        d = decide(d.slot[SLOT_A], d.slot[SLOT_B], SLOT_B, false, false);
+        d = decide(d.t.slot[SLOT_A], d.t.slot[SLOT_B], SLOT_B, false, false);
         assert_int_equal(d.action, BOOT_ACTION_BOOT);
         assert_int_equal(d.reason, REASON_REDIRECT_UNANSWERED);
-        assert_int_equal(d.changed, 0);
+        assert_int_equal(d.t.changed, 0);
 }
 
 static void test_story_nothing_bootable(void **state) {
