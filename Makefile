@@ -37,7 +37,7 @@ deps: $(BUILD)/deps.mk
 
 # ---- the init: static, musl ------------------------------------------------
 COMMON_SRC := common/log.c
-PURE_SRC   := init/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c
+PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \

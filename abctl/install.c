@@ -27,7 +27,7 @@
 
 #include "../common/log.h"
 #include "../verity/verity.h"
-#include "../init/cmdline.h"
+#include "../efi/cmdline.h"
 #include "abctl.h"
 #include "ocifetch.h"
 

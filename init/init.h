@@ -8,7 +8,7 @@
 #include "../efi/efi.h"
 #include "../slots/engine.h"
 #include "../slots/slots.h"
-#include "cmdline.h"
+#include "../efi/cmdline.h"
 
 enum phase { PHASE_MODULES, PHASE_IDENTITY, PHASE_DEVICES, PHASE_STATE, PHASE_VERITY, PHASE_MOUNT, _PHASE_MAX };
 

@@ -21,7 +21,7 @@
 #include "../efi/efi.h"
 #include "../slots/slots.h"
 #include "../verity/verity.h"
-#include "cmdline.h"
+#include "../efi/cmdline.h"
 #include "init.h"
 
 #ifndef ABSWITCH_VERSION

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The kernel command line (init/cmdline.c): the parser must accept any
+/* The kernel command line (efi/cmdline.c): the parser must accept any
  * bytes, keep every field within bounds and never fail but on memory. */
 #include <assert.h>
 
-#include "../../init/cmdline.h"
+#include "../../efi/cmdline.h"
 #include "fuzz.h"
 
 FUZZ_QUIET

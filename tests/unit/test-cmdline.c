@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "unit.h"
-#include "../../init/cmdline.h"
+#include "../../efi/cmdline.h"
 #include "../../common/macro.h"
 
 #define HASH64 "1d5dc17caa857cbaac4a1bea501f394912a4e13d5924fe4fed8e4c085ba338ec"

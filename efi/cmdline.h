@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The kernel command line, as the init reads it. Pure: parses a string.
+/* The ab.* parameters of a UKI's command line: the contract between the UKI
+ * (initramfs/mkuki writes them), the init (reads /proc/cmdline) and abctl
+ * (reads a UKI's .cmdline section). Pure: parses a string.
  *
  * Parameters (all optional but ab.roothash=):
  *   ab.slot=A|B               the slot, overriding every EFI source
