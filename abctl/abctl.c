@@ -95,7 +95,8 @@ static int read_view(struct ctx *c) {
 
 static int lock_disk(const struct ctx *c, off_t which, const char *what) {
         struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = which, .l_len = 1 };
-        int fd = open(c->disk, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* A write lock needs a descriptor open for writing. */
+        int fd = open(c->disk, O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return log_error_errno(-errno, "Cannot open %s to lock it: %m", c->disk);
         if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
