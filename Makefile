@@ -173,7 +173,7 @@ e2e: e2e-artifacts
 	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/e2e.xml $(E2E_ARGS) $(E2E_TESTS)
 
 # abctl on disk images and a stand-in efivarfs directory: no VM.
-tools: $(BUILD)/abctl $(PC)/abctl $(PC)/bootsim e2e-artifacts
+tools: $(BUILD)/abctl $(PC)/abctl $(PC)/bootsim $(PC)/cutter e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
 	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/tools.xml tests/tools
 

@@ -23,6 +23,12 @@
  * the strictest order a disk keeps when the program flushes where it must.
  * The program must be single-threaded (threads are not followed).
  *
+ * With --pause-data BYTES --until FILE it cuts nothing: at the first data
+ * write of at least BYTES bytes the program is held (stopped at the call's
+ * entry), FILE.paused is created, and the program goes on once FILE exists.
+ * The concurrency tests use it to run another operator in the middle of an
+ * install at a known point (tests/tools/test_concurrency.py).
+ *
  * Exit status: the program's own if it finished, 0 after a cut (the cut
  * point was reached), 2 on a usage or tracing error. It prints
  * "cutter: calls=N cut=K" on stderr. */
@@ -148,12 +154,14 @@ static const char *call_name(unsigned long long nr) {
 }
 
 static _Noreturn void usage(void) {
-        fprintf(stderr, "usage: cutter [--cut K [--tear]] [--atomic DIR] [--log FILE] -- PROGRAM ARGS...\n");
+        fprintf(stderr, "usage: cutter [--cut K [--tear]] [--pause-data BYTES --until FILE] [--atomic DIR] [--log FILE] "
+                        "-- PROGRAM ARGS...\n");
         exit(2);
 }
 
 int main(int argc, char **argv) {
-        long cut = 0;
+        long cut = 0, pause_data = 0;
+        const char *until = NULL;
         bool tear = false;
         FILE *log = NULL;
         int i = 1;
@@ -164,6 +172,10 @@ int main(int argc, char **argv) {
                         break;
                 } else if (strcmp(argv[i], "--cut") == 0 && i + 1 < argc)
                         cut = strtol(argv[++i], NULL, 10);
+                else if (strcmp(argv[i], "--pause-data") == 0 && i + 1 < argc)
+                        pause_data = strtol(argv[++i], NULL, 10);
+                else if (strcmp(argv[i], "--until") == 0 && i + 1 < argc)
+                        until = argv[++i];
                 else if (strcmp(argv[i], "--tear") == 0)
                         tear = true;
                 else if (strcmp(argv[i], "--atomic") == 0 && i + 1 < argc)
@@ -175,7 +187,7 @@ int main(int argc, char **argv) {
                 } else
                         usage();
         }
-        if (i >= argc)
+        if (i >= argc || (pause_data > 0) != (until != NULL))
                 usage();
 
         pid_t pid = fork();
@@ -237,6 +249,16 @@ int main(int argc, char **argv) {
                 calls++;
                 if (log)
                         fprintf(log, "%ld %s %s %ld\n", calls, call_name(r.orig_rax), path, bytes);
+                if (pause_data > 0 && k == DATA && bytes >= pause_data) {
+                        char marker[PATH_MAX];
+                        snprintf(marker, sizeof(marker), "%s.paused", until);
+                        int fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                        if (fd >= 0)
+                                close(fd);
+                        while (access(until, F_OK) < 0)
+                                usleep(20 * 1000);
+                        pause_data = 0;
+                }
                 if (calls != cut)
                         continue;
 

@@ -1,0 +1,93 @@
+"""Two operators at once (issue 12, defect 1): every state-changing command
+takes the disk's lock and re-reads the state under it, so what another
+operator committed meanwhile stays; installs run one at a time.
+
+The interleaving is made deterministic, not left to timing: the first
+abctl runs under tests/powercut/cutter with --pause-data, which holds it at
+its first large data write (the slot's image streaming in), and lets it go
+on when the test says so. Everything else is real: abctl (glibc build,
+userspace hashing), a GPT disk image from mkdisk, cgpt to read the state."""
+
+import subprocess
+import time
+
+import pytest
+from test_hostile import ENV, PC, Machine, E2E
+
+BIG = 65536  # larger than any GPT or NVRAM write: only the image stream
+
+
+@pytest.fixture
+def m(tmp_path):
+    machine = Machine(tmp_path)
+    machine.procs = []
+    yield machine
+    for p in machine.procs:  # a failed test must not leave an install held forever
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def paused_abctl(m, until, *args, running="A"):
+    """abctl ARGS under the cutter, held at its first large data write."""
+    cmd = [PC / "cutter", "--pause-data", str(BIG), "--until", until, "--", PC / "abctl", "--disk", m.disk,
+           "--efivars", m.efivars, "--esp", m.esp, "--record", "/nonexistent", "--running", running,
+           *map(str, args)]
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    m.procs.append(p)
+    marker = until.with_name(until.name + ".paused")
+    for _ in range(1500):
+        if marker.exists():
+            return p
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.02)
+    p.kill()
+    raise AssertionError("the install never reached its image stream")
+
+
+def finish(p):
+    out, err = p.communicate(timeout=120)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def test_concurrent_install_and_mark_good_keeps_commit(m):
+    # A runs on its last try, B is empty (failed): the first-install layout.
+    m.set_state("A", priority=2, tries=0)
+    m.set_state("B", priority=0)
+    go = m.dir / "go"
+    install = paused_abctl(m, go, "install", E2E / "slot-b-commit", m.ukis["b-commit"])
+    # The commit unit runs while the image streams in: it must not wait for
+    # the download, and what it commits must survive the install's end.
+    r = m.abctl("mark-good")
+    assert r.returncode == 0, r.stderr
+    assert m.slot("A")["successful"]
+    go.touch()
+    r = finish(install)
+    assert r.returncode == 0, r.stderr
+    a, b = m.slot("A"), m.slot("B")
+    assert a["successful"] and a["priority"] > 0, f"the commit was erased: {a}"
+    assert b == {"priority": 2, "tries": 2, "successful": False, "armed": True}
+    assert a["priority"] < b["priority"]
+
+
+def test_concurrent_installs_serialize(m):
+    go = m.dir / "go"
+    first = paused_abctl(m, go, "install", E2E / "slot-b-commit", m.ukis["b-commit"])
+    second = subprocess.Popen([str(c) for c in (PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp",
+                                                 m.esp, "--record", "/nonexistent", "--running", "A", "install",
+                                                 E2E / "slot-b", m.ukis["b"])],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    m.procs.append(second)
+    time.sleep(3)
+    assert second.poll() is None, "the second install did not wait for the first: " + second.communicate()[1]
+    go.touch()
+    r1, r2 = finish(first), finish(second)
+    assert r1.returncode == 0, r1.stderr
+    assert r2.returncode == 0, r2.stderr
+    assert "Waiting for another abctl to finish an install" in r2.stderr
+    # The second ran after the first, whole: B holds its image and its UKI, together.
+    assert (m.esp / "EFI/abswitch/boot-b.efi").read_bytes() == m.ukis["b"].read_bytes()
+    assert m.partition_bytes(4, (E2E / "slot-b.img").stat().st_size) == (E2E / "slot-b.img").read_bytes()
+    assert m.partition_bytes(5, (E2E / "slot-b.verity").stat().st_size) == (E2E / "slot-b.verity").read_bytes()
+    assert m.slot("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
+    assert not list((m.esp / "EFI/abswitch").glob("*.new"))
