@@ -57,14 +57,24 @@ static void help(void) {
                "with the reason on stderr; a refused operation changes nothing.\n");
 }
 
+/* -ENOENT when there is no usable record (missing, not JSON); other errors
+ * are logged and refuse the command. */
 static int read_record(struct ctx *c) {
         struct abctl_record rec;
+        uint64_t size = 0;
         (void) json_global_set_string_hash(JSON_C_STR_HASH_PERLLIKE);
-        json_object *o = json_object_from_file(c->record);
-        if (!o)
+        int r = abctl_record_read(c->record, RECORD_SIZE_MAX, &rec, &size);
+        if (r == -EFBIG)
+                return log_error_errno(r, "The boot record %s is %llu bytes, more than the %u bytes a boot record "
+                                       "can be: refusing to read it. Pass the init's record (" RECORD ") with --record, "
+                                       "or --disk and --running. Nothing was changed.",
+                                       c->record, (unsigned long long) size, RECORD_SIZE_MAX);
+        if (r == -EBADFD)
+                return log_error_errno(r, "The boot record %s is not a regular file: refusing to read it. Pass the "
+                                       "init's record (" RECORD ") with --record, or --disk and --running. "
+                                       "Nothing was changed.", c->record);
+        if (r < 0)
                 return -ENOENT;
-        abctl_record_from_json(o, &rec);
-        json_object_put(o);
         if (c->running < 0)
                 c->running = rec.slot;
         (void) snprintf(c->record_disk, sizeof(c->record_disk), "%s", rec.disk);
@@ -129,7 +139,10 @@ int abctl_lock_install(struct ctx *c) {
 static int load(struct ctx *c) {
         int r;
 
-        bool have_record = read_record(c) >= 0;
+        r = read_record(c);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        bool have_record = r >= 0;
         if (!c->disk && c->record_disk[0])
                 c->disk = c->record_disk;
         if (!c->disk)
@@ -139,7 +152,10 @@ static int load(struct ctx *c) {
         if (c->running < 0)
                 return log_error_errno(-ENOENT, "Cannot tell which slot is running: %s names none. Pass --running.",
                                        c->record);
-        r = slots_read_layout(c->disk, &c->view.layout);
+        char why[1024] = "";
+        r = slots_read_layout(c->disk, &c->view.layout, why, sizeof(why));
+        if (r == -EUCLEAN || r == -EBADMSG)
+                return log_error_errno(r, "Refusing to use %s: %s. Nothing was changed.", c->disk, why);
         if (r == -ENOENT)
                 return log_error_errno(r, "%s has no valid GPT: both copies are corrupt, or it is not a GPT disk. "
                                        "Nothing was changed; restore the table from a backup (sgdisk --load-backup)",
@@ -220,6 +236,10 @@ static int status(struct ctx *c) {
                 json_object_object_add(o, "boot_order", order);
                 json_object_object_add(o, "gpt_primary_valid", json_object_new_boolean(c->view.gpt.primary_valid));
                 json_object_object_add(o, "gpt_backup_valid", json_object_new_boolean(c->view.gpt.backup_valid));
+                if (!c->view.gpt.primary_valid)
+                        json_object_object_add(o, "gpt_primary_reason", json_object_new_string(c->view.gpt.primary_reason));
+                if (!c->view.gpt.backup_valid)
+                        json_object_object_add(o, "gpt_backup_reason", json_object_new_string(c->view.gpt.backup_reason));
                 printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(o);
                 return 0;
@@ -252,6 +272,10 @@ static int status(struct ctx *c) {
         if (!c->view.gpt.primary_valid || !c->view.gpt.backup_valid)
                 printf("GPT: primary %s, backup %s: the next state write repairs it\n",
                        c->view.gpt.primary_valid ? "valid" : "INVALID", c->view.gpt.backup_valid ? "valid" : "INVALID");
+        if (!c->view.gpt.primary_valid)
+                printf("     primary GPT refused: %s\n", c->view.gpt.primary_reason);
+        if (!c->view.gpt.backup_valid)
+                printf("     backup GPT refused: %s\n", c->view.gpt.backup_reason);
         return 0;
 }
 
@@ -340,11 +364,20 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         return 0;
 }
 
-/* A decimal number from lo to hi, nothing after it. */
+/* A number from lo to hi in plain decimal digits: strtoul() alone takes a
+ * sign, leading blanks and wraps "-18446744073709551615" around to 1. */
 static bool parse_bounded(const char *s, unsigned long lo, unsigned long hi, unsigned *ret) {
-        char *end;
-        unsigned long v = strtoul(s, &end, 10);
-        if (*end || v < lo || v > hi)
+        unsigned long v = 0;
+        if (!*s)
+                return false;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return false;
+                v = v * 10 + (unsigned long) (*p - '0');
+                if (v > hi)
+                        return false;
+        }
+        if (v < lo)
                 return false;
         *ret = (unsigned) v;
         return true;
@@ -430,22 +463,47 @@ int main(int argc, char **argv) {
                 help();
                 return 1;
         }
+        /* Each verb with the arguments it takes; anything more is refused,
+         * not ignored: "set-active A B" must not quietly mean "set-active A". */
+        static const struct {
+                const char *verb;
+                int min, max;
+                const char *usage;
+        } verbs[] = {
+                { "status", 0, 0, "abctl status [--json]" },
+                { "mark-good", 0, 0, "abctl mark-good" },
+                { "mark-bad", 0, 1, "abctl mark-bad [A|B]" },
+                { "set-active", 1, 1, "abctl set-active A|B" },
+                { "rollback", 0, 0, "abctl rollback" },
+                { "install", 1, 2, "abctl install PREFIX UKI, or abctl install REFERENCE" },
+        };
         const char *verb = argv[optind];
-        const char *arg = optind + 1 < argc ? argv[optind + 1] : NULL;
+        int nargs = argc - optind - 1;
+        size_t v;
+        for (v = 0; v < ELEMENTSOF(verbs); v++)
+                if (streq(verb, verbs[v].verb))
+                        break;
+        if (v >= ELEMENTSOF(verbs)) {
+                log_error("Unknown command '%s'; see abctl --help", verb);
+                return 1;
+        }
+        if (nargs > verbs[v].max) {
+                log_error("Too many arguments for %s: '%s' is one more than it takes. Usage: %s", verb,
+                          argv[optind + 1 + verbs[v].max], verbs[v].usage);
+                return 1;
+        }
+        if (nargs < verbs[v].min) {
+                if (streq(verb, "install"))
+                        log_error("install needs an image: %s", verbs[v].usage);
+                else
+                        log_error("%s needs a slot: %s", verb, verbs[v].usage);
+                return 1;
+        }
+        const char *arg = nargs > 0 ? argv[optind + 1] : NULL;
         bool is_install = streq(verb, "install");
         Slot target = arg && !is_install ? slot_from_string(arg) : _SLOT_INVALID;
         if (arg && !is_install && target < 0) {
                 log_error("'%s' is not a slot: use A or B", arg);
-                return 1;
-        }
-
-        if (!streq(verb, "status") && !streq(verb, "mark-good") && !streq(verb, "mark-bad") &&
-            !streq(verb, "set-active") && !streq(verb, "rollback") && !is_install) {
-                log_error("Unknown command '%s'; see abctl --help", verb);
-                return 1;
-        }
-        if (is_install && optind + 1 >= argc) {
-                log_error("install needs an image: abctl install PREFIX UKI, or abctl install REFERENCE");
                 return 1;
         }
         if (load(&c) < 0)
@@ -464,13 +522,9 @@ int main(int argc, char **argv) {
                 r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
         else if (streq(verb, "mark-bad"))
                 r = abctl_apply(&c, SLOT_OP_MARK_BAD, target >= 0 ? target : c.running);
-        else if (streq(verb, "set-active")) {
-                if (target < 0) {
-                        log_error("set-active needs a slot: abctl set-active A|B");
-                        return 1;
-                }
+        else if (streq(verb, "set-active"))
                 r = abctl_apply(&c, SLOT_OP_SET_ACTIVE, target);
-        } else
+        else
                 r = abctl_apply(&c, SLOT_OP_ROLLBACK, c.running);
         slots_view_done(&c.view);
         return r < 0 ? 1 : 0;

@@ -31,6 +31,10 @@ struct abctl_record {
 
 /* Picks abctl's fields out of a parsed boot record (record.c). */
 void abctl_record_from_json(json_object *o, struct abctl_record *ret);
+/* Reads and picks a boot record file: -ENOENT when missing, -EFBIG over max
+ * bytes, -EBADFD when not a regular file, -EBADMSG when not JSON. */
+#define RECORD_SIZE_MAX (1024u * 1024u)
+int abctl_record_read(const char *path, size_t max, struct abctl_record *ret, uint64_t *ret_size);
 
 /* Applies op under the state lock: re-reads the state, runs slots_apply_op
  * on it, and writes the transition through slots_commit (engine.h). */

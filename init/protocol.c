@@ -34,6 +34,7 @@ void boot_announce_identity(struct boot *b) {
 }
 
 static void protocol_read(struct boot *b) {
+        const struct gpt_status *g = &b->view.gpt;
         char s[_SLOT_MAX][48];
         int r;
 
@@ -46,11 +47,13 @@ static void protocol_read(struct boot *b) {
                         b->view.st[i] = b->view.layout.slot[i].present
                                                 ? slot_state_from_attrs(b->view.layout.slot[i].data_attrs)
                                                 : (struct slot_state) {};
-        } else if (!b->view.gpt.primary_valid || !b->view.gpt.backup_valid || b->view.gpt.copies_differ)
-                log_warning("GPT of %s: primary %s, backup %s%s; the next state write repairs it",
-                            b->view.layout.disk, b->view.gpt.primary_valid ? "valid" : "INVALID",
-                            b->view.gpt.backup_valid ? "valid" : "INVALID",
-                            b->view.gpt.copies_differ ? ", copies differ (primary used)" : "");
+        } else if (!g->primary_valid || !g->backup_valid || g->copies_differ)
+                log_warning("GPT of %s: primary %s%s%s%s, backup %s%s%s%s%s; the next state write repairs it",
+                            b->view.layout.disk, g->primary_valid ? "valid" : "INVALID", g->primary_valid ? "" : " (",
+                            g->primary_valid ? "" : g->primary_reason, g->primary_valid ? "" : ")",
+                            g->backup_valid ? "valid" : "INVALID", g->backup_valid ? "" : " (",
+                            g->backup_valid ? "" : g->backup_reason, g->backup_valid ? "" : ")",
+                            g->copies_differ ? ", copies differ (primary used)" : "");
         if (b->view.bad_vars > 0)
                 log_warning("%d boot manager variable(s) unreadable or malformed, ignoring them", b->view.bad_vars);
         for (int i = 0; i < _SLOT_MAX; i++) {

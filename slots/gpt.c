@@ -26,6 +26,7 @@ struct gpt_copy {
         uint8_t *array;      /* entries * entry_size */
         uint64_t my_lba, alt_lba, array_lba;
         uint32_t entries, entry_size, header_size;
+        char why[GPT_REASON_MAX];   /* why it is not valid */
 };
 
 static uint32_t le32(const uint8_t *p) {
@@ -85,29 +86,47 @@ static int disk_geometry(int fd, unsigned *ret_sector, uint64_t *ret_sectors) {
         return 0;
 }
 
-/* Reads and validates the header at lba and its entry array. */
+/* Why a copy was refused, for the log: libblkid and cgptlib keep a reason
+ * for every refusal, so "INVALID" never stands alone. */
+#define REJECT(c, ...)                                                          \
+        ({                                                                      \
+                (void) snprintf((c)->why, sizeof((c)->why), __VA_ARGS__);       \
+                0;                                                              \
+        })
+
+/* Reads and validates the header at lba and its entry array, as libblkid
+ * does (UEFI 2.10 section 5.3.2): on refusal c->valid stays false and
+ * c->why says which check failed. < 0 only when out of memory. */
 static int copy_read(int fd, unsigned ss, uint64_t sectors, uint64_t lba, struct gpt_copy *c) {
+        int r;
+
         *c = (struct gpt_copy) { .lba = lba };
         if (ss < 512)
                 return -EINVAL; /* disk_geometry() never returns less */
         c->hdr = malloc(ss);
         if (!c->hdr)
                 return -ENOMEM;
-        if (lba == 0 || lba >= sectors || pread_all(fd, c->hdr, ss, (off_t) (lba * ss)) < 0)
-                return 0;
+        if (lba == 0 || lba >= sectors)
+                return REJECT(c, "LBA %llu is not on the disk (%llu sectors)", (unsigned long long) lba,
+                              (unsigned long long) sectors);
+        r = pread_all(fd, c->hdr, ss, (off_t) (lba * ss));
+        if (r < 0)
+                return REJECT(c, "the header at LBA %llu cannot be read: %s", (unsigned long long) lba, strerror(-r));
 
         uint8_t *h = c->hdr;
-        if (memcmp(h, GPT_SIGNATURE, 8) != 0 || le32(h + 8) != GPT_REVISION)
-                return 0;
+        if (memcmp(h, GPT_SIGNATURE, 8) != 0)
+                return REJECT(c, "no GPT signature \"EFI PART\" at LBA %llu", (unsigned long long) lba);
+        if (le32(h + 8) != GPT_REVISION)
+                return REJECT(c, "header revision 0x%08x, not 1.0 (0x%08x)", le32(h + 8), GPT_REVISION);
         c->header_size = le32(h + 12);
         if (c->header_size < GPT_HEADER_MIN || c->header_size > ss)
-                return 0;
+                return REJECT(c, "header size %u is outside %u-%u bytes", c->header_size, GPT_HEADER_MIN, ss);
         uint32_t crc = le32(h + 16);
         put32(h + 16, 0);
         uint32_t calc = (uint32_t) crc32(0, h, c->header_size);
         put32(h + 16, crc);
         if (crc != calc)
-                return 0;
+                return REJECT(c, "header CRC32 0x%08x does not match its contents (0x%08x)", crc, calc);
 
         c->my_lba = le64(h + 24);
         c->alt_lba = le64(h + 32);
@@ -115,31 +134,64 @@ static int copy_read(int fd, unsigned ss, uint64_t sectors, uint64_t lba, struct
         c->array_lba = le64(h + 72);
         c->entries = le32(h + 80);
         c->entry_size = le32(h + 84);
-        if (c->my_lba != lba || first > last || last >= sectors || c->alt_lba >= sectors)
-                return 0;
-        if (c->entry_size < GPT_ENTRY_MIN || c->entry_size % 8 != 0 || c->entries == 0 ||
-            c->entries > GPT_ENTRIES_MAX || (uint64_t) c->entries * c->entry_size > GPT_ARRAY_MAX)
-                return 0;
+        if (c->my_lba != lba)
+                return REJECT(c, "MyLBA %llu is not where the header is (LBA %llu)", (unsigned long long) c->my_lba,
+                              (unsigned long long) lba);
+        if (first > last)
+                return REJECT(c, "first usable LBA %llu is after the last usable LBA %llu",
+                              (unsigned long long) first, (unsigned long long) last);
+        if (last >= sectors)
+                return REJECT(c, "last usable LBA %llu is past the end of the disk (%llu sectors)",
+                              (unsigned long long) last, (unsigned long long) sectors);
+        if (c->alt_lba >= sectors)
+                return REJECT(c, "AlternateLBA %llu is past the end of the disk (%llu sectors)",
+                              (unsigned long long) c->alt_lba, (unsigned long long) sectors);
+        if (c->entry_size < GPT_ENTRY_MIN || c->entry_size % 8 != 0)
+                return REJECT(c, "entry size %u is not a multiple of 8 of at least %u bytes", c->entry_size,
+                              GPT_ENTRY_MIN);
+        if (c->entries == 0 || c->entries > GPT_ENTRIES_MAX || (uint64_t) c->entries * c->entry_size > GPT_ARRAY_MAX)
+                return REJECT(c, "%u entries of %u bytes: not 1-%u entries within %u bytes", c->entries,
+                              c->entry_size, GPT_ENTRIES_MAX, GPT_ARRAY_MAX);
         size_t asize = (size_t) c->entries * c->entry_size;
         uint64_t asectors = (asize + ss - 1) / ss;
         if (c->array_lba < 2 || c->array_lba + asectors > sectors)
-                return 0;
+                return REJECT(c, "entry array at LBA %llu (%llu sectors) is not on the disk",
+                              (unsigned long long) c->array_lba, (unsigned long long) asectors);
         /* Each copy keeps to its own side of the usable area: the primary
          * header and array before it, the backup array and header after it,
          * and the primary must leave room after it for the backup it names.
          * A CRC-valid header that points elsewhere would have a repair write
          * a copy into a partition (found by tests/fuzz/fuzz-gpt.c). */
-        if (lba == 1 ? !(c->array_lba + asectors <= first && c->alt_lba > last + asectors)
-                     : !(c->array_lba > last && c->array_lba + asectors <= lba && c->alt_lba < first))
-                return 0;
+        if (lba == 1) {
+                if (c->array_lba + asectors > first)
+                        return REJECT(c, "entry array (LBA %llu-%llu) reaches into the usable area (from LBA %llu)",
+                                      (unsigned long long) c->array_lba,
+                                      (unsigned long long) (c->array_lba + asectors - 1), (unsigned long long) first);
+                if (c->alt_lba <= last + asectors)
+                        return REJECT(c, "AlternateLBA %llu leaves no room for the backup entry array after the "
+                                      "usable area (which ends at LBA %llu)", (unsigned long long) c->alt_lba,
+                                      (unsigned long long) last);
+        } else {
+                if (c->array_lba <= last || c->array_lba + asectors > lba)
+                        return REJECT(c, "entry array (LBA %llu-%llu) is not between the usable area (ending at "
+                                      "LBA %llu) and its header", (unsigned long long) c->array_lba,
+                                      (unsigned long long) (c->array_lba + asectors - 1), (unsigned long long) last);
+                if (c->alt_lba >= first)
+                        return REJECT(c, "AlternateLBA %llu is not before the usable area (from LBA %llu)",
+                                      (unsigned long long) c->alt_lba, (unsigned long long) first);
+        }
 
         c->array = malloc(asize);
         if (!c->array)
                 return -ENOMEM;
-        if (pread_all(fd, c->array, asize, (off_t) (c->array_lba * ss)) < 0)
-                return 0;
-        if ((uint32_t) crc32(0, c->array, (uInt) asize) != le32(h + 88))
-                return 0;
+        r = pread_all(fd, c->array, asize, (off_t) (c->array_lba * ss));
+        if (r < 0)
+                return REJECT(c, "the entry array at LBA %llu cannot be read: %s", (unsigned long long) c->array_lba,
+                              strerror(-r));
+        crc = le32(h + 88);
+        calc = (uint32_t) crc32(0, c->array, (uInt) asize);
+        if (crc != calc)
+                return REJECT(c, "entry array CRC32 0x%08x does not match the entries (0x%08x)", crc, calc);
         c->valid = true;
         return 0;
 }
@@ -160,13 +212,25 @@ static int read_both(int fd, struct gpt_copy *p, struct gpt_copy *b, struct gpt_
         if (r < 0)
                 return r;
         if (!b->valid && p->valid && p->alt_lba != sectors - 1) {
+                char where[GPT_REASON_MAX];
+                (void) snprintf(where, sizeof(where), "%s", b->why);
                 copy_free(b);
                 r = copy_read(fd, st->sector_size, sectors, sectors - 1, b);
                 if (r < 0)
                         return r;
+                if (!b->valid) {
+                        char last[GPT_REASON_MAX];
+                        (void) snprintf(last, sizeof(last), "%s", b->why);
+                        (void) snprintf(b->why, sizeof(b->why), "where the primary points: %.100s; at the last LBA: %.100s",
+                                        where, last);
+                }
         }
         st->primary_valid = p->valid;
         st->backup_valid = b->valid;
+        if (!p->valid)
+                (void) snprintf(st->primary_reason, sizeof(st->primary_reason), "%s", p->why);
+        if (!b->valid)
+                (void) snprintf(st->backup_reason, sizeof(st->backup_reason), "%s", b->why);
         if (!p->valid && !b->valid)
                 return -EBADMSG;
         const struct gpt_copy *v = p->valid ? p : b;
@@ -337,4 +401,136 @@ out:
         copy_free(&p);
         copy_free(&b);
         return r;
+}
+
+/* ---- partition geometry ---------------------------------------------------------- */
+
+#define ENTRY_FIRST_OFFSET 32
+#define ENTRY_LAST_OFFSET  40
+#define ENTRY_NAME_OFFSET  56
+#define ENTRY_NAME_CHARS   36
+
+void gpt_table_done(struct gpt_table *t) {
+        free(t->parts);
+        *t = (struct gpt_table) {};
+}
+
+int gpt_read_table(int fd, struct gpt_table *ret, struct gpt_status *ret_status) {
+        struct gpt_copy p = {}, b = {};
+        struct gpt_status st;
+        struct gpt_table t = {};
+        int r;
+
+        r = read_both(fd, &p, &b, &st);
+        if (r < 0)
+                goto out;
+        const struct gpt_copy *v = p.valid ? &p : &b;
+        r = disk_geometry(fd, &t.sector_size, &t.sectors);
+        if (r < 0)
+                goto out;
+        t.first_usable = le64(v->hdr + 40);
+        t.last_usable = le64(v->hdr + 48);
+        t.parts = calloc(v->entries, sizeof(*t.parts));
+        if (!t.parts) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (uint32_t i = 0; i < v->entries; i++) {
+                const uint8_t *e = v->array + (size_t) i * v->entry_size;
+                if (!entry_used(e))
+                        continue;
+                struct gpt_partition *g = &t.parts[t.n_parts++];
+                g->partno = i + 1;
+                g->first = le64(e + ENTRY_FIRST_OFFSET);
+                g->last = le64(e + ENTRY_LAST_OFFSET);
+                /* The name is UTF-16LE; the labels we look for are ASCII. */
+                size_t k = 0;
+                for (size_t j = 0; j < ENTRY_NAME_CHARS; j++) {
+                        uint16_t ch = (uint16_t) (e[ENTRY_NAME_OFFSET + 2 * j] | (e[ENTRY_NAME_OFFSET + 2 * j + 1] << 8));
+                        if (ch == 0)
+                                break;
+                        g->name[k++] = ch >= 0x20 && ch < 0x7f ? (char) ch : '?';
+                }
+                g->name[k] = 0;
+        }
+        *ret = t;
+        t = (struct gpt_table) {};
+        r = 0;
+out:
+        if (ret_status)
+                *ret_status = st;
+        gpt_table_done(&t);
+        copy_free(&p);
+        copy_free(&b);
+        return r;
+}
+
+static const struct gpt_partition *table_find(const struct gpt_table *t, unsigned partno) {
+        for (size_t i = 0; i < t->n_parts; i++)
+                if (t->parts[i].partno == partno)
+                        return &t->parts[i];
+        return NULL;
+}
+
+static bool partno_in(unsigned partno, const unsigned *partnos, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (partnos[i] == partno)
+                        return true;
+        return false;
+}
+
+/* "partition 4 (system-b, LBA 6144-10239)" */
+static void describe(const struct gpt_partition *g, char *buf, size_t size) {
+        (void) snprintf(buf, size, "partition %u (%s, LBA %llu-%llu)", g->partno, g->name[0] ? g->name : "no name",
+                        (unsigned long long) g->first, (unsigned long long) g->last);
+}
+
+int gpt_check_geometry(const struct gpt_table *t, const unsigned *partnos, size_t n, char *why, size_t why_size) {
+        char a[96], b[96];
+
+        for (size_t i = 0; i < n; i++) {
+                const struct gpt_partition *g = table_find(t, partnos[i]);
+                if (!g) {
+                        (void) snprintf(why, why_size, "partition %u is not in the partition table", partnos[i]);
+                        return -ENOENT;
+                }
+                describe(g, a, sizeof(a));
+                /* GPT's ending LBA is inclusive: last < first is empty or
+                 * negative, and last - first + 1 would wrap. */
+                if (g->last < g->first) {
+                        (void) snprintf(why, why_size, "%s ends before it starts: it is empty or negative", a);
+                        return -EUCLEAN;
+                }
+                if (g->last >= t->sectors) {
+                        (void) snprintf(why, why_size, "%s runs past the end of the disk (%llu sectors)", a,
+                                        (unsigned long long) t->sectors);
+                        return -EUCLEAN;
+                }
+                if (g->first < t->first_usable || g->last > t->last_usable) {
+                        (void) snprintf(why, why_size, "%s lies outside the usable LBA %llu-%llu of the partition table",
+                                        a, (unsigned long long) t->first_usable, (unsigned long long) t->last_usable);
+                        return -EUCLEAN;
+                }
+        }
+        /* Every partition we use against every other partition on the disk:
+         * a data partition must never be written either. Pairs of two we use
+         * are reported once, in table order. Another partition that is itself
+         * empty or negative covers no sector. */
+        for (size_t i = 0; i < t->n_parts; i++) {
+                const struct gpt_partition *x = &t->parts[i];
+                for (size_t j = i + 1; j < t->n_parts; j++) {
+                        const struct gpt_partition *y = &t->parts[j];
+                        if (!partno_in(x->partno, partnos, n) && !partno_in(y->partno, partnos, n))
+                                continue;
+                        if (x->last < x->first || y->last < y->first)
+                                continue;
+                        if (x->first <= y->last && y->first <= x->last) {
+                                describe(x, a, sizeof(a));
+                                describe(y, b, sizeof(b));
+                                (void) snprintf(why, why_size, "%s overlaps %s", a, b);
+                                return -EUCLEAN;
+                        }
+                }
+        }
+        return 0;
 }

@@ -137,6 +137,55 @@ static int probe_disk(const char *dev, const char *esp_partuuid, struct found *f
         return 0;
 }
 
+/* Refuses a disk whose partitions abswitch uses (the ESP and every slot
+ * partition found) overlap each other or any other partition, lie outside
+ * the usable area or end before they start: an install would otherwise
+ * write over the running slot, the ESP or a data partition. */
+static int check_geometry(const char *dev, const struct found *f, char *why, size_t why_size) {
+        unsigned partnos[1 + 2 * _SLOT_MAX];
+        size_t n = 0;
+        struct gpt_table t = {};
+        struct gpt_status st = {};
+        char problem[384];
+        int r;
+
+        if (f->esp)
+                partnos[n++] = f->esp_no;
+        for (int s = 0; s < _SLOT_MAX; s++) {
+                if (f->slot[s].data)
+                        partnos[n++] = f->slot[s].data_no;
+                if (f->slot[s].hash)
+                        partnos[n++] = f->slot[s].hash_no;
+        }
+        if (n == 0)
+                return 0;
+
+        _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                (void) snprintf(why, why_size, "cannot open %s to check its partition table: %s", dev, strerror(-r));
+                return r;
+        }
+        r = gpt_read_table(fd, &t, &st);
+        if (r == -EBADMSG) {
+                (void) snprintf(why, why_size, "%s has no valid GPT copy (primary: %.150s; backup: %.150s)", dev,
+                                st.primary_reason, st.backup_reason);
+                return r;
+        }
+        if (r < 0) {
+                (void) snprintf(why, why_size, "cannot read the partition table of %s: %s", dev, strerror(-r));
+                return r;
+        }
+        r = gpt_check_geometry(&t, partnos, n, problem, sizeof(problem));
+        gpt_table_done(&t);
+        if (r < 0)
+                (void) snprintf(why, why_size, "the partition table of %s is unsafe to use: %s. abswitch writes "
+                                "to these partitions and refuses the disk; repair the table (sgdisk --print %s) "
+                                "so every partition lies within the usable LBAs and none shares a sector "
+                                "with another", dev, problem, dev);
+        return r;
+}
+
 /* Fills ret for one slot found on disk; -EMEDIUMTYPE or -ENOENT with why. */
 static int fill_slot(const char *sysfs, const char *devdir, const char *disk, Slot s, const struct found_slot *f,
                      struct slot_partitions *ret, char *why, size_t why_size) {
@@ -214,6 +263,9 @@ int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const c
                         return r;
                 if (r < 0)
                         continue;
+                r = check_geometry(dev, &f, why, why_size);
+                if (r < 0)
+                        return r;
                 /* The other slot is optional here: absent means never bootable. */
                 char other_why[512];
                 if (fill_slot(sysfs, devdir, de->d_name, slot_other(s), &f.slot[slot_other(s)],
@@ -247,10 +299,15 @@ int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const c
         return 0;
 }
 
-int slots_read_layout(const char *disk, struct slot_layout *ret) {
+int slots_read_layout(const char *disk, struct slot_layout *ret, char *why, size_t why_size) {
         struct found f = {};
         struct slot_layout l = {};
         int r = probe_disk(disk, NULL, &f);
+        if (r < 0) {
+                (void) snprintf(why, why_size, "%s has no GPT that libblkid can read", disk);
+                return r;
+        }
+        r = check_geometry(disk, &f, why, why_size);
         if (r < 0)
                 return r;
         (void) snprintf(l.disk, sizeof(l.disk), "%s", disk);

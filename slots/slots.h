@@ -124,13 +124,17 @@ void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]);
  * and returns that disk's layout: both slots (the other may be absent) and
  * the ESP. When esp_partuuid is given (LoaderDevicePartUUID), only the disk
  * holding that partition counts. -ENOENT: not (yet) there; -ENOTUNIQ: more
- * than one disk has them; -EMEDIUMTYPE: a partition has the wrong type UUID. */
+ * than one disk has them; -EMEDIUMTYPE: a partition has the wrong type UUID;
+ * -EUCLEAN: the partitions overlap or lie outside the disk (see
+ * gpt_check_geometry()); -EBADMSG: libblkid found a GPT our checks refuse. */
 int slots_find_partitions(const char *sysfs_block, const char *devdir, Slot s, const char *esp_partuuid,
                           struct slot_layout *ret, char *why, size_t why_size);
 
 /* The layout of one disk (a device or an image file), without device nodes:
- * which partitions hold the slots, and the first EFI System partition. */
-int slots_read_layout(const char *disk, struct slot_layout *ret);
+ * which partitions hold the slots, and the first EFI System partition.
+ * -EUCLEAN when their geometry is unsafe (gpt_check_geometry()) and
+ * -EBADMSG when no GPT copy is valid, with why for a person. */
+int slots_read_layout(const char *disk, struct slot_layout *ret, char *why, size_t why_size);
 
 /* ---- boot state: GPT attribute bits, ChromeOS/Flatcar layout ----
  *
@@ -252,8 +256,13 @@ struct gpt_io {
         void *userdata;
 };
 
+#define GPT_REASON_MAX 256
+
 struct gpt_status {
         bool primary_valid, backup_valid;
+        /* Why a copy was refused ("header CRC32 0x... does not match its
+         * contents (0x...)"), "" when it is valid: for the log and abctl status. */
+        char primary_reason[GPT_REASON_MAX], backup_reason[GPT_REASON_MAX];
         bool copies_differ;       /* both valid but not the same entries */
         unsigned sector_size;
         unsigned entries;         /* number of entries in the array */
@@ -273,6 +282,39 @@ int gpt_get_attrs(int fd, const unsigned *partnos, uint64_t *ret_attrs, size_t n
  * state. */
 int gpt_set_attrs(int fd, const unsigned *partnos, const uint64_t *attrs, size_t n, const struct gpt_io *io,
                   struct gpt_status *ret_status);
+
+/* ---- partition geometry ----
+ *
+ * libblkid checks no geometry: a GPT with valid CRCs may hold partitions that
+ * overlap, lie outside the usable LBAs or end before they start (the size
+ * last - first + 1 then wraps). An install into such a "slot" would write
+ * over the running slot, the ESP or a data partition. */
+
+struct gpt_partition {
+        unsigned partno;            /* 1-based */
+        uint64_t first, last;       /* LBAs as the entry holds them; last is inclusive */
+        char name[37];              /* the UTF-16LE name, non-ASCII as '?' */
+};
+
+struct gpt_table {
+        unsigned sector_size;
+        uint64_t sectors;                       /* of the disk */
+        uint64_t first_usable, last_usable;     /* from the header */
+        size_t n_parts;
+        struct gpt_partition *parts;            /* the used entries, in table order */
+};
+
+/* The used entries of the valid copy (the primary if both are). -EBADMSG
+ * when neither is valid (ret_status says why). Free with gpt_table_done(). */
+int gpt_read_table(int fd, struct gpt_table *ret, struct gpt_status *ret_status);
+void gpt_table_done(struct gpt_table *t);
+
+/* Pure. Each partition in partnos (the ones abswitch reads or writes) must
+ * start at or before its end, lie within the usable LBAs and the disk, and
+ * share no sector with any other partition on the disk. -EUCLEAN with why
+ * naming the partitions and their LBA ranges; -ENOENT when a partno is not
+ * in the table. Adjacent partitions are fine. */
+int gpt_check_geometry(const struct gpt_table *t, const unsigned *partnos, size_t n, char *why, size_t why_size);
 
 /* ---- operator actions (abctl), pure ---- */
 

@@ -67,8 +67,9 @@ int main(int argc, char **argv) {
         root_ok[SLOT_A] = strchr(ok, 'A') != NULL;
         root_ok[SLOT_B] = strchr(ok, 'B') != NULL;
 
-        if (cmdline_parse("", &b.cmdline, NULL, NULL) < 0 || slots_read_layout(disk, &b.view.layout) < 0) {
-                fprintf(stderr, "bootsim: cannot read %s\n", disk);
+        char why[1024] = "";
+        if (cmdline_parse("", &b.cmdline, NULL, NULL) < 0 || slots_read_layout(disk, &b.view.layout, why, sizeof(why)) < 0) {
+                fprintf(stderr, "bootsim: cannot read %s: %s\n", disk, why);
                 return 2;
         }
         b.efi = true;
