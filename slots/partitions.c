@@ -138,27 +138,20 @@ static int probe_disk(const char *dev, const char *esp_partuuid, struct found *f
 }
 
 /* Refuses a disk whose partitions abswitch uses (the ESP and every slot
- * partition found) overlap each other or any other partition, lie outside
- * the usable area or end before they start: an install would otherwise
- * write over the running slot, the ESP or a data partition. */
+ * partition) overlap each other or any other partition, lie outside the
+ * usable area or end before they start: an install would otherwise write
+ * over the running slot, the ESP or a data partition. The slot partitions
+ * are those libblkid found and any entry with a slot label: libblkid
+ * silently drops an entry outside the usable area, which would make a
+ * broken slot look merely absent. */
 static int check_geometry(const char *dev, const struct found *f, char *why, size_t why_size) {
-        unsigned partnos[1 + 2 * _SLOT_MAX];
+        char labels[_SLOT_MAX][2][32];
+        _cleanup_free_ unsigned *partnos = NULL;
         size_t n = 0;
         struct gpt_table t = {};
         struct gpt_status st = {};
         char problem[384];
         int r;
-
-        if (f->esp)
-                partnos[n++] = f->esp_no;
-        for (int s = 0; s < _SLOT_MAX; s++) {
-                if (f->slot[s].data)
-                        partnos[n++] = f->slot[s].data_no;
-                if (f->slot[s].hash)
-                        partnos[n++] = f->slot[s].hash_no;
-        }
-        if (n == 0)
-                return 0;
 
         _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
@@ -176,6 +169,26 @@ static int check_geometry(const char *dev, const struct found *f, char *why, siz
                 (void) snprintf(why, why_size, "cannot read the partition table of %s: %s", dev, strerror(-r));
                 return r;
         }
+
+        partnos = calloc(1 + 2 * _SLOT_MAX + t.n_parts, sizeof(*partnos));
+        if (!partnos) {
+                gpt_table_done(&t);
+                return -ENOMEM;
+        }
+        if (f->esp)
+                partnos[n++] = f->esp_no;
+        for (int s = 0; s < _SLOT_MAX; s++) {
+                slot_partition_labels(s, labels[s][0], labels[s][1]);
+                if (f->slot[s].data)
+                        partnos[n++] = f->slot[s].data_no;
+                if (f->slot[s].hash)
+                        partnos[n++] = f->slot[s].hash_no;
+        }
+        for (size_t i = 0; i < t.n_parts; i++)
+                for (int s = 0; s < _SLOT_MAX; s++)
+                        if (streq(t.parts[i].name, labels[s][0]) || streq(t.parts[i].name, labels[s][1]))
+                                partnos[n++] = t.parts[i].partno;
+
         r = gpt_check_geometry(&t, partnos, n, problem, sizeof(problem));
         gpt_table_done(&t);
         if (r < 0)

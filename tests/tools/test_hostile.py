@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,245 @@ def test_firmware_ignores_bootnext(m):
     assert '"action": "boot", "target": "A", "reason": "bootnext-ignored"' in r.stdout, r.stdout + r.stderr
     assert m.var("BootNext") is not None
     assert m.disk.read_bytes() == gpt
+
+
+# ---- partition geometry ----------------------------------------------------------
+
+ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+VERITY_TYPE = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5"
+
+
+def gpt_patch_entry(disk, partno, first=None, last=None):
+    """Sets one entry's first and/or last LBA in both GPT copies and
+    recomputes their CRC32s, so the table passes every header check (sgdisk
+    refuses to make overlapping partitions, so a hostile table is patched)."""
+    with open(disk, "r+b") as f:
+        f.seek(512)
+        alternate = struct.unpack_from("<Q", f.read(512), 32)[0]
+        for lba in (1, alternate):
+            f.seek(lba * 512)
+            h = bytearray(f.read(512))
+            assert h[:8] == b"EFI PART"
+            hsize, = struct.unpack_from("<I", h, 12)
+            array_lba, n, esize = struct.unpack_from("<QII", h, 72)
+            f.seek(array_lba * 512)
+            a = bytearray(f.read(n * esize))
+            if first is not None:
+                struct.pack_into("<Q", a, (partno - 1) * esize + 32, first)
+            if last is not None:
+                struct.pack_into("<Q", a, (partno - 1) * esize + 40, last)
+            struct.pack_into("<I", h, 88, zlib.crc32(a))
+            struct.pack_into("<I", h, 16, 0)
+            struct.pack_into("<I", h, 16, zlib.crc32(bytes(h[:hsize])))
+            f.seek(array_lba * 512)
+            f.write(a)
+            f.seek(lba * 512)
+            f.write(h)
+
+
+class HandDisk(Machine):
+    """A disk partitioned by hand with sgdisk, not by mkdisk: the reference
+    layout plus a data partition, A's image written with dd, A committed and
+    running, B a committed fallback; boot entries as A's init left them."""
+
+    def __init__(self, tmp):
+        self.dir = tmp
+        self.disk = tmp / "disk.img"
+        self.efivars = tmp / "efivars"
+        self.esp = tmp / "esp"
+        self.efivars.mkdir()
+        (self.esp / "EFI/abswitch").mkdir(parents=True)
+        (tmp / "kernel").write_bytes(b"kernel placeholder\n" * 64)
+        (tmp / "initrd").write_bytes(b"initrd placeholder\n" * 64)
+        self.ukis = {n: self.uki(n, f"@{E2E}/slot-{n}.roothash") for n in ("a", "b", "b-commit")}
+        shutil.copy(self.ukis["a"], self.esp / "EFI/abswitch/boot-a.efi")
+        shutil.copy(self.ukis["b"], self.esp / "EFI/abswitch/boot-b.efi")
+        subprocess.run(["truncate", "-s", "24M", self.disk], check=True)
+        subprocess.run(["sgdisk", "-n", "1:1M:+8M", "-t", "1:EF00", "-c", "1:esp",
+                        "-n", f"2:0:+2M", "-t", f"2:{ROOT_TYPE}", "-c", "2:system-a",
+                        "-n", f"3:0:+1M", "-t", f"3:{VERITY_TYPE}", "-c", "3:system-a-verity",
+                        "-n", f"4:0:+2M", "-t", f"4:{ROOT_TYPE}", "-c", "4:system-b",
+                        "-n", f"5:0:+1M", "-t", f"5:{VERITY_TYPE}", "-c", "5:system-b-verity",
+                        "-n", "6:0:0", "-c", "6:data", self.disk], check=True, capture_output=True)
+        for part, src in ((2, "slot-a.img"), (3, "slot-a.verity"), (4, "slot-b.img"), (5, "slot-b.verity")):
+            subprocess.run(["dd", f"if={E2E / src}", f"of={self.disk}", "bs=512", f"seek={self.first(part)}",
+                            "conv=notrunc", "status=none"], check=True)
+        self.set_state("A", 2, successful=True)
+        self.set_state("B", 1, successful=True)
+        assert self.boot("\\EFI\\abswitch\\boot-a.efi").returncode == 0
+
+    def first(self, part):
+        return self.range(part)[0]
+
+    def range(self, part):
+        out = subprocess.run(["sgdisk", "-i", str(part), self.disk], check=True, capture_output=True,
+                             text=True).stdout
+        get = lambda what: int(next(l for l in out.splitlines() if l.startswith(what)).split()[2])
+        return get("First sector:"), get("Last sector:")
+
+
+@pytest.fixture
+def hand(tmp_path):
+    return HandDisk(tmp_path)
+
+
+# Each way of breaking the geometry: the patch, then what the message names.
+GEOMETRY = {
+    # system-b starts inside system-a, the running slot
+    "b-overlaps-a": (lambda d: gpt_patch_entry(d.disk, 4, first=d.first(2) + 100),
+                     lambda d: f"partition 2 (system-a, LBA {d.range(2)[0]}-{d.range(2)[1]}) overlaps "
+                               f"partition 4 (system-b, LBA {d.first(2) + 100}-{d.range(4)[1]})"),
+    # system-b inside the ESP
+    "b-overlaps-esp": (lambda d: gpt_patch_entry(d.disk, 4, first=d.first(1) + 8, last=d.first(1) + 4103),
+                       lambda d: f"partition 1 (esp, LBA {d.range(1)[0]}-{d.range(1)[1]}) overlaps "
+                                 f"partition 4 (system-b, LBA {d.first(1) + 8}-{d.first(1) + 4103})"),
+    # last < first: libblkid's size (last - first + 1) wraps around
+    "b-negative": (lambda d: gpt_patch_entry(d.disk, 4, last=d.first(4) - 2),
+                   lambda d: f"partition 4 (system-b, LBA {d.first(4)}-{d.first(4) - 2}) ends before it "
+                             f"starts: it is empty or negative"),
+    # a data partition reaching back into system-b: it must never be written
+    "data-overlaps-b": (lambda d: gpt_patch_entry(d.disk, 6, first=d.range(4)[1]),
+                        lambda d: f"partition 4 (system-b, LBA {d.range(4)[0]}-{d.range(4)[1]}) overlaps "
+                                  f"partition 6 (data, LBA {d.range(4)[1]}-"),
+    # system-b past the last usable LBA, over the backup GPT
+    "b-outside-usable": (lambda d: gpt_patch_entry(d.disk, 4, last=d.disk.stat().st_size // 512 - 2),
+                         lambda d: f"partition 4 (system-b, LBA {d.first(4)}-{d.disk.stat().st_size // 512 - 2}) lies "
+                                   f"outside the usable LBA 34-{d.disk.stat().st_size // 512 - 34}"),
+}
+
+STATE_CHANGING = [
+    ("install", E2E / "slot-b-commit", "UKI"),
+    ("install", "oci:/nonexistent-layout"),
+    ("mark-good",),
+    ("mark-bad",),
+    ("mark-bad", "B"),
+    ("set-active", "B"),
+    ("set-active", "A"),
+    ("rollback",),
+]
+
+
+@pytest.mark.parametrize("how", GEOMETRY)
+def test_overlapping_partitions_refused(hand, how):
+    patch, message = GEOMETRY[how]
+    expected = message(hand)       # the ranges as sgdisk sees them before the patch
+    patch(hand)
+    if how == "data-overlaps-b":   # sgdisk reads the patched table too: both CRCs are right
+        assert "data" in subprocess.run(["sgdisk", "-p", hand.disk], capture_output=True, text=True).stdout
+    before = hand.fingerprint()
+    disk_hash = hashlib.sha256(hand.disk.read_bytes()).hexdigest()
+    for args in STATE_CHANGING + [("status",)]:
+        args = [hand.ukis["b-commit"] if a == "UKI" else a for a in args]
+        r = hand.abctl(*args)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert expected in r.stderr, (args, r.stderr)
+        assert "is unsafe to use" in r.stderr and "repair the table (sgdisk --print" in r.stderr, r.stderr
+        assert "Nothing was changed" in r.stderr, r.stderr
+        assert hashlib.sha256(hand.disk.read_bytes()).hexdigest() == disk_hash, args
+        assert hand.fingerprint() == before, args
+    # The init's layout reader refuses the disk too.
+    r = hand.boot("\\EFI\\abswitch\\boot-a.efi")
+    assert r.returncode != 0 and expected in r.stderr, r.stderr
+    assert hand.fingerprint() == before
+
+
+def test_hand_built_disk_accepted(hand):
+    """The rig itself: the same disk unpatched (adjacent partitions, a data
+    partition after them) is fine, and an install into B works."""
+    r = hand.abctl("install", E2E / "slot-b-commit", hand.ukis["b-commit"])
+    assert r.returncode == 0, r.stderr
+    assert "slot B" in r.stdout
+
+
+# ---- arguments -------------------------------------------------------------------
+
+@pytest.mark.parametrize("option,value", [
+    ("--tries", "-18446744073709551615"),  # strtoul wraps it around to 1
+    ("--tries", "-1"),
+    ("--tries", "+3"),
+    ("--tries", " 3"),
+    ("--tries", "3 "),
+    ("--tries", "0x3"),
+    ("--tries", ""),
+    ("--tries", "16"),
+    ("--timeout", "-18446744073709551615"),
+    ("--timeout", "+10"),
+    ("--timeout", "\t10"),
+    ("--timeout", "18446744073709551626"),  # wraps to 10 in 64 bits
+])
+def test_signed_numbers_refused(m, option, value):
+    before = m.fingerprint()
+    for verb in (("status",), ("install", E2E / "slot-b-commit", m.ukis["b-commit"])):
+        r = m.abctl(option, value, *verb)
+        assert r.returncode == 1, (verb, r.stdout, r.stderr)
+        assert f"{option} must be 1 to " in r.stderr and f"not '{value}'" in r.stderr, r.stderr
+    assert m.fingerprint() == before
+
+
+def test_plain_numbers_accepted(m):
+    assert m.abctl("--tries", "015", "--timeout", "86400", "status").returncode == 0
+    r = m.abctl("--tries", "15", "install", E2E / "slot-b-commit", m.ukis["b-commit"])
+    assert r.returncode == 0, r.stderr
+    assert "tries=14 armed" in r.stdout, r.stdout  # 15, one spent arming the first attempt
+
+
+@pytest.mark.parametrize("args,extra", [
+    (("set-active", "B", "A"), "A"),
+    (("status", "A"), "A"),
+    (("status", "--json", "B"), "B"),
+    (("mark-good", "A"), "A"),
+    (("mark-bad", "B", "A"), "A"),
+    (("rollback", "B"), "B"),
+    (("install", "PREFIX", "UKI", "extra"), "extra"),
+])
+def test_extra_arguments_refused(m, args, extra):
+    m.set_state("B", 1, successful=True)
+    args = [E2E / "slot-b-commit" if a == "PREFIX" else m.ukis["b-commit"] if a == "UKI" else a for a in args]
+    before = m.fingerprint()
+    r = m.abctl(*args)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    verb = args[0]
+    assert f"Too many arguments for {verb}: '{extra}' is one more than it takes. Usage: abctl {verb}" in r.stderr, \
+        r.stderr
+    assert m.fingerprint() == before
+
+
+def test_missing_arguments_refused(m):
+    before = m.fingerprint()
+    r = m.abctl("set-active")
+    assert r.returncode == 1 and "set-active needs a slot: abctl set-active A|B" in r.stderr, r.stderr
+    r = m.abctl("install")
+    assert r.returncode == 1 and "install needs an image" in r.stderr, r.stderr
+    assert m.fingerprint() == before
+
+
+def test_huge_record_refused(m):
+    record = m.dir / "boot.json"
+    small = b'{"slot": "B", "partitions": {"disk": "/nonexistent"}}'
+    # Just over the 1 MiB bound: refused before json-c sees it, even with --disk and --running given.
+    record.write_bytes(small + b" " * ((1 << 20) + 1 - len(small)))
+    before = m.fingerprint()
+    for verb in (("status",), ("set-active", "B")):
+        r = m.abctl("--record", record, *verb)
+        assert r.returncode == 1, r.stderr
+        assert f"The boot record {record} is 1048577 bytes, more than the 1048576 bytes a boot record can be" \
+            in r.stderr, r.stderr
+        assert "Nothing was changed" in r.stderr
+    assert m.fingerprint() == before
+    # Exactly 1 MiB is read (and --running A from the command line wins over its "B").
+    record.write_bytes(small + b" " * ((1 << 20) - len(small)))
+    r = m.abctl("--record", record, "status")
+    assert r.returncode == 0, r.stderr
+    assert "Running: slot A" in r.stdout
+
+
+def test_record_not_a_regular_file_refused(m):
+    """A FIFO (or /dev/zero) as --record: json-c would block or read forever."""
+    fifo = m.dir / "fifo"
+    subprocess.run(["mkfifo", fifo], check=True)
+    before = m.fingerprint()
+    r = subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--running", "A",
+                        "--record", fifo, "set-active", "B"], capture_output=True, text=True, env=ENV, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert f"The boot record {fifo} is not a regular file" in r.stderr, r.stderr
+    assert m.fingerprint() == before
