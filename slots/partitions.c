@@ -137,6 +137,27 @@ static int probe_disk(const char *dev, const char *esp_partuuid, struct found *f
         return 0;
 }
 
+/* Our own reading of the GPT, with why for a person when it fails. */
+static int read_table(const char *dev, struct gpt_table *ret, char *why, size_t why_size) {
+        struct gpt_status st = {};
+        int r;
+
+        _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                (void) snprintf(why, why_size, "cannot open %s to check its partition table: %s", dev, strerror(-r));
+                return r;
+        }
+        r = gpt_read_table(fd, ret, &st);
+        if (r == -EBADMSG)
+                (void) snprintf(why, why_size, "%s has no valid GPT copy (primary: %.150s; backup: %.150s); "
+                                "restore the table from a backup (sgdisk --load-backup)", dev, st.primary_reason,
+                                st.backup_reason);
+        else if (r < 0)
+                (void) snprintf(why, why_size, "cannot read the partition table of %s: %s", dev, strerror(-r));
+        return r;
+}
+
 /* Refuses a disk whose partitions abswitch uses (the ESP and every slot
  * partition) overlap each other or any other partition, lie outside the
  * usable area or end before they start: an install would otherwise write
@@ -149,26 +170,12 @@ static int check_geometry(const char *dev, const struct found *f, char *why, siz
         _cleanup_free_ unsigned *partnos = NULL;
         size_t n = 0;
         struct gpt_table t = {};
-        struct gpt_status st = {};
         char problem[384];
         int r;
 
-        _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                r = -errno;
-                (void) snprintf(why, why_size, "cannot open %s to check its partition table: %s", dev, strerror(-r));
+        r = read_table(dev, &t, why, why_size);
+        if (r < 0)
                 return r;
-        }
-        r = gpt_read_table(fd, &t, &st);
-        if (r == -EBADMSG) {
-                (void) snprintf(why, why_size, "%s has no valid GPT copy (primary: %.150s; backup: %.150s)", dev,
-                                st.primary_reason, st.backup_reason);
-                return r;
-        }
-        if (r < 0) {
-                (void) snprintf(why, why_size, "cannot read the partition table of %s: %s", dev, strerror(-r));
-                return r;
-        }
 
         partnos = calloc(1 + 2 * _SLOT_MAX + t.n_parts, sizeof(*partnos));
         if (!partnos) {
@@ -317,6 +324,12 @@ int slots_read_layout(const char *disk, struct slot_layout *ret, char *why, size
         struct slot_layout l = {};
         int r = probe_disk(disk, NULL, &f);
         if (r < 0) {
+                /* Say why, when it is that no GPT copy passes the checks. */
+                struct gpt_table t = {};
+                (void) snprintf(why, why_size, "%s has no GPT that libblkid can read", disk);
+                if (read_table(disk, &t, why, why_size) == -EBADMSG)
+                        return -EBADMSG;
+                gpt_table_done(&t);
                 (void) snprintf(why, why_size, "%s has no GPT that libblkid can read", disk);
                 return r;
         }

@@ -6,6 +6,7 @@ import hashlib
 import json
 import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,30 @@ def test_status_shows_versions_from_the_ukis(rig):
     # Without a mounted ESP, status still works and claims no version.
     s = json.loads(rig.abctl("status", "--json").stdout)
     assert "version" not in s["slots"]["A"]
+
+
+def test_status_says_why_a_gpt_copy_was_refused(rig):
+    """Not just "INVALID": the check that refused the copy, as libblkid and cgptlib keep it."""
+    with open(rig.disk, "r+b") as f:
+        f.seek(512 + 16)  # primary header CRC
+        f.write(b"\xde\xad\xbe\xef")
+    s = rig.abctl("status").stdout
+    assert "GPT: primary INVALID, backup valid" in s
+    assert "primary GPT refused: header CRC32 0xefbeadde does not match its contents (0x" in s, s
+    j = json.loads(rig.abctl("status", "--json").stdout)
+    assert j["gpt_primary_reason"].startswith("header CRC32 0xefbeadde does not match"), j
+    assert "gpt_backup_reason" not in j
+    # The backup's MyLBA pointing elsewhere (with a correct CRC): its own reason.
+    size = rig.disk.stat().st_size
+    with open(rig.disk, "r+b") as f:
+        f.seek(size - 512)
+        h = bytearray(f.read(512))
+        struct.pack_into("<Q", h, 24, 7)
+        struct.pack_into("<I", h, 16, 0)
+        struct.pack_into("<I", h, 16, zlib.crc32(bytes(h[:92])))
+        f.seek(size - 512)
+        f.write(h)
+    r = rig.abctl("status")
+    assert r.returncode == 1
+    assert "has no valid GPT copy (primary: header CRC32 0xefbeadde" in r.stderr, r.stderr
+    assert f"backup: MyLBA 7 is not where the header is (LBA {size // 512 - 1})" in r.stderr, r.stderr
