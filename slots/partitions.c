@@ -198,6 +198,12 @@ static int check_geometry(const char *dev, const struct found *f, char *why, siz
 
         r = gpt_check_geometry(&t, partnos, n, problem, sizeof(problem));
         gpt_table_done(&t);
+        if (r == -ENOENT) {
+                /* libblkid took a copy our checks refuse, or the copies differ. */
+                (void) snprintf(why, why_size, "the partition table of %s is inconsistent: %s, but libblkid "
+                                "found it; check both GPT copies (sgdisk --verify %s)", dev, problem, dev);
+                return -EBADMSG;
+        }
         if (r < 0)
                 (void) snprintf(why, why_size, "the partition table of %s is unsafe to use: %s. abswitch writes "
                                 "to these partitions and refuses the disk; repair the table (sgdisk --print %s) "
@@ -283,8 +289,11 @@ int slots_find_partitions(const char *sysfs, const char *devdir, Slot s, const c
                         return r;
                 if (r < 0)
                         continue;
+                /* Unsafe geometry stops here. A table our own checks cannot
+                 * read is left to the state reader, which falls back to what
+                 * libblkid saw and writes nothing it cannot validate. */
                 r = check_geometry(dev, &f, why, why_size);
-                if (r < 0)
+                if (r == -EUCLEAN)
                         return r;
                 /* The other slot is optional here: absent means never bootable. */
                 char other_why[512];

@@ -126,14 +126,17 @@ void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]);
  * holding that partition counts. -ENOENT: not (yet) there; -ENOTUNIQ: more
  * than one disk has them; -EMEDIUMTYPE: a partition has the wrong type UUID;
  * -EUCLEAN: the partitions overlap or lie outside the disk (see
- * gpt_check_geometry()); -EBADMSG: libblkid found a GPT our checks refuse. */
+ * gpt_check_geometry(); the init stops with why rather than boot a disk an
+ * install would corrupt). A GPT libblkid reads but our checks refuse is
+ * not refused here: the state reader falls back to what libblkid saw. */
 int slots_find_partitions(const char *sysfs_block, const char *devdir, Slot s, const char *esp_partuuid,
                           struct slot_layout *ret, char *why, size_t why_size);
 
 /* The layout of one disk (a device or an image file), without device nodes:
  * which partitions hold the slots, and the first EFI System partition.
  * -EUCLEAN when their geometry is unsafe (gpt_check_geometry()) and
- * -EBADMSG when no GPT copy is valid, with why for a person. */
+ * -EBADMSG when no GPT copy is valid or the copies disagree with libblkid,
+ * with why for a person. */
 int slots_read_layout(const char *disk, struct slot_layout *ret, char *why, size_t why_size);
 
 /* ---- boot state: GPT attribute bits, ChromeOS/Flatcar layout ----
