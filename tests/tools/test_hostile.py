@@ -154,6 +154,17 @@ def test_corrupt_backup_gpt_reported_and_repaired(m):
     assert "No problems found" in subprocess.run(["sgdisk", "-v", m.disk], capture_output=True, text=True).stdout
 
 
+def test_init_gpt_warning_says_why(m):
+    """The init's warning names the check that refused the copy, not only "INVALID"."""
+    size = m.disk.stat().st_size
+    with open(m.disk, "r+b") as f:
+        f.seek(size - 512 + 12)  # the backup header's size field, CRC left as it was
+        f.write(struct.pack("<I", 80))
+    r = m.boot("\\EFI\\abswitch\\boot-a.efi")
+    assert "primary valid, backup INVALID (header size 80 is outside 92-512 bytes)" in r.stderr, r.stderr
+    assert "backup GPT refused: header size 80 is outside 92-512 bytes" in m.abctl("status").stdout
+
+
 def test_both_gpt_copies_corrupt(m):
     size = m.disk.stat().st_size
     with open(m.disk, "r+b") as f:
