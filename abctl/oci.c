@@ -68,6 +68,7 @@
 #define TOKEN_RESPONSE_MAX (64u * 1024)
 #define TOKEN_MAX (16u * 1024)
 #define TOKEN_LIFETIME_MIN_S 60   /* the spec's default and minimum for expires_in */
+#define TOKEN_LIFETIME_MAX_S 86400
 #define TOKEN_RENEW_EARLY_MS 5000u
 
 /* ---- hashing sinks ---------------------------------------------------------- */
@@ -404,9 +405,13 @@ static int token_parse(const char *json, char **ret, size_t *ret_len, long long 
         json_object *o = json_tokener_parse(json), *t = NULL, *e = NULL;
         int r = -EBADMSG;
 
+        /* Both may be there (the spec): "token" first, when it is a token. */
+        if (o && (!json_object_object_get_ex(o, "token", &t) || !json_object_is_type(t, json_type_string) ||
+                  json_object_get_string_len(t) == 0))
+                (void) json_object_object_get_ex(o, "access_token", &t);
         if (!o || !json_object_is_type(o, json_type_object))
                 (void) snprintf(why, whysize, "its answer is not a JSON object");
-        else if (!json_object_object_get_ex(o, "token", &t) && !json_object_object_get_ex(o, "access_token", &t))
+        else if (!t)
                 (void) snprintf(why, whysize, "its answer has neither \"token\" nor \"access_token\"");
         else if (!json_object_is_type(t, json_type_string) || json_object_get_string_len(t) == 0)
                 (void) snprintf(why, whysize, "its token is not a non-empty string");
@@ -416,7 +421,8 @@ static int token_parse(const char *json, char **ret, size_t *ret_len, long long 
         else {
                 long long lifetime = TOKEN_LIFETIME_MIN_S;
                 if (json_object_object_get_ex(o, "expires_in", &e) && json_object_is_type(e, json_type_int))
-                        lifetime = MAX(json_object_get_int64(e), (int64_t) TOKEN_LIFETIME_MIN_S);
+                        lifetime = MIN(MAX(json_object_get_int64(e), (int64_t) TOKEN_LIFETIME_MIN_S),
+                                       (int64_t) TOKEN_LIFETIME_MAX_S);
                 /* All of it, a NUL inside too: the caller checks every byte. */
                 size_t n = (size_t) json_object_get_string_len(t);
                 *ret = malloc(n + 1);

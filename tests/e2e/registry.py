@@ -139,7 +139,9 @@ class TokenIssuer:
     which each token carries in its x5c header, as registry 2.8 wants. It
     grants pull, and only pull, on the repositories in grant.
     answer(token) -> dict replaces the JSON it sends (a hostile token
-    service). requests: the query of each request, parsed."""
+    service). requests: the query of each request, parsed. rotate() makes
+    a new signing key (self.cert): a registry restarted with it refuses
+    the tokens signed before."""
 
     service = "abswitch-test-registry"
     issuer = "abswitch-test-issuer"
@@ -151,19 +153,27 @@ class TokenIssuer:
 
         self.dir = Path(workdir) / "token-issuer"
         self.dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "sign.key",
-                        "-out", "sign.crt", "-days", "2", "-subj", "/CN=abswitch test token signer"],
-                       check=True, capture_output=True, cwd=self.dir)
-        self.cert = self.dir / "sign.crt"
-        key = serialization.load_pem_private_key((self.dir / "sign.key").read_bytes(), None)
-        der = x509.load_pem_x509_certificate(self.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
         self.grant, self.answer, self.requests = set(grant), answer, []
+        self.keys = 0
         outer = self
 
+        def new_key():
+            """A signing key and its self-signed certificate, self.cert."""
+            self.keys += 1
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                            f"sign{self.keys}.key", "-out", f"sign{self.keys}.crt", "-days", "2", "-subj",
+                            f"/CN=abswitch test token signer {self.keys}"],
+                           check=True, capture_output=True, cwd=self.dir)
+            self.cert = self.dir / f"sign{self.keys}.crt"
+            self.key = serialization.load_pem_private_key((self.dir / f"sign{self.keys}.key").read_bytes(), None)
+            self.der = x509.load_pem_x509_certificate(self.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+        self.rotate = new_key
+        new_key()
+
         def sign(claims):
-            header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+            header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(outer.der).decode()]}
             msg = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
-            return msg + "." + b64url(key.sign(msg.encode(), padding.PKCS1v15(), hashes.SHA256()))
+            return msg + "." + b64url(outer.key.sign(msg.encode(), padding.PKCS1v15(), hashes.SHA256()))
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
@@ -259,12 +269,14 @@ class Trickle:
 class Proxy:
     """TCP proxy 127.0.0.1:port -> the registry. It counts the bytes the
     registry sends (over all connections); past cut_after it closes the
-    connection that carries them (once), past stall_after it stops sending
-    anything, for good; past rate_after it passes them on at rate bytes a
+    connection that carries them (once; on_cut() runs first, the client
+    waiting), past stall_after it stops sending anything, for good; past
+    rate_after it passes them on at rate bytes a
     second (a slow link, or a registry that trickles)."""
 
-    def __init__(self, target_port, cut_after=None, stall_after=None, rate=None, rate_after=0):
+    def __init__(self, target_port, cut_after=None, stall_after=None, rate=None, rate_after=0, on_cut=None):
         self.target = target_port
+        self.on_cut = on_cut
         self.cut_after, self.stall_after = cut_after, stall_after
         self.rate, self.rate_after = rate, rate_after
         self.sent = 0
@@ -308,6 +320,8 @@ class Proxy:
                         if self.cut_after is not None and self.cuts == 0 and self.sent + len(data) > self.cut_after:
                             self.cuts += 1
                             self.cut_at = time.monotonic()
+                            if self.on_cut:
+                                self.on_cut()
                             break
                         throttled = self.rate is not None and self.sent >= self.rate_after
                         if not self.stalled.is_set():

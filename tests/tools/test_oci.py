@@ -353,3 +353,29 @@ def test_trickling_registry_bounded_by_timeout(m, pushed, front):
     assert f"no progress for {timeout} s (--timeout)" in r.stderr, r.stderr
     assert "Nothing was changed" in r.stderr, r.stderr
     assert m.fingerprint() == before
+
+
+def test_registry_token_renewed_after_401(m, pushed, token_registry):
+    # Mid-install, 300 KB into the transfer (inside the system layer), the
+    # connection is cut and the registry restarts trusting a new token
+    # signing key (a key rotation): the retry with the token abctl holds is
+    # refused with 401; abctl gets one fresh token and resumes. (Token
+    # expiry would do the same, but registry 2.8 allows 60 s past "exp".)
+    reg, blobs = pushed
+    issuer = token_registry()
+
+    def rotate():
+        reg.stop()
+        issuer.rotate()
+        reg.start(issuer=issuer)
+    proxy = Proxy(reg.port, cut_after=300_000, on_cut=rotate)
+    try:
+        r, _ = run_abctl(m, "--ca", reg.ca, "--timeout", "20", "install", f"127.0.0.1:{proxy.port}/abswitch/os:v2",
+                         limit=120)
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert len(issuer.requests) == 2, r.stderr
+    assert r.stderr.count("Got a token for repository:abswitch/os:pull") == 2, r.stderr
+    assert "(resuming)" in r.stderr, r.stderr
+    fetched_into_slot_b(m, r, blobs)
