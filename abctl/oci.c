@@ -7,14 +7,39 @@
  * to its destination; nothing is whole in memory but manifests and the
  * config (at most OCI_MANIFEST_MAX and OCI_CONFIG_MAX).
  *
+ * Time (--timeout, T seconds): abctl gives up when it has made no
+ * progress for T seconds. Progress is a request that completed (a
+ * manifest, the config, a whole blob, a token), or another MIN_RATE x T
+ * bytes of a blob arriving that had not arrived before (a blob the
+ * registry sends again from its start counts only past where the last
+ * attempt got). That is, the deadline is the last progress + T, and it is
+ * the bound of every single wait: the connection (CONNECTTIMEOUT), the
+ * response headers and the body (an XFERINFOFUNCTION that aborts the
+ * transfer at the deadline, however the bytes trickle), the backoff
+ * between attempts. One attempt is given ATTEMPT_MIN_MS even when it
+ * starts at the deadline, so abctl gives up at most about 2 s after it.
+ * A transfer below MIN_RATE for min(T, 30 s) is cut (LOW_SPEED_*) and
+ * retried: a trickle slower than that is no progress. A transfer that was
+ * making progress and is cut resumes where it stopped (Range), however
+ * long the install has been running.
+ *
  * Failures are of two kinds. Transient ones (no connection, a stalled or
  * cut transfer, 429, 5xx) are retried with exponential backoff (0.5 s
  * doubling to 8 s, or the server's Retry-After) until the deadline; a blob
  * whose transfer was cut resumes where it stopped (Range), or starts over
- * when the registry will not resume. Permanent ones fail at once: 404, 401
- * and 403 (after an anonymous token was tried, as public registries want),
- * a TLS certificate that does not verify, a digest or size that does not
- * match. */
+ * when the registry will not resume. Permanent ones fail at once: 404, 403,
+ * a 401 that offers no token or comes again with a token just issued, a
+ * TLS certificate that does not verify, a digest or size that does not
+ * match.
+ *
+ * Tokens (the distribution token authentication, docs/spec/auth/token.md):
+ * a 401 with a Bearer challenge sends abctl to the challenge's realm for an
+ * anonymous token of its service and scope; the answer's "token" (or
+ * OAuth 2's "access_token") goes into the Authorization header of the
+ * registry's requests, and is renewed when its "expires_in" (at least 60 s,
+ * as the spec says) has run out or when the registry answers 401 again.
+ * Nothing a server sends is copied into a request header unless it is
+ * visible ASCII: a CR or LF there would start a header of its choosing. */
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -33,13 +58,26 @@
 #endif
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 8000
+/* Sufficient progress: 16 KiB/s (128 kbit/s) averaged over --timeout. A
+ * slower link takes a day for a 1 GiB image; a registry that trickles
+ * below it is holding abctl, not serving it. */
+#define MIN_RATE 16384u
+#define STALL_MAX_S 30L
+#define CONNECT_MAX_MS 10000u
+#define ATTEMPT_MIN_MS 1000u
+#define TOKEN_RESPONSE_MAX (64u * 1024)
+#define TOKEN_MAX (16u * 1024)
+#define TOKEN_LIFETIME_MIN_S 60   /* the spec's default and minimum for expires_in */
+#define TOKEN_LIFETIME_MAX_S 86400
+#define TOKEN_RENEW_EARLY_MS 5000u
 
 /* ---- hashing sinks ---------------------------------------------------------- */
 
 struct hashed {
         mbedtls_sha256_context sha;
         uint64_t pos, size;           /* bytes so far; the descriptor's size */
-        const struct oci_blob *blob;
+        uint64_t high;                /* the furthest pos any attempt reached (progress) */
+        const struct oci_blob *blob;  /* digest "" for a document of unknown digest */
         oci_sink_fn sink;
         void *userdata;
         int error;                    /* the sink's, or -EFBIG */
@@ -58,8 +96,12 @@ static void hashed_restart(struct hashed *h) {
 
 static int hashed_feed(struct hashed *h, const uint8_t *buf, size_t n) {
         if (n > h->size - h->pos) {
-                h->error = log_error_errno(-EFBIG, "Blob %.19s... is longer than the %llu bytes its descriptor says",
-                                           h->blob->digest, (unsigned long long) h->size);
+                if (h->blob->digest[0])
+                        h->error = log_error_errno(-EFBIG, "Blob %.19s... is longer than the %llu bytes its descriptor says",
+                                                   h->blob->digest, (unsigned long long) h->size);
+                else
+                        h->error = log_error_errno(-EFBIG, "The server's answer is longer than the %llu bytes abctl "
+                                                   "accepts for it", (unsigned long long) h->size);
                 return h->error;
         }
         (void) mbedtls_sha256_update_ret(&h->sha, buf, n);
@@ -141,11 +183,28 @@ static int layout_read(struct oci_source *s, const char *name, struct hashed *h)
 
 /* ---- the registry ------------------------------------------------------------- */
 
+/* The deadline moves when progress was made (see the top of this file). */
+static void progress_mark(struct oci_source *s) {
+        s->deadline = now_monotonic_ms() + s->timeout_ms;
+        s->unmarked = 0;
+}
+
+static void progress_bytes(struct oci_source *s, uint64_t n) {
+        s->unmarked += n;
+        if (s->unmarked >= (uint64_t) MIN_RATE * s->timeout_ms / 1000)
+                progress_mark(s);
+}
+
+/* One HTTP request's own state: every callback of that request gets this,
+ * and nothing of another request's. */
 struct xfer {
         struct oci_source *s;
         struct hashed *h;             /* the body goes here on 200/206 */
         long status;
         bool started, restarted;
+        bool headers_done;            /* the blank line after the headers arrived */
+        bool timed_out;               /* aborted at the deadline */
+        uint64_t not_before;          /* the attempt's own minimum time (ATTEMPT_MIN_MS) */
         char content_type[128];
         char auth[1024];              /* WWW-Authenticate */
         char retry_after[32];
@@ -170,6 +229,11 @@ static size_t header_cb(char *line, size_t size, size_t n, void *userdata) {
         if (len > 7 && strncmp(line, "HTTP/", 5) == 0) {
                 /* a new response (after a redirect): forget the last one's headers */
                 x->content_type[0] = x->auth[0] = x->retry_after[0] = x->content_range_start[0] = 0;
+                x->headers_done = false;
+                return len;
+        }
+        if (len <= 2 && (line[0] == '\r' || line[0] == '\n')) {
+                x->headers_done = true;
                 return len;
         }
         for (size_t i = 0; i < ELEMENTSOF(keep); i++) {
@@ -214,7 +278,88 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *userdata) {
                 x->errbody[strcspn(x->errbody, "\r\n")] = 0;
                 return len;
         }
-        return hashed_feed(x->h, (const uint8_t *) buf, len) < 0 ? 0 : len;
+        if (hashed_feed(x->h, (const uint8_t *) buf, len) < 0)
+                return 0;
+        if (x->h->pos > x->h->high) {
+                progress_bytes(x->s, x->h->pos - x->h->high);
+                x->h->high = x->h->pos;
+        }
+        return len;
+}
+
+/* Called by libcurl while it connects and transfers, at least about once
+ * a second even when nothing arrives: the deadline bounds every phase,
+ * however slowly a server drips headers or body. */
+static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        struct xfer *x = userdata;
+        if (now_monotonic_ms() < MAX(x->s->deadline, x->not_before))
+                return 0;
+        x->timed_out = true;
+        return 1;  /* CURLE_ABORTED_BY_CALLBACK */
+}
+
+/* One GET on the source's handle. Every per-request option is set here,
+ * the callbacks' data included, so that no request runs with another's. */
+static CURLcode xfer_perform(struct oci_source *s, const char *url, struct curl_slist *hdrs, struct xfer *x) {
+        uint64_t t = now_monotonic_ms(), left = s->deadline > t ? s->deadline - t : 0;
+        CURL *c = s->curl;
+
+        x->not_before = t + ATTEMPT_MIN_MS;
+        s->curl_error[0] = 0;
+        (void) curl_easy_setopt(c, CURLOPT_URL, url);
+        (void) curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        (void) curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+        (void) curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
+        (void) curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+        (void) curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+        (void) curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+        (void) curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+        (void) curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        (void) curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long) MIN(MAX(left, ATTEMPT_MIN_MS), CONNECT_MAX_MS));
+        CURLcode cc = curl_easy_perform(c);
+        if (!x->started)
+                (void) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
+        return cc;
+}
+
+/* What went wrong with a request, in a line. */
+static void xfer_error(const struct oci_source *s, const struct xfer *x, CURLcode cc, char *ret, size_t size) {
+        if (cc == CURLE_OK)
+                (void) snprintf(ret, size, "HTTP %ld%s%.200s", x->status, x->errlen ? ": " : "", x->errbody);
+        else if (x->timed_out && !x->headers_done)
+                (void) snprintf(ret, size, "no complete response by the deadline");
+        else if (x->timed_out)
+                (void) snprintf(ret, size, "the body arrived at under %u KiB/s", MIN_RATE / 1024);
+        else
+                (void) snprintf(ret, size, "%s", s->curl_error[0] ? s->curl_error : curl_easy_strerror(cc));
+        ret[strcspn(ret, "\r\n")] = 0;
+}
+
+static bool transient_curl(CURLcode cc) {
+        switch (cc) {
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_ABORTED_BY_CALLBACK:  /* the deadline: the caller gives up */
+        case CURLE_PARTIAL_FILE:
+        case CURLE_GOT_NOTHING:
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+                return true;
+        default:
+                return false;
+        }
+}
+
+static bool transient(CURLcode cc, long status) {
+        return cc == CURLE_OK ? status == 408 || status == 429 || status >= 500 : transient_curl(cc);
+}
+
+static bool tls_unverified(CURLcode cc) {
+        return cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE;
 }
 
 /* Bearer realm="https://auth/token",service="reg",scope="repository:x:pull" */
@@ -233,158 +378,272 @@ static void auth_param(const char *hdr, const char *key, char *ret, size_t size)
         }
 }
 
-static size_t token_cb(char *buf, size_t size, size_t n, void *userdata) {
-        return mem_sink(userdata, ((struct membuf *) userdata)->len, (const uint8_t *) buf, size * n) < 0 ? 0 : size * n;
+/* A value from a server that goes into a request line or header must be
+ * visible ASCII (RFC 6750's token68 is a subset): a CR or LF would end the
+ * line and start a header of the server's choosing. The offset of the
+ * first other byte, or -1; what it is in words. */
+static ssize_t header_value_bad(const char *v, size_t n, const char **ret_what) {
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char) v[i];
+                if (ch > 0x20 && ch < 0x7f)
+                        continue;
+                *ret_what = ch == '\r' ? "a carriage return (CR)"
+                            : ch == '\n' ? "a line feed (LF)"
+                            : ch == ' '  ? "a space"
+                            : ch >= 0x80 ? "a byte that is not ASCII"
+                                         : "a control character";
+                return (ssize_t) i;
+        }
+        return -1;
 }
 
-/* Anonymous token for a Bearer challenge (what public registries ask even for pulls). */
-static int fetch_token(struct oci_source *s, const char *challenge) {
-        char realm[512], service[256], scope[512], url[1600];
-        struct membuf m = { .max = 64 * 1024 };
-        long status = 0;
+/* The token of a token service's answer (JSON): "token", or OAuth 2's
+ * "access_token"; its lifetime in seconds ("expires_in", 60 when absent
+ * or shorter, as the spec says). why says what is wrong. */
+static int token_parse(const char *json, char **ret, size_t *ret_len, long long *ret_lifetime, char *why,
+                       size_t whysize) {
+        json_object *o = json_tokener_parse(json), *t = NULL, *e = NULL;
+        int r = -EBADMSG;
 
-        if (strncasecmp(challenge, "Bearer ", 7) != 0)
-                return -EACCES;
-        auth_param(challenge, "realm", realm, sizeof(realm));
-        auth_param(challenge, "service", service, sizeof(service));
-        auth_param(challenge, "scope", scope, sizeof(scope));
-        if (!realm[0] || strncmp(realm, "https://", 8) != 0)
-                return -EACCES;  /* never send anything to a plain-HTTP realm */
-        if (!scope[0])
-                (void) snprintf(scope, sizeof(scope), "repository:%s:pull", s->ref.repository);
-        char *es = curl_easy_escape(s->curl, service, 0), *esc = curl_easy_escape(s->curl, scope, 0);
-        (void) snprintf(url, sizeof(url), "%s%sservice=%s&scope=%s", realm, strchr(realm, '?') ? "&" : "?",
-                        es ? es : "", esc ? esc : "");
-        curl_free(es);
-        curl_free(esc);
-
-        CURL *c = curl_easy_duphandle(s->curl);
-        if (!c)
-                return log_error_errno(-ENOMEM, "Out of memory");
-        (void) curl_easy_setopt(c, CURLOPT_URL, url);
-        (void) curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-        (void) curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, NULL);
-        (void) curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, token_cb);
-        (void) curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
-        CURLcode cc = curl_easy_perform(c);
-        (void) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_cleanup(c);
-        int r = -EACCES;
-        if (cc == CURLE_OK && status == 200 && m.data) {
-                json_object *o = json_tokener_parse(m.data), *t;
-                if (o && (json_object_object_get_ex(o, "token", &t) || json_object_object_get_ex(o, "access_token", &t)) &&
-                    json_object_is_type(t, json_type_string) && json_object_get_string_len(t) < (int) sizeof(s->token) - 32) {
-                        (void) snprintf(s->token, sizeof(s->token), "Authorization: Bearer %s", json_object_get_string(t));
-                        r = 0;
+        /* Both may be there (the spec): "token" first, when it is a token. */
+        if (o && (!json_object_object_get_ex(o, "token", &t) || !json_object_is_type(t, json_type_string) ||
+                  json_object_get_string_len(t) == 0))
+                (void) json_object_object_get_ex(o, "access_token", &t);
+        if (!o || !json_object_is_type(o, json_type_object))
+                (void) snprintf(why, whysize, "its answer is not a JSON object");
+        else if (!t)
+                (void) snprintf(why, whysize, "its answer has neither \"token\" nor \"access_token\"");
+        else if (!json_object_is_type(t, json_type_string) || json_object_get_string_len(t) == 0)
+                (void) snprintf(why, whysize, "its token is not a non-empty string");
+        else if ((size_t) json_object_get_string_len(t) > TOKEN_MAX)
+                (void) snprintf(why, whysize, "its token is %d bytes; abctl accepts at most %u",
+                                json_object_get_string_len(t), TOKEN_MAX);
+        else {
+                long long lifetime = TOKEN_LIFETIME_MIN_S;
+                if (json_object_object_get_ex(o, "expires_in", &e) && json_object_is_type(e, json_type_int))
+                        lifetime = MIN(MAX(json_object_get_int64(e), (int64_t) TOKEN_LIFETIME_MIN_S),
+                                       (int64_t) TOKEN_LIFETIME_MAX_S);
+                /* All of it, a NUL inside too: the caller checks every byte. */
+                size_t n = (size_t) json_object_get_string_len(t);
+                *ret = malloc(n + 1);
+                if (*ret) {
+                        memcpy(*ret, json_object_get_string(t), n);
+                        (*ret)[n] = 0;
                 }
-                json_object_put(o);
+                *ret_len = n;
+                *ret_lifetime = lifetime;
+                r = *ret ? 0 : -ENOMEM;
+                if (r < 0)
+                        (void) snprintf(why, whysize, "out of memory");
         }
-        free(m.data);
+        json_object_put(o);
         return r;
 }
 
-static bool transient_curl(CURLcode cc) {
-        switch (cc) {
-        case CURLE_COULDNT_RESOLVE_HOST:
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_OPERATION_TIMEDOUT:
-        case CURLE_PARTIAL_FILE:
-        case CURLE_GOT_NOTHING:
-        case CURLE_SEND_ERROR:
-        case CURLE_RECV_ERROR:
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_HTTP2:
-        case CURLE_HTTP2_STREAM:
-                return true;
-        default:
-                return false;
+/* An anonymous token for a Bearer challenge (what registries behind token
+ * authentication ask even for pulls), kept in s->token. 0; or -EAGAIN with
+ * err saying why, for a failure worth retrying like the registry's own; or
+ * another negative errno, logged. */
+static int fetch_token(struct oci_source *s, const char *challenge, char *err, size_t errsize) {
+        char realm[512], service[256], scope[512], url[1600], why[200];
+        struct membuf m = { .max = TOKEN_RESPONSE_MAX };
+        struct oci_blob doc = { .size = TOKEN_RESPONSE_MAX };
+        struct hashed h = { .size = TOKEN_RESPONSE_MAX, .blob = &doc, .sink = mem_sink, .userdata = &m };
+        struct xfer x = { .s = s, .h = &h };
+        _cleanup_free_ char *tok = NULL;
+        const char *bad;
+        long long lifetime;
+        size_t toklen;
+        ssize_t at;
+        int r;
+
+        auth_param(challenge, "realm", realm, sizeof(realm));
+        auth_param(challenge, "service", service, sizeof(service));
+        auth_param(challenge, "scope", scope, sizeof(scope));
+        if (!realm[0])
+                return log_error_errno(-EACCES, "%s asks for a token but names no realm to get one from "
+                                       "(WWW-Authenticate: %.300s)", s->ref.registry, challenge);
+        if ((at = header_value_bad(realm, strlen(realm), &bad)) >= 0)
+                return log_error_errno(-EACCES, "%s names a token realm with %s at byte %zd: refused",
+                                       s->ref.registry, bad, at);
+        if (!startswith(realm, "https://") && !(s->plain_http && startswith(realm, "http://")))
+                return log_error_errno(-EACCES, "%s sends abctl for a token to %s, which is not HTTPS: refused "
+                                       "(a plain-HTTP realm only with --plain-http)", s->ref.registry, realm);
+        if (!scope[0])
+                (void) snprintf(scope, sizeof(scope), "repository:%s:pull", s->ref.repository);
+        char *es = curl_easy_escape(s->curl, service, 0), *esc = curl_easy_escape(s->curl, scope, 0);
+        int n = snprintf(url, sizeof(url), "%s%sservice=%s&scope=%s", realm, strchr(realm, '?') ? "&" : "?",
+                         es ? es : "", esc ? esc : "");
+        curl_free(es);
+        curl_free(esc);
+        if (n < 0 || (size_t) n >= sizeof(url))
+                return log_error_errno(-EACCES, "%s asks for a token with a realm, service and scope too long "
+                                       "for abctl (%d bytes)", s->ref.registry, n);
+
+        hashed_start(&h);
+        CURLcode cc = xfer_perform(s, url, NULL, &x);
+        mbedtls_sha256_free(&h.sha);
+        if (h.error < 0) {
+                free(m.data);
+                return h.error;  /* too long: said */
         }
+        if (cc != CURLE_OK || x.status != 200) {
+                free(m.data);
+                xfer_error(s, &x, cc, why, sizeof(why));
+                if (transient(cc, x.status)) {
+                        (void) snprintf(err, errsize, "the token service %s: %s", realm, why);
+                        return -EAGAIN;
+                }
+                if (tls_unverified(cc))
+                        return log_error_errno(-EPERM, "The TLS certificate of the token service %s does not verify "
+                                               "(%s): trust its CA with --ca FILE", realm, why);
+                return log_error_errno(-EACCES, "The token service %s gives no anonymous token for %s (%s): abctl "
+                                       "pulls without credentials; make the repository public or mirror it",
+                                       realm, scope, why);
+        }
+        r = token_parse(m.data ? m.data : "", &tok, &toklen, &lifetime, why, sizeof(why));
+        free(m.data);
+        if (r < 0)
+                return log_error_errno(-EACCES, "The token service %s answered without a usable token: %s", realm, why);
+        if ((at = header_value_bad(tok, toklen, &bad)) >= 0)
+                return log_error_errno(-EACCES, "The token from %s contains %s at byte %zd: refusing to copy it into a "
+                                       "request header, where it could add headers of the server's choosing", realm,
+                                       bad, at);
+
+        size_t hl = strlen("Authorization: Bearer ") + strlen(tok) + 1;
+        char *hdr = malloc(hl);
+        if (!hdr)
+                return log_error_errno(-ENOMEM, "Out of memory");
+        (void) snprintf(hdr, hl, "Authorization: Bearer %s", tok);
+        free(s->token);
+        s->token = hdr;
+        s->token_renew = now_monotonic_ms() + (uint64_t) lifetime * 1000 - TOKEN_RENEW_EARLY_MS;
+        (void) snprintf(s->challenge, sizeof(s->challenge), "%s", challenge);
+        progress_mark(s);
+        log_info("Got a token for %s from %s (valid %lld s)", scope, realm, lifetime);
+        return 0;
+}
+
+typedef enum Attempt {
+        ATTEMPT_DONE,
+        ATTEMPT_AGAIN,                /* a fresh token: try again at once */
+        ATTEMPT_TRANSIENT,            /* err says why; back off and retry */
+} Attempt;
+
+/* One attempt of registry_get: an Attempt, or a negative errno, logged. */
+static int registry_attempt(struct oci_source *s, const char *url, const char *what, const char *ref,
+                            const char *accept, bool *fresh_token, struct xfer *x, char *err, size_t errsize) {
+        struct curl_slist *hdrs = NULL;  /* it copies the strings */
+        int r;
+
+        /* The token's expires_in ran out: a new one before the registry refuses the old one. */
+        if (s->token && !*fresh_token && now_monotonic_ms() >= s->token_renew) {
+                r = fetch_token(s, s->challenge, err, errsize);
+                if (r < 0)
+                        return r == -EAGAIN ? ATTEMPT_TRANSIENT : r;
+                *fresh_token = true;
+        }
+        if (accept) {
+                char acc[600];
+                (void) snprintf(acc, sizeof(acc), "Accept: %s", accept);
+                hdrs = curl_slist_append(hdrs, acc);
+        }
+        if (s->token)
+                hdrs = curl_slist_append(hdrs, s->token);
+        if (x->h->pos > 0) {
+                char range[64];
+                (void) snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long) x->h->pos);
+                hdrs = curl_slist_append(hdrs, range);
+        }
+        x->h->error = 0;
+        CURLcode cc = xfer_perform(s, url, hdrs, x);
+        curl_slist_free_all(hdrs);
+        if (x->restarted)
+                log_info("The registry did not resume %s; downloading it again from the start", ref);
+        if (x->h->error < 0)
+                return x->h->error;  /* the sink's own error: disk, size; said already */
+        if (cc == CURLE_OK && (x->status == 200 || x->status == 206))
+                return ATTEMPT_DONE;
+
+        if (cc == CURLE_OK && x->status == 401) {
+                if (strncasecmp(x->auth, "Bearer ", 7) != 0)
+                        return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 401) and offers no token "
+                                               "(WWW-Authenticate: %.100s): abctl pulls anonymously; make the "
+                                               "repository public or mirror it", s->ref.registry, s->ref.repository,
+                                               x->auth[0] ? x->auth : "none");
+                if (*fresh_token) {
+                        char realm[512];
+                        auth_param(s->challenge, "realm", realm, sizeof(realm));
+                        return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 401) even with a token just "
+                                               "issued by %s: that service gives no anonymous pull access to it; "
+                                               "make the repository public or mirror it", s->ref.registry,
+                                               s->ref.repository, realm);
+                }
+                r = fetch_token(s, x->auth, err, errsize);
+                if (r < 0)
+                        return r == -EAGAIN ? ATTEMPT_TRANSIENT : r;
+                *fresh_token = true;
+                return ATTEMPT_AGAIN;
+        }
+        *fresh_token = false;
+        if (cc == CURLE_OK && x->status == 403)
+                return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 403%s%.200s): abctl pulls anonymously; "
+                                       "make the repository public or mirror it", s->ref.registry,
+                                       s->ref.repository, x->errlen ? ": " : "", x->errbody);
+        if (cc == CURLE_OK && x->status == 404)
+                return log_error_errno(-ENOENT, "%s/%s has no %s %s (HTTP 404%s%.200s)", s->ref.registry,
+                                       s->ref.repository, streq(what, "manifests") ? "image" : "blob", ref,
+                                       x->errlen ? ": " : "", x->errbody);
+        if (tls_unverified(cc))
+                return log_error_errno(-EPERM, "The TLS certificate of %s does not verify (%s): trust its CA "
+                                       "with --ca FILE, or use --plain-http for a plain-HTTP registry",
+                                       s->ref.registry, s->curl_error[0] ? s->curl_error : curl_easy_strerror(cc));
+        xfer_error(s, x, cc, err, errsize);
+        if (!transient(cc, x->status))
+                return log_error_errno(-EIO, "Fetching %s from %s failed: %s", ref, s->ref.registry, err);
+        return ATTEMPT_TRANSIENT;
 }
 
 /* GET /v2/<repo>/<what>/<ref> into h, retrying transient failures until
  * the deadline. content_type (may be NULL) gets the response's. */
 static int registry_get(struct oci_source *s, const char *what, const char *ref, const char *accept, struct hashed *h,
                         char *content_type, size_t ctsize) {
-        char url[1200], range[64], acc[600];
+        char url[1200], err[300];
         unsigned attempt = 0;
         uint64_t backoff = BACKOFF_FIRST_MS;
-        bool token_tried = false;
+        bool fresh_token = false;     /* the token was fetched for this attempt */
 
         (void) snprintf(url, sizeof(url), "%s://%s/v2/%s/%s/%s", s->plain_http ? "http" : "https", s->ref.registry,
                         s->ref.repository, what, ref);
+        /* The request before this one completed, or this is the first. */
+        progress_mark(s);
         for (;;) {
                 struct xfer x = { .s = s, .h = h };
-                struct curl_slist *hdrs = NULL;
                 attempt++;
-                if (accept) {
-                        (void) snprintf(acc, sizeof(acc), "Accept: %s", accept);
-                        hdrs = curl_slist_append(hdrs, acc);
-                }
-                if (s->token[0])
-                        hdrs = curl_slist_append(hdrs, s->token);
-                if (h->pos > 0) {
-                        (void) snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long) h->pos);
-                        hdrs = curl_slist_append(hdrs, range);
-                }
-                h->error = 0;
-                (void) curl_easy_setopt(s->curl, CURLOPT_URL, url);
-                (void) curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, hdrs);
-                (void) curl_easy_setopt(s->curl, CURLOPT_HEADERDATA, &x);
-                (void) curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, &x);
-                CURLcode cc = curl_easy_perform(s->curl);
-                curl_slist_free_all(hdrs);
-                if (!x.started)
-                        (void) curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &x.status);
-                if (x.restarted)
-                        log_info("The registry did not resume %s; downloading it again from the start", ref);
-
-                char err[300];
-                if (h->error < 0)
-                        return h->error;  /* the sink's own error: disk, size; said already */
-                if (cc == CURLE_OK && (x.status == 200 || x.status == 206)) {
+                int r = registry_attempt(s, url, what, ref, accept, &fresh_token, &x, err, sizeof(err));
+                if (r < 0)
+                        return r;
+                if (r == ATTEMPT_DONE) {
                         if (content_type)
                                 (void) snprintf(content_type, ctsize, "%s", x.content_type);
+                        progress_mark(s);
                         return 0;
                 }
-                if (cc == CURLE_OK && x.status == 401 && !token_tried && x.auth[0]) {
-                        token_tried = true;
-                        if (fetch_token(s, x.auth) >= 0)
-                                continue;
-                }
-                if (cc == CURLE_OK && (x.status == 401 || x.status == 403))
-                        return log_error_errno(-EACCES, "%s refuses access to %s (HTTP %ld): abctl pulls anonymously; "
-                                               "make the repository public or mirror it", s->ref.registry,
-                                               s->ref.repository, x.status);
-                if (cc == CURLE_OK && x.status == 404)
-                        return log_error_errno(-ENOENT, "%s/%s has no %s %s (HTTP 404%s%.200s)", s->ref.registry,
-                                               s->ref.repository, streq(what, "manifests") ? "image" : "blob", ref,
-                                               x.errlen ? ": " : "", x.errbody);
-                if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE)
-                        return log_error_errno(-EPERM, "The TLS certificate of %s does not verify (%s): trust its CA "
-                                               "with --ca FILE, or use --plain-http for a plain-HTTP registry",
-                                               s->ref.registry, s->curl_error[0] ? s->curl_error : curl_easy_strerror(cc));
-                bool transient = cc == CURLE_OK ? x.status == 408 || x.status == 429 || x.status >= 500
-                                                : transient_curl(cc);
-                if (cc == CURLE_OK)
-                        (void) snprintf(err, sizeof(err), "HTTP %ld%s%.200s", x.status, x.errlen ? ": " : "", x.errbody);
-                else
-                        (void) snprintf(err, sizeof(err), "%s", s->curl_error[0] ? s->curl_error : curl_easy_strerror(cc));
-                err[strcspn(err, "\r\n")] = 0;
-                if (!transient)
-                        return log_error_errno(-EIO, "Fetching %s from %s failed: %s", ref, s->ref.registry, err);
+                if (r == ATTEMPT_AGAIN)
+                        continue;
 
                 uint64_t wait = backoff, t = now_monotonic_ms();
+                if (t >= s->deadline)
+                        return log_error_errno(-ETIMEDOUT, "Giving up on %s after %u attempts in %llu s: no progress "
+                                               "for %llu s (--timeout), the last attempt: %s. Check that the "
+                                               "registry is reachable, or raise --timeout", s->ref.registry, attempt,
+                                               (unsigned long long) (t - s->started) / 1000,
+                                               (unsigned long long) s->timeout_ms / 1000, err);
                 unsigned long ra = x.retry_after[0] ? strtoul(x.retry_after, NULL, 10) : 0;
                 if (ra > 0 && ra < 3600)
                         wait = ra * 1000;
                 /* The last attempt comes at the deadline. */
-                if (t < s->deadline)
-                        wait = MIN(wait, s->deadline - t);
-                if (t >= s->deadline)
-                        return log_error_errno(-ETIMEDOUT, "Giving up on %s after %u attempts in %llu s: %s. "
-                                               "Check that the registry is reachable, or raise --timeout",
-                                               s->ref.registry, attempt,
-                                               (unsigned long long) (t - s->started) / 1000, err);
+                wait = MIN(wait, s->deadline - t);
                 log_warning("%s: %s; retrying in %.1f s%s", s->ref.registry, err, (double) wait / 1000,
                             h->pos ? " (resuming)" : "");
                 (void) usleep((useconds_t) wait * 1000);
@@ -396,9 +655,10 @@ static int registry_get(struct oci_source *s, const char *what, const char *ref,
 /* ---- the source ----------------------------------------------------------------- */
 
 int oci_source_open(struct oci_source *s, const struct oci_ref *ref, const struct oci_options *o) {
-        *s = (struct oci_source) { .ref = *ref, .plain_http = o->plain_http };
+        *s = (struct oci_source) { .ref = *ref, .plain_http = o->plain_http,
+                                   .timeout_ms = (uint64_t) o->timeout_sec * 1000 };
         s->started = now_monotonic_ms();
-        s->deadline = s->started + (uint64_t) o->timeout_sec * 1000;
+        s->deadline = s->started + s->timeout_ms;
         if (ref->kind == OCI_REF_LAYOUT) {
                 char p[700];
                 (void) snprintf(p, sizeof(p), "%s/oci-layout", ref->dir);
@@ -417,15 +677,14 @@ int oci_source_open(struct oci_source *s, const struct oci_ref *ref, const struc
         (void) curl_easy_setopt(s->curl, CURLOPT_MAXREDIRS, 5L);
         (void) curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, s->plain_http ? "http,https" : "https");
         (void) curl_easy_setopt(s->curl, CURLOPT_REDIR_PROTOCOLS_STR, s->plain_http ? "http,https" : "https");
-        (void) curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT, 10L);
-        /* A transfer slower than 1 KiB/s for 30 s is stalled: cut and retried. */
-        (void) curl_easy_setopt(s->curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-        (void) curl_easy_setopt(s->curl, CURLOPT_LOW_SPEED_TIME, 30L);
+        /* A transfer slower than MIN_RATE for min(--timeout, 30 s) is
+         * stalled: cut and retried (resuming). The connection and the
+         * deadline are set for each request (xfer_perform). */
+        (void) curl_easy_setopt(s->curl, CURLOPT_LOW_SPEED_LIMIT, (long) MIN_RATE);
+        (void) curl_easy_setopt(s->curl, CURLOPT_LOW_SPEED_TIME, MIN((long) o->timeout_sec, STALL_MAX_S));
         (void) curl_easy_setopt(s->curl, CURLOPT_BUFFERSIZE, 256L * 1024);
         (void) curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L);
         (void) curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, s->curl_error);
-        (void) curl_easy_setopt(s->curl, CURLOPT_HEADERFUNCTION, header_cb);
-        (void) curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, write_cb);
         if (o->ca) {
                 if (access(o->ca, R_OK) < 0)
                         return log_error_errno(-errno, "Cannot read the CA file %s given with --ca: %m", o->ca);
@@ -447,6 +706,8 @@ void oci_source_close(struct oci_source *s) {
         if (s->curl)
                 curl_easy_cleanup(s->curl);
         s->curl = NULL;
+        free(s->token);
+        s->token = NULL;
 }
 
 int oci_fetch_blob(struct oci_source *s, const struct oci_blob *b, oci_sink_fn sink, void *userdata) {

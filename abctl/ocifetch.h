@@ -11,17 +11,22 @@
 struct oci_options {
         const char *ca;         /* --ca: a PEM bundle to trust instead of the system's */
         bool plain_http;        /* --plain-http: a registry without TLS */
-        unsigned timeout_sec;   /* --timeout: give up retrying after this long */
+        unsigned timeout_sec;   /* --timeout: give up after this long without progress (oci.c) */
 };
 
 struct oci_source {
         struct oci_ref ref;
         void *curl;             /* CURL *, registries only */
         bool plain_http;
-        uint64_t started, deadline;  /* CLOCK_MONOTONIC, ms */
+        uint64_t timeout_ms;    /* --timeout */
+        uint64_t started;       /* CLOCK_MONOTONIC, ms */
+        uint64_t deadline;      /* the last progress + timeout_ms: every wait ends by then */
+        uint64_t unmarked;      /* new bytes since the deadline last moved */
         unsigned retries;
-        char token[4096];       /* "Authorization: Bearer ..." once one was needed */
-        char curl_error[256];
+        char *token;            /* "Authorization: Bearer ..." once a registry asked for one */
+        uint64_t token_renew;   /* when to get a new one (its expires_in) */
+        char challenge[1024];   /* the WWW-Authenticate that asked for it */
+        char curl_error[256];   /* CURL_ERROR_SIZE */
 };
 
 /* Gets a chunk of a blob at offset; a negative errno stops the transfer

@@ -1,18 +1,25 @@
 """A real OCI registry for the tests: Debian's docker-registry (the CNCF
 distribution registry) on loopback, over TLS with a CA made for the test,
-images pushed with skopeo. And a TCP proxy in front of it that can cut or
-stall the stream, to play a flaky network.
+images pushed with skopeo; optionally behind token authentication, with a
+token service the test runs (TokenIssuer). And fronts that play a bad
+network: a TCP proxy in front of it that can cut, stall or throttle the
+stream, and a server that drips its response headers (Trickle).
 
 The guest reaches the host's loopback at 10.0.2.2 (QEMU's user network),
 which the test root's /etc/hosts calls registry.abswitch.test: the
 certificate names that (mbedtls 2.28, under abctl's libcurl, matches DNS
 names only, not IP addresses) and 127.0.0.1 for skopeo on the host."""
 
+import base64
+import http.server
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
+import urllib.parse
+import uuid
 from pathlib import Path
 
 GUEST_HOST = "registry.abswitch.test"   # 10.0.2.2 in the test root's /etc/hosts
@@ -48,14 +55,22 @@ class Registry:
         self.storage = self.dir / "storage"
         self.proc = None
 
-    def start(self):
+    def start(self, issuer=None):
+        """Serves the storage; with issuer (a TokenIssuer), only to its tokens
+        (the registry's own token authentication, auth: token:)."""
         cfg = self.dir / "config.yml"
+        auth = ""
+        if issuer:
+            auth = ("auth:\n  token:\n"
+                    f"    realm: {issuer.realm}\n    service: {issuer.service}\n"
+                    f"    issuer: {issuer.issuer}\n    rootcertbundle: {issuer.cert}\n")
         cfg.write_text(
             "version: 0.1\n"
             "log:\n  level: warn\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
-            f"  tls:\n    certificate: {self.dir / 'tls/server.crt'}\n    key: {self.dir / 'tls/server.key'}\n")
+            f"  tls:\n    certificate: {self.dir / 'tls/server.crt'}\n    key: {self.dir / 'tls/server.key'}\n"
+            + auth)
         self.log = open(self.dir / "registry.log", "ab")
         self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -110,16 +125,162 @@ def layout_manifest(layout, tag):
     return json.loads((Path(layout) / "blobs/sha256" / d).read_text())
 
 
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    """The token service of the distribution token authentication
+    (docs/spec/auth/token.md), run by the test: HTTPS on loopback with the
+    registry's TLS certificate (tls_dir, from make_ca). It answers
+    GET /token?service=S&scope=repository:NAME:ACTIONS anonymously with a
+    JWT signed RS256 (python3-cryptography) by a key of its own, whose
+    self-signed certificate the registry trusts (its rootcertbundle) and
+    which each token carries in its x5c header, as registry 2.8 wants. It
+    grants pull, and only pull, on the repositories in grant.
+    answer(token) -> dict replaces the JSON it sends (a hostile token
+    service). requests: the query of each request, parsed. rotate() makes
+    a new signing key (self.cert): a registry restarted with it refuses
+    the tokens signed before."""
+
+    service = "abswitch-test-registry"
+    issuer = "abswitch-test-issuer"
+
+    def __init__(self, workdir, tls_dir, grant=("abswitch/os",), answer=None, host="127.0.0.1"):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        self.dir = Path(workdir) / "token-issuer"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.grant, self.answer, self.requests = set(grant), answer, []
+        self.keys = 0
+        outer = self
+
+        def new_key():
+            """A signing key and its self-signed certificate, self.cert."""
+            self.keys += 1
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                            f"sign{self.keys}.key", "-out", f"sign{self.keys}.crt", "-days", "2", "-subj",
+                            f"/CN=abswitch test token signer {self.keys}"],
+                           check=True, capture_output=True, cwd=self.dir)
+            self.cert = self.dir / f"sign{self.keys}.crt"
+            self.key = serialization.load_pem_private_key((self.dir / f"sign{self.keys}.key").read_bytes(), None)
+            self.der = x509.load_pem_x509_certificate(self.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+        self.rotate = new_key
+        new_key()
+
+        def sign(claims):
+            header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(outer.der).decode()]}
+            msg = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+            return msg + "." + b64url(outer.key.sign(msg.encode(), padding.PKCS1v15(), hashes.SHA256()))
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                q = urllib.parse.parse_qs(url.query)
+                outer.requests.append(q)
+                if url.path != "/token":
+                    self.send_error(404)
+                    return
+                access = []
+                for scope in q.get("scope", []):
+                    kind, _, rest = scope.partition(":")
+                    name, _, actions = rest.rpartition(":")
+                    if kind == "repository" and name in outer.grant and "pull" in actions.split(","):
+                        access.append({"type": "repository", "name": name, "actions": ["pull"]})
+                now = int(time.time())
+                token = sign({"iss": outer.issuer, "sub": "", "aud": q.get("service", [""])[0],
+                              "exp": now + 300, "nbf": now - 10, "iat": now, "jti": str(uuid.uuid4()),
+                              "access": access})
+                body = json.dumps(outer.answer(token) if outer.answer else {"token": token, "expires_in": 300})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body.encode())))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(Path(tls_dir) / "server.crt", Path(tls_dir) / "server.key")
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.realm = f"https://{host}:{self.port}/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Trickle:
+    """A plain-HTTP server on loopback that answers every request with
+    response (bytes), rate bytes a second, after the first `fast` of them at
+    once: a registry that holds its client with headers, or a body, dripped
+    just fast enough to look alive. connections counts the requests."""
+
+    def __init__(self, response, rate=1, fast=0):
+        self.response, self.rate, self.fast = response, rate, fast
+        self.connections = 0
+        self.closing = False
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                data = c.recv(4096)
+                if not data:
+                    return
+                request += data
+            c.sendall(self.response[:self.fast])
+            for i in range(self.fast, len(self.response)):
+                if self.closing:
+                    break
+                c.sendall(self.response[i:i + 1])
+                time.sleep(1 / self.rate)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.closing = True
+        self.sock.close()
+
+
 class Proxy:
     """TCP proxy 127.0.0.1:port -> the registry. It counts the bytes the
     registry sends (over all connections); past cut_after it closes the
-    connection that carries them (once), past stall_after it stops sending
-    anything, for good."""
+    connection that carries them (once; on_cut() runs first, the client
+    waiting), past stall_after it stops sending anything, for good; past
+    rate_after it passes them on at rate bytes a
+    second (a slow link, or a registry that trickles)."""
 
-    def __init__(self, target_port, cut_after=None, stall_after=None):
+    def __init__(self, target_port, cut_after=None, stall_after=None, rate=None, rate_after=0, on_cut=None):
         self.target = target_port
+        self.on_cut = on_cut
         self.cut_after, self.stall_after = cut_after, stall_after
+        self.rate, self.rate_after = rate, rate_after
         self.sent = 0
+        self.cut_at = None          # time.monotonic() of the cut
         self.cuts = 0
         self.stalled = threading.Event()
         self.sock = socket.socket()
@@ -151,19 +312,32 @@ class Proxy:
                 data = src.recv(16384)
                 if not data:
                     break
+                throttled = False
                 if downstream:
                     with self.lock:
                         if self.stall_after is not None and self.sent + len(data) > self.stall_after:
                             self.stalled.set()
                         if self.cut_after is not None and self.cuts == 0 and self.sent + len(data) > self.cut_after:
                             self.cuts += 1
+                            self.cut_at = time.monotonic()
+                            if self.on_cut:
+                                self.on_cut()
                             break
+                        throttled = self.rate is not None and self.sent >= self.rate_after
                         if not self.stalled.is_set():
                             self.sent += len(data)
                     if self.stalled.is_set():
                         while not self.closing:
                             time.sleep(0.1)
                         break
+                    if throttled:
+                        piece = max(1, self.rate // 20)
+                        for i in range(0, len(data), piece):
+                            if self.closing:
+                                break
+                            dst.sendall(data[i:i + piece])
+                            time.sleep(len(data[i:i + piece]) / self.rate)
+                        continue
                 dst.sendall(data)
         except OSError:
             pass

@@ -10,7 +10,7 @@ import re
 import pytest
 
 import abvm
-from registry import Proxy, Registry, free_port, guest_ref, layout_index_digest, layout_manifest
+from registry import GUEST_HOST, Proxy, Registry, TokenIssuer, free_port, guest_ref, layout_index_digest, layout_manifest
 
 BOOT_A, BOOT_B = 0x1000, 0x1001
 PATH_A = r"\EFI\abswitch\boot-a.efi"
@@ -84,6 +84,30 @@ def test_install_from_registry(machine, registry):
     assert proxy.cuts == 1
     assert "(resuming)" in boot.console, boot.tail(40)
     assert re.search(r"Wrote [\d.]+ MiB into slot B", boot.console)
+    armed_then_committed(machine)
+
+
+def test_install_from_registry_with_token(machine, tmp_path):
+    # The registry behind its own token authentication (auth: token:),
+    # the token service in the test: the guest's abctl (static, libcurl
+    # over mbedtls) is sent for an anonymous pull token, gets it and
+    # installs with it; B then boots and commits. (The whole flow on the
+    # host, and hostile token services: tests/tools/test_oci.py.)
+    reg = Registry(tmp_path).start()
+    reg.push(LAYOUT, "v2")
+    reg.stop()
+    issuer = TokenIssuer(tmp_path, reg.dir / "tls", host=GUEST_HOST)
+    reg.start(issuer=issuer)
+    cmd = f"/usr/bin/abctl install --ca {CA} {reg.guest_ref('v2')}"
+    net_machine(machine, cmd, ca=reg.ca)
+    try:
+        boot = machine.boot()
+    finally:
+        reg.stop()
+        issuer.close()
+    assert ran(boot, cmd) == 0, boot.tail(40)
+    assert f"Got a token for repository:abswitch/os:pull from {issuer.realm}" in boot.console, boot.tail(40)
+    assert len(issuer.requests) == 1
     armed_then_committed(machine)
 
 
