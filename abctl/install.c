@@ -297,8 +297,9 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         if (r >= 0)
                 r = esp_temp_path(dst, &tmp);
         if (r < 0)
-                return log_error_errno(r, "The ESP's path %s is too long for the UKI's file name in it (%d bytes at most)",
-                                       esp.dir, PATH_MAX);
+                return log_error_errno(r, "The ESP's path is too long for the UKI's file name in it (%zu characters, "
+                                       "a path has at most %d): mount it on a shorter one. The ESP's path: %s",
+                                       strlen(esp.dir), PATH_MAX - 1, esp.dir);
         /* Under the install lock, so no running install's. */
         r = esp_remove_stale(esp.dir);
         if (r >= 0)

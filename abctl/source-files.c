@@ -103,8 +103,8 @@ int image_source_open_files(struct image_source *ret, const char *prefix, const 
         if (r >= 0)
                 r = abctl_path(&f->hash, "%s.verity", prefix);
         if (r == -ENAMETOOLONG)
-                return log_error_errno(r, "The image name %s.verity is longer than a path can be (%d bytes)",
-                                       prefix, PATH_MAX);
+                return log_error_errno(r, "The image's name is longer than a path can be (%d characters at most): %s.verity",
+                                       PATH_MAX - 1, prefix);
         if (r < 0)
                 return log_error_errno(r, "Out of memory");
         if (stat(f->img, &si) < 0 || stat(f->hash, &sh) < 0 || !S_ISREG(si.st_mode) || !S_ISREG(sh.st_mode))
