@@ -47,7 +47,7 @@ int uki_read_section(const char *path, const char *name, char *buf, size_t size)
 }
 
 int uki_pinned_roothash(const char *path, char ret[static ROOTHASH_HEX_MAX + 1]) {
-        _cleanup_free_ char *line = malloc(UKI_SECTION_MAX + 1);
+        _cleanup_free_ char *line = calloc(1, UKI_SECTION_MAX + 1);
         struct cmdline c;
         int r;
 
@@ -83,7 +83,7 @@ bool uki_osrel_value(const char *osrel, const char *key, char *ret, size_t size)
 }
 
 int uki_read_info(const char *path, struct uki_info *ret) {
-        _cleanup_free_ char *osrel = malloc(UKI_SECTION_MAX + 1);
+        _cleanup_free_ char *osrel = calloc(1, UKI_SECTION_MAX + 1);
         struct uki_info info = {};
 
         if (!osrel)
