@@ -269,11 +269,13 @@ static int write_system(struct image_source *src, Slot t, const struct part_dev 
 
 static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         const struct slot_partitions *p = &c->view.layout.slot[t];
-        _cleanup_(signals_restore) struct signals sig = {};
+        _cleanup_free_ char *dst = NULL, *tmp = NULL;
         _cleanup_(esp_close) struct esp esp = {};
         _cleanup_(part_dev_release) struct part_dev data = PART_DEV_NULL;
         _cleanup_(part_dev_release) struct part_dev hash = PART_DEV_NULL;
-        _cleanup_free_ char *dst = NULL, *tmp = NULL;
+        /* Last, so restored first: the handler never sees what the
+         * cleanups above free. */
+        _cleanup_(signals_restore) struct signals sig = {};
         sigset_t old;
         int r;
 
