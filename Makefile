@@ -57,9 +57,10 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 	strip -o $@ $<
 
 # abctl: static too, so it runs in any root, however small.
-ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c abctl/abctl.c abctl/install.c \
-             abctl/record.c abctl/oci.c abctl/ociparse.c
-ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h
+ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
+             abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
+             abctl/util.c abctl/record.c abctl/oci.c abctl/ociparse.c
+ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/source.h abctl/esp.h abctl/blockdev.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries.
 ABCTL_LIBS := -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz
 $(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR) $(BUILD)/deps.mk

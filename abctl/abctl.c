@@ -14,9 +14,11 @@
 
 #include "../common/log.h"
 #include "../efi/efi.h"
+#include "../efi/uki.h"
 #include "../slots/slots.h"
 
 #include "abctl.h"
+#include "esp.h"
 #include "ocifetch.h"
 
 static void help(void) {
@@ -105,7 +107,7 @@ static int read_view(struct ctx *c) {
 
 static int lock_disk(const struct ctx *c, off_t which, const char *what) {
         struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = which, .l_len = 1 };
-        /* A write lock needs a descriptor open for writing. */
+        /* F_WRLCK needs a descriptor open for writing (EBADF otherwise). */
         int fd = open(c->disk, O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return log_error_errno(-errno, "Cannot open %s to lock it: %m", c->disk);
@@ -186,11 +188,11 @@ static int entry_of(const struct ctx *c, Slot s) {
 
 static int status(struct ctx *c) {
         struct uki_info info[_SLOT_MAX] = {};
-        const char *esp = abctl_esp_mounted(c);
+        const char *esp = esp_find_mounted(c);
         for (int s = 0; esp && s < _SLOT_MAX; s++) {
-                char path[600];
-                (void) snprintf(path, sizeof(path), "%s/EFI/abswitch/boot-%s.efi", esp, slot_to_lower(s));
-                (void) abctl_uki_info(path, &info[s]);
+                _cleanup_free_ char *path = NULL;
+                if (esp_uki_path(esp, s, &path) >= 0)
+                        (void) uki_read_info(path, &info[s]);
         }
 
         if (c->json) {
@@ -292,26 +294,6 @@ static void watchdog_disarm(void) {
         }
 }
 
-/* The firmware's last resort, \EFI\BOOT\BOOTX64.EFI, follows the
- * committed slot: without boot entries the machine still starts it. */
-static void update_removable_copy(struct ctx *c, Slot s) {
-        char src[600], dst[600];
-        bool mounted;
-        const char *esp = abctl_esp_find(c, &mounted);
-        if (!esp) {
-                log_warning("Cannot find or mount the ESP: the removable-path copy \\EFI\\BOOT\\BOOTX64.EFI "
-                            "still holds the previously committed UKI");
-                return;
-        }
-        (void) snprintf(src, sizeof(src), "%s/EFI/abswitch/boot-%s.efi", esp, slot_to_lower(s));
-        (void) snprintf(dst, sizeof(dst), "%s/EFI/BOOT/BOOTX64.EFI", esp);
-        if (access(src, F_OK) < 0)
-                log_warning("%s is missing: the removable-path copy is left as it was", src);
-        else if (abctl_replace_file(src, dst) >= 0)
-                printf("Removable path %s is now a copy of slot %s's UKI\n", dst, slot_to_string(s));
-        abctl_esp_release(mounted);
-}
-
 int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         struct slot_op_request req = { .op = op, .running = c->running, .target = target, .tries = c->tries,
                                        .force = c->force };
@@ -350,7 +332,7 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
                 watchdog_disarm();
         /* The removable path follows the slot that now leads. */
         if (res.t.order_first >= 0)
-                update_removable_copy(c, res.t.order_first);
+                esp_update_removable(c, res.t.order_first);
         if (op == SLOT_OP_INSTALL_BEGIN)
                 return 0;
 

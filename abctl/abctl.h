@@ -5,6 +5,8 @@
 
 #include <json-c/json.h>
 
+#include "../common/macro.h"
+#include "../efi/cmdline.h"
 #include "../efi/efi.h"
 #include "../slots/engine.h"
 #include "../slots/slots.h"
@@ -21,6 +23,7 @@ struct ctx {
         struct slots_view view;  /* layout, GPT state, boot variables: re-read under the lock */
         bool efi;
         int install_lock;        /* held for a whole install (abctl_lock_install) */
+        const char *esp_mount;   /* the ESP while an install has it mounted (esp.c): used, not mounted again */
 };
 
 struct abctl_record {
@@ -45,29 +48,28 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target);
 int abctl_lock_install(struct ctx *c);
 
 /* Writes PREFIX.img, PREFIX.verity and the UKI into the inactive slot, then
- * arms its first attempt (install.c). */
+ * arms its first attempt (source-files.c, through install.c's pipeline). */
 int abctl_install(struct ctx *c, const char *prefix, const char *uki);
 
 /* Installs an OS image from an OCI layout (oci:DIR[:TAG]) or a registry
- * (HOST/REPO:TAG or @sha256:DIGEST): streams its system layer into the
- * inactive slot (marked not bootable first), checks every digest and the
- * root hash on the disk, then arms the slot (install.c, oci.c). */
+ * (HOST/REPO:TAG or @sha256:DIGEST) the same way (source-oci.c, oci.c). */
 struct oci_options;
 int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_options *o);
 
-/* The ESP: --esp, a mounted one holding EFI/abswitch, or the layout's ESP
- * mounted by us (*ret_mounted; release with abctl_esp_release). */
-const char *abctl_esp_find(const struct ctx *c, bool *ret_mounted);
-void abctl_esp_release(bool mounted);
-/* Replaces dst by a copy of src: temporary file, fsync, rename, fsync of the directory. */
-int abctl_replace_file(const char *src, const char *dst);
+/* ---- small helpers (util.c) ---- */
 
-/* What a slot's UKI on the ESP says of itself: VERSION_ID (or IMAGE_VERSION)
- * and PRETTY_NAME from .osrel, and the root hash its .cmdline pins. Empty
- * strings when absent. */
-struct uki_info {
-        char version[64], name[128], roothash[129];
-};
-int abctl_uki_info(const char *path, struct uki_info *ret);
-/* An ESP that is already mounted (--esp, /efi, /boot/efi, /boot); never mounts. */
-const char *abctl_esp_mounted(const struct ctx *c);
+/* Formats a path into *ret (free() it). Never truncates: -ENAMETOOLONG
+ * when it is longer than the kernel takes (PATH_MAX), -ENOMEM. */
+int abctl_path(char **ret, const char *fmt, ...) _printf_(2, 3);
+
+/* All n bytes at off, through short writes and EINTR. */
+int abctl_pwrite_all(int fd, const uint8_t *buf, size_t n, uint64_t off);
+
+/* The root hash the UKI at path pins; says why not when it cannot tell
+ * (not a PE file, no .cmdline, no ab.roothash=). */
+int abctl_uki_roothash(const char *path, char ret[static ROOTHASH_HEX_MAX + 1]);
+
+/* Verifies every block of the system image data_dev (files or block
+ * devices) against roothash with the hash tree on hash_dev, through
+ * libcryptsetup (verify.c). Says why not. */
+int abctl_verify_image(const char *data_dev, const char *hash_dev, const char *roothash);

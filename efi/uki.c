@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/* Reading a UKI's sections from a file. See uki.h. */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "../common/macro.h"
+#include "efi.h"
+#include "uki.h"
+
+/* The DOS stub, PE header and section table are in the first pages. */
+#define UKI_HEAD_MAX (64 * 1024)
+
+int uki_read_section(const char *path, const char *name, char *buf, size_t size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_free_ uint8_t *head = malloc(UKI_HEAD_MAX);
+        struct stat st;
+        uint64_t off, len;
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        if (!head)
+                return -ENOMEM;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADF;
+        ssize_t n = pread(fd, head, UKI_HEAD_MAX, 0);
+        if (n < 0)
+                return -errno;
+        r = efi_pe_find_section(head, (size_t) n, (uint64_t) st.st_size, name, &off, &len);
+        if (r == -ENOENT)
+                return -ENODATA;
+        if (r < 0)
+                return r;
+        if (size == 0 || len >= size)
+                return -E2BIG;
+        n = pread(fd, buf, (size_t) len, (off_t) off);
+        if (n < 0)
+                return -errno;
+        if ((uint64_t) n != len)
+                return -EBADMSG;  /* the file shrank under us */
+        buf[len] = 0;
+        return 0;
+}
+
+int uki_pinned_roothash(const char *path, char ret[static ROOTHASH_HEX_MAX + 1]) {
+        _cleanup_free_ char *line = calloc(1, UKI_SECTION_MAX + 1);
+        struct cmdline c;
+        int r;
+
+        if (!line)
+                return -ENOMEM;
+        r = uki_read_section(path, ".cmdline", line, UKI_SECTION_MAX + 1);
+        if (r < 0)
+                return r;
+        r = cmdline_parse(line, &c, NULL, NULL);
+        if (r < 0)
+                return r;
+        if (!c.roothash[0])
+                return -ENOKEY;
+        memcpy(ret, c.roothash, sizeof(c.roothash));
+        return 0;
+}
+
+bool uki_osrel_value(const char *osrel, const char *key, char *ret, size_t size) {
+        size_t kl = strlen(key);
+        for (const char *l = osrel; l && *l;) {
+                const char *nl = strchr(l, '\n');
+                if (strncmp(l, key, kl) == 0 && l[kl] == '=') {
+                        const char *v = l + kl + 1;
+                        size_t n = strcspn(v, "\n");
+                        if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0])
+                                v++, n -= 2;
+                        (void) snprintf(ret, size, "%.*s", (int) n, v);
+                        return true;
+                }
+                l = nl ? nl + 1 : NULL;
+        }
+        return false;
+}
+
+int uki_read_info(const char *path, struct uki_info *ret) {
+        _cleanup_free_ char *osrel = calloc(1, UKI_SECTION_MAX + 1);
+        struct uki_info info = {};
+
+        if (!osrel)
+                return -ENOMEM;
+        if (access(path, F_OK) < 0)
+                return -errno;
+        if (uki_read_section(path, ".osrel", osrel, UKI_SECTION_MAX + 1) >= 0) {
+                if (!uki_osrel_value(osrel, "VERSION_ID", info.version, sizeof(info.version)))
+                        (void) uki_osrel_value(osrel, "IMAGE_VERSION", info.version, sizeof(info.version));
+                (void) uki_osrel_value(osrel, "PRETTY_NAME", info.name, sizeof(info.name));
+        }
+        (void) uki_pinned_roothash(path, info.roothash);
+        *ret = info;
+        return 0;
+}
