@@ -26,7 +26,9 @@ static void complain(cmdline_complaint_fn fn, void *u, const char *key, const ch
         fn(u, param, why);
 }
 
+/* out is written only when v is valid: a bad repeat keeps an earlier good value. */
 static bool parse_roothash(const char *v, char out[static ROOTHASH_HEX_MAX + 1]) {
+        char buf[ROOTHASH_HEX_MAX + 1];
         size_t n = strlen(v);
         /* sha1 (40) to sha512 (128) hex digits, even length. */
         if (n < 40 || n > ROOTHASH_HEX_MAX || n % 2 != 0)
@@ -34,9 +36,10 @@ static bool parse_roothash(const char *v, char out[static ROOTHASH_HEX_MAX + 1])
         for (size_t i = 0; i < n; i++) {
                 if (!isxdigit((unsigned char) v[i]))
                         return false;
-                out[i] = (char) tolower((unsigned char) v[i]);
+                buf[i] = (char) tolower((unsigned char) v[i]);
         }
-        out[n] = 0;
+        buf[n] = 0;
+        memcpy(out, buf, n + 1);
         return true;
 }
 
@@ -74,15 +77,20 @@ static bool parse_seconds(const char *v, unsigned *ret_ms) {
 static void parse_one(struct cmdline *c, const char *key, const char *value,
                       cmdline_complaint_fn fn, void *u) {
         if (streq(key, "ab.slot")) {
+                /* A bad value is reported and ignored: an earlier good one stays. */
                 Slot s = value ? slot_from_string(value) : _SLOT_INVALID;
                 if (s < 0)
-                        complain(fn, u, key, value, "must be A or B; ignoring it");
-                c->slot = s;
+                        complain(fn, u, key, value,
+                                 c->slot >= 0 ? "must be A or B; ignoring it, keeping the earlier ab.slot="
+                                              : "must be A or B; ignoring it");
+                else
+                        c->slot = s;
         } else if (streq(key, "ab.roothash")) {
-                if (!value || !parse_roothash(value, c->roothash)) {
-                        c->roothash[0] = 0;
-                        complain(fn, u, key, value, "must be 40 to 128 hex digits");
-                }
+                if (!value || !parse_roothash(value, c->roothash))
+                        complain(fn, u, key, value,
+                                 c->roothash[0] ? "must be 40 to 128 hex digits; ignoring it, keeping the earlier "
+                                                  "ab.roothash="
+                                                : "must be 40 to 128 hex digits; ignoring it");
         } else if (streq(key, "ab.identity")) {
                 if (!value || !parse_sources(value, &c->identity_sources))
                         complain(fn, u, key, value,

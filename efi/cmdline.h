@@ -16,7 +16,8 @@
  *   ab.debug                  log at debug level
  *   init=PATH                 the root's init (default /sbin/init)
  * Tokens follow the kernel's rules: separated by spaces, double quotes group
- * ("a=b c" or a="b c") and are removed; the last occurrence wins. */
+ * ("a=b c" or a="b c") and are removed; the last valid occurrence wins (a
+ * bad value is reported and ignored, so it never drops an earlier good one). */
 
 #include <stdbool.h>
 #include <stddef.h>

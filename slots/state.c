@@ -183,12 +183,20 @@ void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret) {
 
         /* The firmware started a trial slot nobody armed (BootOrder was
          * reordered, or the removable path): that start costs a try now, or
-         * the slot is exhausted. */
-        if (!d.t.slot[x].successful && !was_armed && d.t.slot[x].priority > 0) {
+         * the slot is exhausted. An unsure boot pays a try even when x was
+         * armed: it leaves x's armed bit set, so only the tries bound its
+         * trial boots; and an exhausted x it cannot mark failed is still
+         * not booted (found by the model check with unsure boots in
+         * tests/unit/test-state.c: a trial that hangs, booted unsure,
+         * looped). */
+        bool exhausted = false;
+        if (!d.t.slot[x].successful && (!was_armed || in->unsure) && d.t.slot[x].priority > 0) {
                 if (d.t.slot[x].tries > 0)
                         d.t.slot[x].tries--;
-                else if (!in->override)
+                else if (!in->override) {
                         mark_failed(in, &d, x);
+                        exhausted = true;
+                }
         }
 
         if (in->override) {
@@ -200,7 +208,7 @@ void slots_decide_boot(const struct boot_input *in, struct boot_decision *ret) {
                 goto done;
         }
 
-        if (d.t.slot[x].priority == 0) {
+        if (d.t.slot[x].priority == 0 || exhausted) {
                 if (slot_state_is_candidate(d.t.slot[y]) && may_arm(in, &d, y, &why)) {
                         arm(&d, y);
                         finish(&d, in, BOOT_ACTION_REBOOT, REASON_NOT_BOOTABLE, y);

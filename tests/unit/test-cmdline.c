@@ -52,7 +52,12 @@ static void test_slot_values(void **state) {
                 { "ab.slot=b", SLOT_B, 0 },  { "ab.slot=C", _SLOT_INVALID, 1 }, { "ab.slot=", _SLOT_INVALID, 1 },
                 { "ab.slot", _SLOT_INVALID, 1 }, { "ab.slot=AB", _SLOT_INVALID, 1 },
                 { "ab.slot=A ab.slot=B", SLOT_B, 0 },       /* last one wins */
-                { "ab.slot=B ab.slot=X", _SLOT_INVALID, 1 }, /* an invalid last one clears it */
+                /* A bad value is reported and ignored (README): an earlier good one stays. */
+                { "ab.slot=B ab.slot=X", SLOT_B, 1 },
+                { "ab.slot=A ab.slot=", SLOT_A, 1 },
+                { "ab.slot=B ab.slot", SLOT_B, 1 },
+                { "ab.slot=X ab.slot=A", SLOT_A, 1 },
+                { "ab.slot=A ab.slot=X ab.slot=B", SLOT_B, 1 },
                 { "xab.slot=B", _SLOT_INVALID, 0 },
                 { "ab.slotx=B", _SLOT_INVALID, 1 },          /* unknown ab.* parameter */
         };
@@ -79,9 +84,26 @@ static void test_roothash(void **state) {
                 assert_string_equal(c.roothash, "");
                 assert_int_equal(complaints, 1);
         }
-        /* A later bad value does not leave an earlier good one in place. */
-        c = parse("ab.roothash=" HASH64 " ab.roothash=nope");
-        assert_string_equal(c.roothash, "");
+        /* A later bad value is reported and ignored: the earlier good one
+         * stays whole, even when the bad one is partly hex (it was parsed
+         * in place once, and left a mix of both). */
+        static const char *const later_bad[] = {
+                "ab.roothash=nope", "ab.roothash=", "ab.roothash",
+                "ab.roothash=ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffzz",
+                "ab.roothash=" HASH64 HASH64 "00",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(later_bad); i++) {
+                char line[512];
+                snprintf(line, sizeof(line), "ab.roothash=%s %s", HASH64, later_bad[i]);
+                c = parse(line);
+                assert_string_equal(c.roothash, HASH64);
+                assert_int_equal(complaints, 1);
+                assert_non_null(strstr(last_why, "keeping the earlier"));
+        }
+        /* A good value after a bad one is taken. */
+        c = parse("ab.roothash=nope ab.roothash=" HASH64);
+        assert_string_equal(c.roothash, HASH64);
+        assert_int_equal(complaints, 1);
         /* sha512 length is fine */
         c = parse("ab.roothash=" HASH64 HASH64);
         assert_int_equal(strlen(c.roothash), 128);

@@ -118,6 +118,60 @@ static void test_exhaustive(void **state) {
         print_message("%lu decisions: %lu boot, %lu reboot, %lu stop\n", n, counts[0], counts[1], counts[2]);
 }
 
+/* A boot that is not sure which slot's image it runs (identity only the
+ * default guess, or a UKI that pins no root hash) never marks a slot failed,
+ * whatever the state, the override, the root's fate or BootNext; and what it
+ * arms obeys the same bounds as any other redirect (BRIEF.md). */
+static void test_exhaustive_unsure(void **state) {
+        unsigned long n = 0, counts[_BOOT_ACTION_MAX] = {};
+        for (unsigned a = 0; a < 1024; a++)
+        for (unsigned b = 0; b < 1024; b++)
+        for (int run = 0; run < _SLOT_MAX; run++)
+        for (int flags = 0; flags < 8; flags++) {
+                struct boot_input in = {
+                        .slot = { st(a), st(b) },
+                        .running = run,
+                        .override = flags & 1,
+                        .root_failed = flags & 2,
+                        .bootnext_pending = flags & 4,
+                        .unsure = true,
+                };
+                struct boot_decision d;
+                slots_decide_boot(&in, &d);
+                const struct slot_state *I = in.slot, *D = d.t.slot;
+
+                assert_int_equal(d.marked_failed, 0);
+                for (int s = 0; s < _SLOT_MAX; s++) {
+                        /* Not failed, not exhausted into failure, not committed or uncommitted. */
+                        if (I[s].priority > 0)
+                                assert_int_not_equal(D[s].priority, 0);
+                        assert_int_equal(D[s].successful, I[s].successful);
+                        assert_int_equal(!!(d.t.changed & (1u << s)), !slot_state_equal(I[s], D[s]));
+                }
+                if (in.root_failed)
+                        assert_int_not_equal(d.action, BOOT_ACTION_BOOT);
+                if (d.action == BOOT_ACTION_REBOOT) {
+                        Slot t = d.target;
+                        assert_int_equal(d.t.arm, t);
+                        assert_true(D[t].armed);
+                        /* a slot that can boot, or the last resort: the committed one */
+                        assert_true(slot_state_is_candidate(I[t]) || I[t].successful);
+                        if (!I[t].successful)
+                                assert_int_equal(D[t].tries, I[t].tries - 1); /* a try per attempt */
+                        else
+                                assert_false(I[t].armed); /* one unanswered redirect at most */
+                        assert_false(in.bootnext_pending && t == slot_other(run));
+                        /* Only the target's state changes. */
+                        assert_true(slot_state_equal(D[slot_other(t)], I[slot_other(t)]) ||
+                                    (!in.root_failed && slot_other(t) == run));
+                }
+                counts[d.action]++;
+                n++;
+        }
+        print_message("%lu unsure decisions: %lu boot, %lu reboot, %lu stop; none failed a slot\n", n, counts[0],
+                      counts[1], counts[2]);
+}
+
 /* ---- no loops: a model check over an adversarial firmware ----------------------
  *
  * A node is both slots' state and BootNext (none, A, B). From a node the
@@ -129,7 +183,13 @@ static void test_exhaustive(void **state) {
  * watchdog. Every such edge can repeat; a BOOT of a committed slot, a
  * commit, and a STOP end the walk. The graph must have no cycle, so every
  * sequence of boots settles. Priorities 0-2 and tries 0-3 cover every
- * comparison the protocol makes. */
+ * comparison the protocol makes.
+ *
+ * With model_unsure, the firmware may also start a UKI the init cannot be
+ * sure of: a foreign one (the removable-path copy whose pin matches no
+ * slot: the init guesses A, the default) or a slot's UKI whose pin a boot
+ * entry removed (the init knows the slot but has no root hash): "unsure"
+ * boots, mixed in anywhere, with the root failing or not. */
 
 #define MP 3
 #define MT 4
@@ -147,6 +207,7 @@ static unsigned enc(struct slot_state a, struct slot_state b, int bn) {
         return (enc_state(a) * NS + enc_state(b)) * 3 + (unsigned) bn;
 }
 
+static bool model_unsure;
 static unsigned char color[NODES];
 static unsigned depth[NODES];
 static unsigned longest;
@@ -186,6 +247,27 @@ static int edges(unsigned node, unsigned out[64]) {
                                 out[n++] = enc(d.t.slot[0], d.t.slot[1], bn2); /* hangs, watchdog */
                 }
         }
+
+        /* Unsure boots: z is the slot the init believes it is (the default
+         * guess A for a foreign UKI, or the started slot without a pin). */
+        for (int z = 0; model_unsure && z < 2; z++)
+        for (int keep = 0; keep < 2; keep++) {
+                if (bn == 0 && keep)
+                        continue;
+                int bn2 = keep ? bn : 0;
+                for (int root_failed = 0; root_failed < 2; root_failed++) {
+                        struct boot_input in = { .slot = { s[0], s[1] }, .running = z, .root_failed = root_failed,
+                                                 .bootnext_pending = bn2 == (1 - z) + 1, .unsure = true };
+                        struct boot_decision d;
+                        slots_decide_boot(&in, &d);
+                        assert_int_equal(d.marked_failed, 0);
+                        if (d.action == BOOT_ACTION_REBOOT)
+                                out[n++] = enc(d.t.slot[0], d.t.slot[1], d.target + 1);
+                        else if (d.action == BOOT_ACTION_BOOT && d.trial)
+                                out[n++] = enc(d.t.slot[0], d.t.slot[1], bn2);
+                }
+        }
+        assert_true(n <= 64);
         return n;
 }
 
@@ -219,6 +301,8 @@ static unsigned dfs(unsigned node) {
 }
 
 static void test_no_loops(void **state) {
+        memset(color, 0, sizeof(color));
+        longest = 0;
         for (unsigned a = 0; a < NS; a++)
         for (unsigned b = 0; b < NS; b++)
         for (int bn = 0; bn < 3; bn++) {
@@ -232,6 +316,12 @@ static void test_no_loops(void **state) {
         /* With tries <= 3 the longest walk is bounded; print it for the record. */
         print_message("no cycles over %u states; longest sequence of unsettled boots: %u\n", NODES, longest);
         assert_true(longest < 32);
+}
+
+static void test_no_loops_with_unsure_boots(void **state) {
+        model_unsure = true;
+        test_no_loops(state);
+        model_unsure = false;
 }
 
 /* ---- the stories of BRIEF.md, step by step ------------------------------------- */
@@ -375,7 +465,9 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_attrs_roundtrip),
                 cmocka_unit_test(test_exhaustive),
+                cmocka_unit_test(test_exhaustive_unsure),
                 cmocka_unit_test(test_no_loops),
+                cmocka_unit_test(test_no_loops_with_unsure_boots),
                 cmocka_unit_test(test_story_update_then_commit_path),
                 cmocka_unit_test(test_story_never_committed),
                 cmocka_unit_test(test_story_panic_before_init),
