@@ -100,7 +100,6 @@ static int arm(struct committer *c) {
 int slots_commit(struct slots_view *v, const struct slot_transition *t, struct slots_commit_stats *stats) {
         struct slots_commit_stats dummy = {};
         struct committer c = { .v = v, .t = t, .stats = stats ?: &dummy };
-        const char *paths[_SLOT_MAX] = { slot_uki_path(SLOT_A), slot_uki_path(SLOT_B) };
         bool want[_SLOT_MAX];
         int first, second, r;
 
@@ -115,6 +114,7 @@ int slots_commit(struct slots_view *v, const struct slot_transition *t, struct s
         }
         c.nvram = v->efivarfs && v->layout.esp_present;
         if (c.nvram) {
+                const char *paths[_SLOT_MAX] = { slot_uki_path(SLOT_A), slot_uki_path(SLOT_B) };
                 r = efi_boot_plan(v->vars.entries, v->vars.n_entries, v->vars.order, v->vars.order_len, paths, want,
                                   first, second, &c.plan);
                 if (r < 0) {
