@@ -58,9 +58,9 @@
 #endif
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 8000
-/* Sufficient progress: 16 KiB/s (128 kbit/s) averaged over --timeout. A
- * slower link takes a day for a 1 GiB image; a registry that trickles
- * below it is holding abctl, not serving it. */
+/* Sufficient progress: 16 KiB/s (128 kbit/s) averaged over --timeout. At
+ * that rate a 1 GiB image takes 18 hours; a registry that trickles slower
+ * is holding abctl, not serving it. */
 #define MIN_RATE 16384u
 #define STALL_MAX_S 30L
 #define CONNECT_MAX_MS 10000u
