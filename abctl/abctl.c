@@ -52,7 +52,7 @@ static void help(void) {
                "  --slot A|B         the slot to install into (default: the one not running)\n"
                "  --ca FILE          trust this PEM CA bundle for the registry instead of the system's\n"
                "  --plain-http       the registry speaks HTTP, not HTTPS\n"
-               "  --timeout SEC      keep retrying an unreachable or failing registry this long (default 300)\n\n"
+               "  --timeout SEC      give up after SEC seconds without progress from the registry (default 300)\n\n"
                "State lives in the GPT attribute bits of system-a and system-b (cgpt show, sgdisk -A):\n"
                "48-51 priority, 52-55 tries left, 56 successful, 57 armed. Nothing reboots by itself:\n"
                "rebooting is the caller's choice. Exit status 0 on success, 1 when refused or failed,\n"
