@@ -126,6 +126,28 @@ def test_foreign_uki_firmware_ignores_bootnext_stops(machine):
     assert machine.slot_state("A") == {"priority": 2, **COMMITTED}
 
 
+def test_rollback_and_set_active_refresh_removable_copy(machine):
+    # The stale removable-path copy above came from abctl rollback and
+    # set-active, which left BOOTX64.EFI as it was: it must follow the slot
+    # that leads BootOrder. A's root carries abctl and runs what fw_run says.
+    a = machine.uki("boot-a.efi", "A-NET")
+    b = machine.uki("boot-b.efi", "B")
+    machine.make_disk(a, b, a_image="a-net", removable="b")  # both committed, A preferred, copy stale
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_A, BOOT_B])
+    machine.fw_run = ["/usr/bin/abctl set-active A"]
+    boot = machine.boot()
+    assert "ABSWITCH-RUN rc=0 /usr/bin/abctl set-active A" in boot.console, boot.tail(30)
+    assert machine.esp_file("/EFI/BOOT/BOOTX64.EFI") == a.read_bytes()
+
+    machine.fw_run = ["/usr/bin/abctl rollback"]
+    boot = machine.boot()
+    assert boot.root["slot"] == "A"
+    assert "ABSWITCH-RUN rc=0 /usr/bin/abctl rollback" in boot.console, boot.tail(30)
+    assert machine.varstore().boot_order()[0] == BOOT_B
+    assert machine.esp_file("/EFI/BOOT/BOOTX64.EFI") == b.read_bytes()
+
+
 # ---- defect 10: a boot entry's command line keeps the pin ----------------------------
 
 def operator_override_disk(m, b_pin):
