@@ -48,8 +48,7 @@ static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ..
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
 
-        log_emerg("Cannot boot slot %s%s: %s: %s", b->id.source >= 0 ? slot_to_string(b->id.slot) : "?",
-                  b->id.source == IDENTITY_DEFAULT ? " (only a guess)" : "", step, msg);
+        log_emerg("Cannot boot slot %s: %s: %s", b->id.source >= 0 ? slot_to_string(b->id.slot) : "?", step, msg);
         log_emerg("Stopped here; the running slot's partitions were not written. Fix the cause above, or start "
                   "a slot's own UKI (%s or %s) from the firmware's boot menu.",
                   slot_uki_path(SLOT_A), slot_uki_path(SLOT_B));
@@ -538,21 +537,23 @@ static void follow_decision(struct boot *b) {
                 stop(b, "rebooting", "reboot() failed: %s", strerror(errno));
         case BOOT_ACTION_STOP:
         default:
-                if (d->reason == REASON_IDENTITY_UNKNOWN) {
+                /* A root that failed, of a UKI not known to be the slot's
+                 * (partitions missing take the general message below). */
+                if (d->reason == REASON_IDENTITY_UNKNOWN && b->view.layout.slot[b->id.slot].present) {
                         /* Several lines: stop() formats into a bounded buffer. */
-                        log_emerg("This UKI is not known to be any slot's: %s", b->failure);
+                        log_emerg("%s", b->failure);
                         log_emerg("%s", b->pin_missing
-                                                ? "It pins no root hash (rebuild it with initramfs/mkuki)."
-                                                : "Its pinned root hash verifies against neither slot's hash tree, "
-                                                  "and no EFI source named its slot (a stale removable-path copy?).");
+                                                ? "This UKI pins no root hash (rebuild it with initramfs/mkuki)."
+                                                : "This UKI's pinned root hash verifies against neither slot's hash "
+                                                  "tree, and no EFI source named its slot: a stale removable-path "
+                                                  "copy? abctl mark-good or set-active in a running slot refreshes "
+                                                  "\\EFI\\BOOT\\BOOTX64.EFI.");
                         log_emerg("%s", slot_state_is_candidate(d->t.slot[SLOT_A]) ||
                                                         slot_state_is_candidate(d->t.slot[SLOT_B])
                                                 ? "The slot to hand over to was armed once already and never "
                                                   "reached its init (the firmware ignores BootNext?), so rebooting "
                                                   "again could loop."
                                                 : "No slot is left to hand over to.");
-                        log_emerg("abctl mark-good or set-active in a running slot refreshes the removable-path "
-                                  "copy \\EFI\\BOOT\\BOOTX64.EFI.");
                         stop(b, "this UKI is not known to be any slot's", "no slot was marked failed for it");
                 }
                 if (b->failure[0])

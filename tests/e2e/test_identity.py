@@ -109,7 +109,7 @@ def test_foreign_uki_firmware_ignores_bootnext_stops(machine):
     assert not boot.exited  # waiting on the console, not rebooting
     log = "\n".join(boot.init_log())
     assert "this UKI is not known to be any slot's: no slot was marked failed for it" in log
-    assert "Its pinned root hash verifies against neither slot's hash tree" in log
+    assert "This UKI's pinned root hash verifies against neither slot's hash tree" in log
     assert "armed once already and never reached its init" in log
     assert r"from the firmware's boot menu" in log
     assert "is now marked failed" not in log
