@@ -181,3 +181,72 @@ int cmdline_parse(const char *line, struct cmdline *ret, cmdline_complaint_fn fn
         *ret = c;
         return 0;
 }
+
+int uki_pin_parse(const char *text, struct uki_pin *ret, cmdline_complaint_fn fn, void *u) {
+        struct uki_pin p = { .slot = _SLOT_INVALID };
+        bool bad = false;
+
+        _cleanup_free_ char *buf = strdup(text ?: "");
+        if (!buf)
+                return -ENOMEM;
+        for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                size_t n = strlen(line);
+                while (n > 0 && isspace((unsigned char) line[n - 1]))
+                        line[--n] = 0;
+                while (isspace((unsigned char) *line))
+                        line++;
+                if (!*line || *line == '#')
+                        continue;
+                char *eq = strchr(line, '=');
+                const char *why = NULL;
+                if (eq)
+                        *eq = 0;
+                if (eq && streq(line, "roothash")) {
+                        if (p.roothash[0])
+                                why = "names a second root hash";
+                        else if (!parse_roothash(eq + 1, p.roothash))
+                                why = "must be 40 to 128 hex digits";
+                } else if (eq && streq(line, "slot")) {
+                        Slot s = slot_from_string(eq + 1);
+                        if (s < 0)
+                                why = "must be A or B";
+                        else if (p.slot >= 0 && p.slot != s)
+                                why = "names a second slot";
+                        else
+                                p.slot = s;
+                } else
+                        why = "is not roothash= or slot=";
+                if (why) {
+                        bad = true;
+                        if (fn) {
+                                char param[160];
+                                (void) snprintf(param, sizeof(param), "pin: %s%s%.120s", line, eq ? "=" : "",
+                                                eq ? eq + 1 : "");
+                                fn(u, param, why);
+                        }
+                }
+        }
+        if (!bad && !p.roothash[0]) {
+                bad = true;
+                if (fn)
+                        fn(u, "pin", "holds no roothash= line");
+        }
+        if (bad)
+                return -EBADMSG;
+        *ret = p;
+        return 0;
+}
+
+void cmdline_apply_pin(struct cmdline *c, const struct uki_pin *pin, cmdline_complaint_fn fn, void *u) {
+        if (c->roothash[0] && !streq(c->roothash, pin->roothash))
+                complain(fn, u, "ab.roothash", c->roothash,
+                         "differs from the root hash this UKI pins in " UKI_PIN_PATH "; ignoring it: a boot entry "
+                         "cannot change what root is trusted");
+        memcpy(c->roothash, pin->roothash, sizeof(c->roothash));
+        if (pin->slot >= 0) {
+                if (c->slot >= 0 && c->slot != pin->slot)
+                        complain(fn, u, "ab.slot", slot_to_string(c->slot),
+                                 "differs from the slot this UKI is built for (" UKI_PIN_PATH "); ignoring it");
+                c->slot = pin->slot;
+        }
+}

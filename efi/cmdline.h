@@ -54,3 +54,33 @@ typedef void (*cmdline_complaint_fn)(void *userdata, const char *param, const ch
 /* Never fails on content: bad parameters are reported and ignored.
  * Returns -ENOMEM only. */
 int cmdline_parse(const char *line, struct cmdline *ret, cmdline_complaint_fn complain, void *userdata);
+
+/* ---- the pin a UKI carries in its .initrd ----
+ *
+ * initramfs/mkuki appends to the UKI's initramfs a small archive holding
+ * UKI_PIN_PATH: lines "roothash=HEX" and, when the UKI bakes its slot in,
+ * "slot=A|B"; blank lines and '#' comments are ignored. Without Secure Boot
+ * systemd-stub replaces the UKI's whole .cmdline with a boot entry's
+ * optional data, but nothing on the machine can change the .initrd (the
+ * stub's own additions land under /.extra): so the pin, not the command
+ * line, says what root is trusted. */
+
+#define UKI_PIN_PATH "/etc/abswitch/pin"
+#define UKI_PIN_SIZE_MAX 4096
+
+struct uki_pin {
+        char roothash[ROOTHASH_HEX_MAX + 1]; /* lower case */
+        Slot slot;                           /* _SLOT_INVALID when the pin names none */
+};
+
+/* Parses a pin file's text. 0 with ret filled when it pins a valid root
+ * hash; -EBADMSG when it does not, or a line is malformed or unknown (each
+ * reported through complain, param "pin: LINE"): a broken pin trusts
+ * nothing, and never falls back to the command line. */
+int uki_pin_parse(const char *text, struct uki_pin *ret, cmdline_complaint_fn complain, void *userdata);
+
+/* Makes the pin win over the command line: its root hash (and slot, when it
+ * names one) replace c's; a differing ab.roothash= or ab.slot= on the
+ * command line is reported through complain and ignored. */
+void cmdline_apply_pin(struct cmdline *c, const struct uki_pin *pin, cmdline_complaint_fn complain,
+                       void *userdata);

@@ -30,6 +30,7 @@ struct boot {
         bool decided;                   /* decision holds a decision already applied */
         bool commit_failed;             /* the last decision's GPT or BootNext write failed */
         bool pin_missing;               /* the UKI pins no root hash */
+        const char *roothash_source;    /* "pin" (UKI_PIN_PATH), "cmdline" (ab.roothash=) or "none" */
         char failure[512];              /* what failed: verity or mount */
         struct slots_commit_stats writes;
         bool watchdog_armed;

@@ -49,8 +49,9 @@ static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ..
         va_end(ap);
 
         log_emerg("Cannot boot slot %s: %s: %s", b->id.source >= 0 ? slot_to_string(b->id.slot) : "?", step, msg);
-        log_emerg("Stopped here; the running slot's partitions were not written. "
-                  "Fix the cause above, or boot the other slot (ab.slot= on the kernel command line).");
+        log_emerg("Stopped here; the running slot's partitions were not written. Fix the cause above, or start "
+                  "a slot's own UKI (%s or %s) from the firmware's boot menu.",
+                  slot_uki_path(SLOT_A), slot_uki_path(SLOT_B));
         for (;;)
                 pause();
 }
@@ -58,6 +59,11 @@ static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ..
 static void complain(void *userdata, const char *param, const char *why) {
         (void) userdata;
         log_warning("Kernel command line: %s %s", param, why);
+}
+
+static void complain_pin(void *userdata, const char *param, const char *why) {
+        (void) userdata;
+        log_error("This UKI's root-hash pin %s: %s %s", UKI_PIN_PATH, param, why);
 }
 
 static int write_file(const char *path, const char *s) {
@@ -68,17 +74,58 @@ static int write_file(const char *path, const char *s) {
         return write(fd, s, n) == (ssize_t) n ? 0 : -errno;
 }
 
+/* -EFBIG when the file does not fit: never act on half of it. */
 static int read_small_file(const char *path, char *buf, size_t size) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        char more;
         if (fd < 0)
                 return -errno;
         ssize_t n = read(fd, buf, size - 1);
         if (n < 0)
                 return -errno;
+        if (read(fd, &more, 1) > 0)
+                return -EFBIG;
         buf[n] = 0;
         while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
                 buf[--n] = 0;
         return 0;
+}
+
+/* The root hash this UKI trusts. The pin mkuki put into its .initrd wins:
+ * without Secure Boot a boot entry's optional data replaces the whole
+ * command line (systemd-stub 252), and must neither remove the pin nor
+ * change it. A UKI without a pin (an integrator's own) falls back to
+ * ab.roothash=; one with a broken pin trusts nothing. */
+static void read_pin(struct boot *b) {
+        char text[UKI_PIN_SIZE_MAX + 1];
+        struct uki_pin pin;
+        int r;
+
+        r = read_small_file(UKI_PIN_PATH, text, sizeof(text));
+        if (r == -ENOENT) {
+                b->roothash_source = b->cmdline.roothash[0] ? "cmdline" : "none";
+                if (b->cmdline.roothash[0])
+                        log_notice("This UKI carries no %s: trusting ab.roothash= from the kernel command line, "
+                                   "which a boot entry's options replace without Secure Boot (initramfs/mkuki "
+                                   "writes the pin)", UKI_PIN_PATH);
+                return;
+        }
+        if (r >= 0)
+                r = uki_pin_parse(text, &pin, complain_pin, NULL);
+        else
+                log_error_errno(r, "Failed to read this UKI's root-hash pin %s: %m", UKI_PIN_PATH);
+        if (r < 0) {
+                log_error("This UKI's root-hash pin %s is broken (see above): it pins no root hash, and "
+                          "ab.roothash= on the command line does not stand in for it; rebuild the UKI with "
+                          "initramfs/mkuki", UKI_PIN_PATH);
+                b->cmdline.roothash[0] = 0;
+                b->roothash_source = "none";
+                return;
+        }
+        cmdline_apply_pin(&b->cmdline, &pin, complain, NULL);
+        b->roothash_source = "pin";
+        log_info("Root hash pinned by this UKI (%s): %.16s...%s%s", UKI_PIN_PATH, pin.roothash,
+                 pin.slot >= 0 ? ", slot " : "", pin.slot >= 0 ? slot_to_string(pin.slot) : "");
 }
 
 static void mount_api_filesystems(void) {
@@ -282,10 +329,14 @@ static int setup_verity(struct boot *b) {
         int r;
 
         if (!b->cmdline.roothash[0]) {
-                /* A UKI that pins nothing is a broken update: like a root that fails to verify. */
+                /* A UKI that pins nothing: no root is mounted. Not a failure
+                 * of the slot's image (pin_missing makes the boot unsure):
+                 * a boot entry's options may have replaced the command line. */
                 (void) snprintf(b->failure, sizeof(b->failure),
-                                "no valid ab.roothash= on the kernel command line, so there is no trusted root hash "
-                                "and no root will be mounted; build the UKI with initramfs/mkuki --roothash");
+                                "this UKI pins no root hash (no valid %s in its initramfs, no valid ab.roothash= on "
+                                "the kernel command line, which a boot entry's options replace without Secure "
+                                "Boot), so no root will be mounted; build the UKI with initramfs/mkuki --roothash",
+                                UKI_PIN_PATH);
                 log_error("Slot %s: %s", slot_to_string(b->id.slot), b->failure);
                 return -ENOKEY;
         }
@@ -428,6 +479,7 @@ static void write_record(struct boot *b, uint64_t t_end) {
         json_object_object_add(root, "device", jstr(b->root_dev));
         json_object_object_add(root, "fstype", jstr(b->fstype));
         json_object_object_add(root, "roothash", jstr(b->cmdline.roothash));
+        json_object_object_add(root, "roothash_source", jstr(b->roothash_source));
         json_object_object_add(root, "verity_error",
                                json_object_new_string(verity_error_policy_to_string(b->cmdline.verity_error)));
         json_object_object_add(root, "init", jstr(b->cmdline.init));
@@ -485,11 +537,32 @@ static void follow_decision(struct boot *b) {
                 stop(b, "rebooting", "reboot() failed: %s", strerror(errno));
         case BOOT_ACTION_STOP:
         default:
+                /* A root that failed, of a UKI not known to be the slot's
+                 * (partitions missing take the general message below). */
+                if (d->reason == REASON_IDENTITY_UNKNOWN && b->view.layout.slot[b->id.slot].present) {
+                        /* Several lines: stop() formats into a bounded buffer. */
+                        log_emerg("%s", b->failure);
+                        log_emerg("%s", b->pin_missing
+                                                ? "This UKI pins no root hash (rebuild it with initramfs/mkuki)."
+                                                : "This UKI's pinned root hash verifies against neither slot's hash "
+                                                  "tree, and no EFI source named its slot: a stale removable-path "
+                                                  "copy? abctl mark-good or set-active in a running slot refreshes "
+                                                  "\\EFI\\BOOT\\BOOTX64.EFI.");
+                        log_emerg("%s", slot_state_is_candidate(d->t.slot[SLOT_A]) ||
+                                                        slot_state_is_candidate(d->t.slot[SLOT_B])
+                                                ? "The slot to hand over to was armed once already and never "
+                                                  "reached its init (the firmware ignores BootNext?), so rebooting "
+                                                  "again could loop."
+                                                : "No slot is left to hand over to.");
+                        stop(b, "this UKI is not known to be any slot's", "no slot was marked failed for it");
+                }
                 if (b->failure[0])
                         stop(b, "no slot can boot", "%s; and slot %s cannot take over (%s)", b->failure,
                              slot_to_string(slot_other(b->id.slot)), boot_reason_to_string(d->reason));
-                stop(b, "no slot can boot", "slot %s is marked failed and slot %s cannot take over (%s)",
-                     slot_to_string(b->id.slot), slot_to_string(slot_other(b->id.slot)), boot_reason_to_string(d->reason));
+                stop(b, "no slot can boot",
+                     "slot %s cannot boot (failed, or on trial with no tries left) and slot %s cannot take over (%s)",
+                     slot_to_string(b->id.slot), slot_to_string(slot_other(b->id.slot)),
+                     boot_reason_to_string(d->reason));
         }
 }
 
@@ -516,6 +589,7 @@ int main(int argc, char **argv) {
                 stop(&b, "reading the kernel command line", "out of memory");
         if (b.cmdline.debug)
                 log_set_max_level(LOG_DEBUG);
+        read_pin(&b);
 
         static const char *const always[] = { "dm-verity", "efivarfs", NULL };
         int failed = modules_load(MODULES_LIST, always);

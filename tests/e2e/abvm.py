@@ -92,14 +92,17 @@ class Machine:
 
     # ---- building ---------------------------------------------------------------
 
-    def uki(self, name, hash_of, slot=None, cmdline=""):
-        """A UKI pinning the root hash of slot hash_of's image."""
+    def uki(self, name, hash_of, slot=None, cmdline="", pin=True):
+        """A UKI pinning the root hash of slot hash_of's image (pin=False:
+        only on its command line, no /etc/abswitch/pin in its initramfs)."""
         out = self.dir / name
         args = [TOP / "initramfs/mkuki", "--kernel", self.env["KERNEL_IMAGE"],
                 "--initrd", E2E / "initramfs.img", "--roothash", roothash(hash_of),
                 "--cmdline", f"{CONSOLE} {cmdline}".strip(), "--output", out]
         if slot:
             args += ["--slot", slot]
+        if not pin:
+            args += ["--no-pin"]
         subprocess.run([str(a) for a in args], check=True, capture_output=True)
         return out
 
@@ -128,11 +131,11 @@ class Machine:
         return ovmfvars.VarStore(self.vars)
 
     def add_boot_entries(self, entries, order=None, boot_next=None):
-        """entries: {number: (description, path)}; written into the VARS file."""
+        """entries: {number: (description, path[, optional data bytes])}; written into the VARS file."""
         v = self.varstore()
         esp = self.esp()
-        for num, (desc, path) in entries.items():
-            v.set_boot_option(num, desc, esp, path)
+        for num, (desc, path, *opt) in entries.items():
+            v.set_boot_option(num, desc, esp, path, optional_data=opt[0] if opt else b"")
         if order is not None:
             v.set_boot_order(order)
         if boot_next is not None:

@@ -117,8 +117,8 @@ class VarStore:
     def set_boot_next(self, n):
         self.set("BootNext", None if n is None else struct.pack("<H", n))
 
-    def set_boot_option(self, num, description, esp, path, active=True):
-        self.set(f"Boot{num:04X}", load_option(description, esp, path, active))
+    def set_boot_option(self, num, description, esp, path, active=True, optional_data=b""):
+        self.set(f"Boot{num:04X}", load_option(description, esp, path, active, optional_data))
 
     def boot_options(self):
         out = {}
@@ -131,8 +131,11 @@ class VarStore:
         return out
 
 
-def load_option(description, esp, path, active=True):
-    """EFI_LOAD_OPTION: HD(partno,GPT,uuid,start,size)/File(path)/End.
+def load_option(description, esp, path, active=True, optional_data=b""):
+    """EFI_LOAD_OPTION: HD(partno,GPT,uuid,start,size)/File(path)/End, then
+    the optional data (UEFI 2.10 section 3.1.3), which the firmware passes to
+    the image as its load options: what `efibootmgr -u "..."` writes (UCS-2)
+    and what systemd-stub takes as the kernel command line.
 
     esp: dict with partno, partuuid, start, size (sectors)."""
     hd = struct.pack("<BBHIQQ16sBB", 4, 1, 42, esp["partno"], esp["start"], esp["size"],
@@ -141,7 +144,12 @@ def load_option(description, esp, path, active=True):
     fp = struct.pack("<BBH", 4, 4, 4 + len(p)) + p
     dp = hd + fp + struct.pack("<BBH", 0x7F, 0xFF, 4)
     desc = (description + "\0").encode("utf-16-le")
-    return struct.pack("<IH", 1 if active else 0, len(dp)) + desc + dp
+    return struct.pack("<IH", 1 if active else 0, len(dp)) + desc + dp + optional_data
+
+
+def ucs2(s):
+    """A command line as efibootmgr -u writes it: UCS-2 (UTF-16LE), NUL-terminated."""
+    return (s + "\0").encode("utf-16-le")
 
 
 def parse_load_option(data):
@@ -160,4 +168,5 @@ def parse_load_option(data):
         if t == 4 and s == 4:
             path = dp[off + 4:off + ln].decode("utf-16-le").rstrip("\0")
         off += ln
-    return {"active": bool(attrs & 1), "description": desc, "path": path}
+    return {"active": bool(attrs & 1), "description": desc, "path": path,
+            "optional_data": bytes(data[i + 2 + fpl:])}

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The kernel command line (efi/cmdline.c): the parser must accept any
- * bytes, keep every field within bounds and never fail but on memory. */
+/* The kernel command line and the UKI's pin file (efi/cmdline.c): the
+ * parsers must accept any bytes, keep every field within bounds and never
+ * fail but on memory (the pin: or on content, with nothing written). */
 #include <assert.h>
 
 #include "../../efi/cmdline.h"
@@ -22,6 +23,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         assert(c.slot == _SLOT_INVALID || c.slot == SLOT_A || c.slot == SLOT_B);
         assert(c.verity_error >= 0 && c.verity_error < _VERITY_ERROR_MAX);
         assert(memchr(c.init, 0, sizeof(c.init)));
+
+        /* The same bytes as a pin file, then applied over the command line. */
+        struct uki_pin pin = { .roothash = "x", .slot = SLOT_B };
+        int r = uki_pin_parse(s, &pin, count, &complaints);
+        assert(r == 0 || r == -EBADMSG);
+        if (r == 0) {
+                assert(strlen(pin.roothash) >= 40 && strlen(pin.roothash) <= ROOTHASH_HEX_MAX);
+                assert(pin.slot == _SLOT_INVALID || pin.slot == SLOT_A || pin.slot == SLOT_B);
+                cmdline_apply_pin(&c, &pin, count, &complaints);
+                assert(streq(c.roothash, pin.roothash));
+        } else
+                assert(streq(pin.roothash, "x") && pin.slot == SLOT_B);
         free(s);
         return 0;
 }

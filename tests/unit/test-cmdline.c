@@ -169,6 +169,81 @@ static void test_complaint_names_param(void **state) {
         assert_non_null(strstr(last_why, "A or B"));
 }
 
+#define HASH64B "ab5dc17caa857cbaac4a1bea501f394912a4e13d5924fe4fed8e4c085ba338ec"
+
+static int pin_parse(const char *text, struct uki_pin *p) {
+        complaints = 0;
+        last_param[0] = last_why[0] = 0;
+        return uki_pin_parse(text, p, count, NULL);
+}
+
+static void test_pin_parse(void **state) {
+        struct uki_pin p;
+
+        /* What initramfs/mkuki writes. */
+        assert_int_equal(pin_parse("# comment\nroothash=" HASH64 "\nslot=B\n", &p), 0);
+        assert_string_equal(p.roothash, HASH64);
+        assert_int_equal(p.slot, SLOT_B);
+        assert_int_equal(complaints, 0);
+        assert_int_equal(pin_parse("roothash=" "1D5DC17CAA857CBAAC4A1BEA501F394912A4E13D5924FE4FED8E4C085BA338EC", &p), 0);
+        assert_string_equal(p.roothash, HASH64);
+        assert_int_equal(p.slot, _SLOT_INVALID);
+        assert_int_equal(pin_parse("\n  roothash=" HASH64 "  \r\n\n", &p), 0);
+        assert_string_equal(p.roothash, HASH64);
+
+        /* A broken pin trusts nothing: no partial result. */
+        static const char *const bad[] = {
+                "", "# nothing\n", "slot=A\n", "roothash=xyz\n", "roothash=\n", "roothash\n",
+                "roothash=" HASH64 "\nroothash=" HASH64B "\n", "roothash=" HASH64 "\nslot=C\n",
+                "roothash=" HASH64 "\nslot=A\nslot=B\n", "roothash=" HASH64 "\nab.slot=A\n",
+                "roothash=" HASH64 "\nrubbish\n",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                strcpy(p.roothash, "untouched");
+                assert_int_equal(pin_parse(bad[i], &p), -EBADMSG);
+                assert_string_equal(p.roothash, "untouched");
+                assert_true(complaints >= 1);
+                assert_true(startswith(last_param, "pin"));
+        }
+}
+
+static void test_pin_wins_over_cmdline(void **state) {
+        struct uki_pin pin = { .roothash = HASH64, .slot = _SLOT_INVALID };
+
+        /* A boot entry replaced the command line: no ab.roothash= at all. */
+        struct cmdline c = parse("ab.slot=B console=ttyS0");
+        cmdline_apply_pin(&c, &pin, count, NULL);
+        assert_string_equal(c.roothash, HASH64);
+        assert_int_equal(c.slot, SLOT_B);
+        assert_int_equal(complaints, 0);
+
+        /* The same hash on both: silent. */
+        c = parse("ab.roothash=" HASH64);
+        cmdline_apply_pin(&c, &pin, count, NULL);
+        assert_string_equal(c.roothash, HASH64);
+        assert_int_equal(complaints, 0);
+
+        /* A different hash on the command line is reported and ignored. */
+        c = parse("ab.roothash=" HASH64B);
+        cmdline_apply_pin(&c, &pin, count, NULL);
+        assert_string_equal(c.roothash, HASH64);
+        assert_int_equal(complaints, 1);
+        assert_true(startswith(last_param, "ab.roothash=ab5dc17c"));
+        assert_non_null(strstr(last_why, "cannot change what root is trusted"));
+
+        /* A pinned slot wins over ab.slot=; without one, ab.slot= stays. */
+        pin.slot = SLOT_A;
+        c = parse("ab.slot=B");
+        cmdline_apply_pin(&c, &pin, count, NULL);
+        assert_int_equal(c.slot, SLOT_A);
+        assert_int_equal(complaints, 1);
+        assert_string_equal(last_param, "ab.slot=B");
+        c = parse("");
+        cmdline_apply_pin(&c, &pin, count, NULL);
+        assert_int_equal(c.slot, SLOT_A);
+        assert_int_equal(complaints, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults),       cmocka_unit_test(test_typical),
@@ -176,6 +251,7 @@ int main(void) {
                 cmocka_unit_test(test_quotes),         cmocka_unit_test(test_double_dash),
                 cmocka_unit_test(test_identity_sources), cmocka_unit_test(test_timeout_policy_init),
                 cmocka_unit_test(test_complaint_names_param),
+                cmocka_unit_test(test_pin_parse),      cmocka_unit_test(test_pin_wins_over_cmdline),
         };
         return cmocka_run_group_tests_name("cmdline", tests, NULL, NULL);
 }
