@@ -86,13 +86,23 @@ $(BUILD)/unit/test-oci: tests/unit/test-oci.c abctl/ociparse.c abctl/oci.h tests
 	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/ociparse.c -lcmocka -ljson-c
 UNIT_TESTS += oci
 
+# Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
+# fuzz targets, power cuts or pytest workers (pytest-xdist) at a time.
+TEST_JOBS ?= $(shell nproc)
+# $(call pytest_jobs,N): pytest-xdist's options for N workers (0: none, one process).
+pytest_jobs = $(if $(filter-out 0,$(1)),$(if $(shell $(PYTHON) -c 'import xdist' 2>/dev/null && echo y), \
+              -n $(1) --dist loadgroup,$(info pytest-xdist is not installed (make deps installs it): one process)))
+
+# TEST_JOBS binaries at a time, each run once for its JUnit XML: a line per
+# binary when it passes; when it fails, what it printed and a second run with
+# cmocka's own output (each test, the failed check).
 unit: $(addprefix $(BUILD)/unit/test-,$(UNIT_TESTS))
 	@mkdir -p $(BUILD)/test-results
-	@rc=0; for t in $(UNIT_TESTS); do \
-	  CMOCKA_MESSAGE_OUTPUT=xml CMOCKA_XML_FILE=$(BUILD)/test-results/unit-$$t.xml \
-	    $(BUILD)/unit/test-$$t >/dev/null 2>&1 || rc=1; \
-	  $(BUILD)/unit/test-$$t || rc=1; \
-	done; exit $$rc
+	@printf '%s\n' $(UNIT_TESTS) | xargs -P $(TEST_JOBS) -I{} sh -c '\
+	  x=$(BUILD)/test-results/unit-{}.xml; out=$(BUILD)/unit/test-{}.out; rm -f $$x; \
+	  if CMOCKA_MESSAGE_OUTPUT=xml CMOCKA_XML_FILE=$$x $(BUILD)/unit/test-{} > $$out 2>&1; then \
+	    sed -n "s/.*<testsuite name=\"\([^\"]*\)\" time=\"\([^\"]*\)\" tests=\"\([0-9]*\)\" failures=\"0\" errors=\"0\".*/unit: test-{} (\1): \3 tests passed in \2 s/p" $$x; \
+	  else cat $$out; echo "unit: test-{} FAILED; run again with its own output:"; $(BUILD)/unit/test-{}; exit 1; fi'
 
 # ---- images for the end-to-end tests and the demo ---------------------------
 E2E := $(BUILD)/e2e
@@ -166,26 +176,64 @@ e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/s
 # Keep the test roots between runs (they are stamps of a pattern chain).
 .SECONDARY:
 
+# Both suites on every core: pytest-xdist, TEST_JOBS workers (E2E_JOBS=0: one
+# process, as before). tests/conftest.py keeps tests that share a wider fixture
+# on one worker and starts the longest first, from the times the last run
+# measured (build/test-results/durations-STAGE.json).
 E2E_TESTS ?= tests/e2e
 E2E_ARGS ?=
+E2E_JOBS ?= $(TEST_JOBS)
 e2e: e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
-	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/e2e.xml $(E2E_ARGS) $(E2E_TESTS)
+	ABSWITCH_DURATIONS=$(BUILD)/test-results/durations-e2e.json \
+	  $(PYTHON) -m pytest -v -p no:cacheprovider $(call pytest_jobs,$(E2E_JOBS)) --durations=10 \
+	  --junitxml=$(BUILD)/test-results/e2e.xml $(E2E_ARGS) $(E2E_TESTS)
 
 # abctl on disk images and a stand-in efivarfs directory: no VM.
+TOOLS_JOBS ?= $(TEST_JOBS)
 tools: $(BUILD)/abctl $(PC)/abctl $(PC)/bootsim $(PC)/cutter e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
-	$(PYTHON) -m pytest -v -p no:cacheprovider --junitxml=$(BUILD)/test-results/tools.xml tests/tools
+	ABSWITCH_DURATIONS=$(BUILD)/test-results/durations-tools.json \
+	  $(PYTHON) -m pytest -v -p no:cacheprovider $(call pytest_jobs,$(TOOLS_JOBS)) \
+	  --junitxml=$(BUILD)/test-results/tools.xml tests/tools
 
+# ---- make check: every stage, timed ------------------------------------------
+# Stages in order, stopping at the first that fails; each one's wall time (and
+# the load average when it started) is printed at the end and written to
+# build/test-results/stage-times.json. "build" compiles every test binary and
+# the e2e images, TEST_JOBS at a time, so the stages after it only test.
 # A short fuzz pass in check; longer runs: make fuzz FUZZ_SECONDS=600.
 CHECK_FUZZ_SECONDS ?= 20
+STAGE_TIMES := $(BUILD)/test-results/stage-times
+CHECK_BUILD = all $(addprefix $(BUILD)/unit/test-,$(UNIT_TESTS)) $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS)) \
+               $(PC)/cutter $(PC)/bootsim $(PC)/abctl
+# $(call check_stage,NAME,MAKE ARGUMENTS)
+check_stage = @l=$$(cut -d" " -f1 /proc/loadavg); t0=$$(date +%s%N); $(MAKE) --no-print-directory $(2); rc=$$?; \
+	echo "$(1) $$rc $$(( ($$(date +%s%N) - t0) / 1000000 )) $$l" >> $(STAGE_TIMES).tsv; \
+	[ $$rc = 0 ] || { $(stage_report); exit $$rc; }
+# The table and the JSON, from the lines check_stage appended.
+stage_report = awk -v jobs=$(TEST_JOBS) -v json=$(STAGE_TIMES).json -v load="$$(cut -d" " -f1-3 /proc/loadavg)" ' \
+	{ n++; s[n] = $$1; rc[n] = $$2; ms[n] = $$3; ld[n] = $$4; tot += $$3 } \
+	END { printf "\ncheck: stage times (%d jobs; load average at the end %s)\n", jobs, load; \
+	  printf "{\n  \"jobs\": %d,\n  \"load_average_at_end\": \"%s\",\n  \"stages\": [\n", jobs, load > json; \
+	  for (i = 1; i <= n; i++) { \
+	    printf "  %-10s %7.1f s%s  (load %s at start)\n", s[i], ms[i] / 1000, rc[i] ? "  FAILED" : "", ld[i]; \
+	    printf "    {\"stage\": \"%s\", \"seconds\": %.1f, \"exit\": %d, \"load_at_start\": %s}%s\n", \
+	      s[i], ms[i] / 1000, rc[i], ld[i], i < n ? "," : "" > json } \
+	  printf "  %-10s %7.1f s\n", "total", tot / 1000; \
+	  printf "  ],\n  \"total_seconds\": %.1f\n}\n", tot / 1000 > json; \
+	  printf "  (%s)\n", json }' $(STAGE_TIMES).tsv
+
 check: deps
-	$(MAKE) lint
-	$(MAKE) unit
-	$(MAKE) fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) FUZZ_SEED=1
-	$(MAKE) tools
-	$(MAKE) powercut
-	$(MAKE) e2e
+	@mkdir -p $(BUILD)/test-results; rm -f $(STAGE_TIMES).tsv $(STAGE_TIMES).json
+	$(call check_stage,build,-j$(TEST_JOBS) $(CHECK_BUILD) e2e-artifacts)
+	$(call check_stage,lint,lint)
+	$(call check_stage,unit,unit)
+	$(call check_stage,fuzz,fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) FUZZ_SEED=1)
+	$(call check_stage,tools,tools)
+	$(call check_stage,powercut,powercut)
+	$(call check_stage,e2e,e2e)
+	@$(stage_report)
 
 # The demo's story: A installs v2 into B; B commits itself and installs a
 # v3 into A whose kernel panics before its initramfs runs.
@@ -230,17 +278,18 @@ $(PC)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR)
 	$(HOST_CC) $(PC_CFLAGS) -o $@ $(ABCTL_SRC) -lcurl -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -lz
 
 powercut: $(PC)/cutter $(PC)/bootsim $(PC)/abctl e2e-artifacts
-	$(PYTHON) tests/powercut/powercut.py --build $(BUILD)
+	$(PYTHON) tests/powercut/powercut.py --build $(BUILD) --jobs $(TEST_JOBS)
 
 # ---- static analysis: cppcheck and clang-tidy (.clang-tidy), both must be clean
 LINT_SRC := $(sort $(COMMON_SRC) $(INIT_SRC) $(ABCTL_SRC)) tests/powercut/cutter.c tests/powercut/bootsim.c \
             bench/floor.c bench/cpumark.c
 # memleak/resourceLeak: cppcheck does not know __attribute__((cleanup)) (see .clang-tidy).
 lint:
-	cppcheck --enable=warning,portability,performance,style --std=c11 --inline-suppr --quiet \
+	cppcheck -j $(TEST_JOBS) --enable=warning,portability,performance,style --std=c11 --inline-suppr --quiet \
 	  --error-exitcode=1 -D__CPPCHECK__ -D__linux__ -D__x86_64__ -I common \
 	  --suppress=missingIncludeSystem --suppress=memleak --suppress=resourceLeak $(LINT_SRC)
-	clang-tidy --quiet $(LINT_SRC) -- $(CSTD) -I/usr/include/blkid -D_GNU_SOURCE
+	@echo "clang-tidy: $(words $(LINT_SRC)) files, $(TEST_JOBS) at a time"
+	@printf '%s\n' $(LINT_SRC) | xargs -P $(TEST_JOBS) -I{} clang-tidy --quiet {} -- $(CSTD) -I/usr/include/blkid -D_GNU_SOURCE
 
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
@@ -262,8 +311,10 @@ $(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c abctl/record.c \
 	  -lcryptsetup -ldevmapper -ljson-c -lz
 
+# TEST_JOBS targets at a time, each for its FUZZ_SECONDS.
 fuzz: $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS))
-	$(PYTHON) tests/fuzz/run.py --build $(BUILD) --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) $(FUZZ_TARGETS)
+	$(PYTHON) tests/fuzz/run.py --build $(BUILD) --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) --jobs $(TEST_JOBS) \
+	  $(FUZZ_TARGETS)
 
 # ---- benchmark: abswitch against dracut (lean, generic) and the floor --------
 # make bench [BOOTS=5] [QUICK=1]: see bench/bench.py. Not part of check.

@@ -28,7 +28,7 @@ trap 'log "failed at line $LINENO (rerun: a finished step is kept)"' ERR
 PKGS=(musl-tools gcc make autoconf automake autopoint libtool gettext pkgconf
       cmake dpkg-dev binutils kmod cpio zstd dosfstools mtools gdisk fdisk
       cryptsetup-bin erofs-utils squashfs-tools qemu-system-x86 ovmf
-      systemd-boot-efi cgpt python3-pytest libcmocka-dev clang cppcheck clang-tidy
+      systemd-boot-efi cgpt python3-pytest python3-pytest-xdist libcmocka-dev clang cppcheck clang-tidy
       libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev libcurl4-openssl-dev libmbedtls-dev
       docker-registry skopeo debootstrap openssl)
 

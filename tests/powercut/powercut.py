@@ -32,6 +32,7 @@ Writes build/powercut/results.json; exit status 1 if any count is not 0.
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -348,49 +349,78 @@ class Rig:
         ]
 
 
-def check_scenario(rig, name, base, cmd, keep, running):
+# ---- the driver: every cut of every scenario, spread over --jobs processes ---------
+# Each cut works in its own directory (a copy of the scenario's base machine),
+# so cuts of any scenarios run side by side; results come back in cut order.
+# The workers are forked: they inherit the rig and the prepared scenarios.
+
+RIG = None
+PREPARED = {}   # name -> prepared scenario (see prepare)
+
+
+def prepare(name):
+    """Builds a scenario's base machine and counts its durable calls (uncut run)."""
+    rig = RIG
+    _, make_base, cmd, keep, running = next(s for s in rig.scenarios() if s[0] == name)
+    base = make_base()
     work = rig.work / "runs" / name
     counted = base.copy_to(work / "count")
     log = work / "calls.log"
     r = run([rig.cutter, "--atomic", counted.efivars.resolve(), "--log", log, "--", *cmd(counted)],
             capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"powercut: {name}: the uncut run failed:\n{r.stderr}")
+        raise RuntimeError(f"powercut: {name}: the uncut run failed:\n{r.stderr}")
     calls = log.read_text().splitlines()
+    return {"name": name, "base": str(base.dir), "calls": calls, "keep": keep, "running": running,
+            "keep_bytes": base.slot_bytes(keep),
+            "keep_uki": (base.esp / f"EFI/abswitch/boot-{keep.lower()}.efi").read_bytes()}
+
+
+def cut_points(calls):
     total = len(calls)
     kinds = [c.split()[1] for c in calls]
-
-    keep_bytes = base.slot_bytes(keep)
-    keep_uki = (base.esp / f"EFI/abswitch/boot-{keep.lower()}.efi").read_bytes()
-
     cuts = [(k, False) for k in range(1, total + 2)]  # total+1: no cut at all
     cuts += [(k, True) for k in range(1, total + 1) if kinds[k - 1] in ("write", "pwrite")]
-    results = []
-    for k, tear in cuts:
-        m = base.copy_to(work / "cut")
-        args = [rig.cutter, "--atomic", m.efivars.resolve(), "--cut", k] + (["--tear"] if tear else [])
-        r = run(args + ["--", *cmd(m)], capture_output=True, text=True)
-        copies = gpt_copies(m.disk)
-        res = {"k": k, "torn": tear, "call": calls[k - 1] if k <= total else "none",
-               "copies": [(v, attrs_of(p)) for v, p in copies]}
-        res["damaged"] = m.slot_bytes(keep) != keep_bytes or \
-            (m.esp / f"EFI/abswitch/boot-{keep.lower()}.efi").read_bytes() != keep_uki
-        parts = m.parts()
-        st = slot_state(parts[SLOT_PARTS[keep][0]][2]) if parts else None
-        if not st or st["priority"] == 0 or not st["successful"]:
-            res["damaged"] = True
-        # Two firmwares: OVMF's order, and one that starts the slot that was
-        # running once more first (it reordered its entries).
-        stubborn = m.copy_to(work / "stubborn")
-        slot, boots, why, trace = m.boot_until_up(rig.bootsim)
-        s2, b2, why2, trace2 = stubborn.boot_until_up(rig.bootsim, stubborn=f"\\EFI\\abswitch\\boot-{running.lower()}.efi")
-        if s2 is None and slot is not None:
-            slot, boots, why, trace = s2, b2, f"{why2} (reordering firmware)", trace2
-        res.update({"booted": slot, "boots": max(boots, b2), "outcome": why, "trace": trace})
-        results.append(res)
+    return cuts
 
-    # The states the uncut run settles in: both copies valid and equal.
-    settled = {attrs_of(p) for _, p in gpt_copies(base.disk)}
+
+def cut_once(task):
+    """One cut of one scenario, then the boots after it."""
+    name, k, tear = task
+    rig, prep = RIG, PREPARED[name]
+    cmd = next(s for s in rig.scenarios() if s[0] == name)[2]
+    keep, running, calls = prep["keep"], prep["running"], prep["calls"]
+    base = Machine(prep["base"], rig.known, rig.images)
+    work = rig.work / "runs" / name / f"cut-{k}{'-torn' if tear else ''}"
+    m = base.copy_to(work / "machine")
+    args = [rig.cutter, "--atomic", m.efivars.resolve(), "--cut", k] + (["--tear"] if tear else [])
+    run(args + ["--", *cmd(m)], capture_output=True, text=True)
+    copies = gpt_copies(m.disk)
+    res = {"k": k, "torn": tear, "call": calls[k - 1] if k <= len(calls) else "none",
+           "copies": [(v, attrs_of(p)) for v, p in copies]}
+    res["damaged"] = m.slot_bytes(keep) != prep["keep_bytes"] or \
+        (m.esp / f"EFI/abswitch/boot-{keep.lower()}.efi").read_bytes() != prep["keep_uki"]
+    parts = m.parts()
+    st = slot_state(parts[SLOT_PARTS[keep][0]][2]) if parts else None
+    if not st or st["priority"] == 0 or not st["successful"]:
+        res["damaged"] = True
+    # Two firmwares: OVMF's order, and one that starts the slot that was
+    # running once more first (it reordered its entries).
+    stubborn = m.copy_to(work / "stubborn")
+    slot, boots, why, trace = m.boot_until_up(rig.bootsim)
+    s2, b2, why2, trace2 = stubborn.boot_until_up(rig.bootsim, stubborn=f"\\EFI\\abswitch\\boot-{running.lower()}.efi")
+    if s2 is None and slot is not None:
+        slot, boots, why, trace = s2, b2, f"{why2} (reordering firmware)", trace2
+    res.update({"booted": slot, "boots": max(boots, b2), "outcome": why, "trace": trace})
+    if slot is not None and not res["damaged"]:
+        shutil.rmtree(work, ignore_errors=True)   # kept for a look when the cut went wrong
+    return res
+
+
+def settle(base_dir, results):
+    """Marks mixed states: a valid GPT copy whose attributes are neither the
+    old state nor one the uncut run settles in (both copies valid and equal)."""
+    settled = {attrs_of(p) for _, p in gpt_copies(Path(base_dir) / "disk.img")}
     for r in results:
         if not r["torn"]:
             (v1, a1), (v2, a2) = r["copies"]
@@ -399,13 +429,31 @@ def check_scenario(rig, name, base, cmd, keep, running):
     for r in results:
         r["mixed"] = any(v and a not in settled for v, a in r["copies"])
         del r["copies"]
-    return total, results
+    return results
+
+
+def run_all(rig, names, jobs):
+    """{name: (calls, results)} for every scenario, cuts spread over jobs processes."""
+    global RIG
+    RIG = rig
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(jobs) as pool:
+        for p in pool.map(prepare, names, chunksize=1):
+            PREPARED[p["name"]] = p
+    tasks = [(n, k, tear) for n in names for k, tear in cut_points(PREPARED[n]["calls"])]
+    with ctx.Pool(jobs) as pool:   # forked again: the workers see PREPARED
+        flat = pool.map(cut_once, tasks, chunksize=1)
+    out = {}
+    for (n, _, _), res in zip(tasks, flat):
+        out.setdefault(n, []).append(res)
+    return {n: (len(PREPARED[n]["calls"]), settle(PREPARED[n]["base"], out[n])) for n in names}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=str(TOP / "build"))
     ap.add_argument("--only", help="run one scenario")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="cuts run at a time (default: one per core)")
     a = ap.parse_args()
     # LeakSanitizer cannot run under ptrace; ASan and UBSan still do.
     os.environ["ASAN_OPTIONS"] = "detect_leaks=0"
@@ -419,11 +467,13 @@ def main():
     summary = {"cut_points": 0, "unbootable": 0, "looping": 0, "mixed_state": 0, "running_slot_damaged": 0,
                "scenarios": {}}
     rows = []
-    for name, make_base, cmd, keep, running in rig.scenarios():
-        if a.only and name != a.only:
-            continue
-        base = make_base()
-        total, results = check_scenario(rig, name, base, cmd, keep, running)
+    names = [s[0] for s in rig.scenarios() if not a.only or s[0] == a.only]
+    try:
+        done = run_all(rig, names, max(1, a.jobs))
+    except RuntimeError as e:
+        raise SystemExit(str(e))
+    for name in names:
+        total, results = done[name]
         unboot = [r for r in results if r["booted"] is None and r["outcome"] != "looping"]
         loops = [r for r in results if r["outcome"] == "looping"]
         mixed = [r for r in results if r["mixed"]]
