@@ -189,8 +189,10 @@ e2e: e2e-artifacts
 	  $(PYTHON) -m pytest -v -p no:cacheprovider $(call pytest_jobs,$(E2E_JOBS)) --durations=10 \
 	  --junitxml=$(BUILD)/test-results/e2e.xml $(E2E_ARGS) $(E2E_TESTS)
 
-# abctl on disk images and a stand-in efivarfs directory: no VM.
-TOOLS_JOBS ?= $(TEST_JOBS)
+# abctl on disk images and a stand-in efivarfs directory: no VM. These tests
+# mostly wait (sgdisk syncs and sleeps a second per write, retry deadlines),
+# so twice as many workers as TEST_JOBS (measured: 2 workers 106 s, 4: 61 s, 8: 58 s).
+TOOLS_JOBS ?= $(shell echo $$(( 2 * $(TEST_JOBS) )))
 tools: $(BUILD)/abctl $(PC)/abctl $(PC)/bootsim $(PC)/cutter e2e-artifacts
 	@mkdir -p $(BUILD)/test-results
 	ABSWITCH_DURATIONS=$(BUILD)/test-results/durations-tools.json \
