@@ -10,17 +10,18 @@ tests must stay together and in which order the workers take them:
   test is its own unit of work.
 - Units run longest first (the longest-processing-time rule), so the last
   minutes are not one long test on one core while the other idles. A unit's
-  length is the sum of its tests' last measured times, read from
-  $ABSWITCH_DURATIONS (written at the end of each parallel run; make sets
-  it to build/test-results/durations-STAGE.json), else from the seed
-  tests/durations.json committed with the suite. A test with no
-  measurement yet (a new one) goes first: a short test early costs nothing,
-  a long test last costs its whole length.
+  length is the sum of its tests' measured times: the seed
+  tests/durations.json committed with the suite, overridden by
+  $ABSWITCH_DURATIONS (make sets build/test-results/durations-STAGE.json,
+  rewritten at the end of every run). A test with no measurement yet (a new
+  one) goes first: a short test early costs little, a long test last costs
+  its whole length.
 
-Each test keeps its own tmp_path (per worker base directory), so disks,
-VARS copies, registries (their own port and storage) never meet.
+Each test keeps its own tmp_path (per-worker base directory), so disks,
+VARS copies and registries (own storage, own port from the kernel) never meet.
 """
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -52,14 +53,23 @@ def _parallel(config):
     return hasattr(config, "workerinput") and bool(config.getvalue("loadgroup"))
 
 
+def _ours(fd, root):
+    """A fixture defined in this tree (not pytest's own or a plugin's)."""
+    try:
+        return root in Path(inspect.getsourcefile(fd.func)).resolve().parents
+    except TypeError:
+        return False
+
+
 def _group_of(item):
     """The xdist group of a test that shares a wider-scoped fixture: its module."""
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
         return None
+    root = Path(str(item.config.rootpath)).resolve()
     for defs in info.name2fixturedefs.values():
         for fd in defs:
-            if fd.scope in SHARED_SCOPES and fd.baseid:   # baseid "": pytest's own and plugins' fixtures
+            if fd.scope in SHARED_SCOPES and _ours(fd, root):
                 return item.nodeid.split("::")[0]
     return None
 
