@@ -613,8 +613,11 @@ int main(int argc, char **argv) {
         if (b.decision.trial) {
                 b.watchdog_armed = protocol_arm_watchdog(b.cmdline.watchdog_sec);
                 if (!b.watchdog_armed)
-                        log_warning("Trial boot without a hardware watchdog: if the new system hangs, "
-                                    "only a power cycle brings the fallback");
+                        /* At error level, so the console shows it even with quiet. */
+                        log_error("TRIAL BOOT WITHOUT A HARDWARE WATCHDOG: no /dev/watchdog0 or /dev/watchdog. "
+                                  "If slot %s hangs, only a power cycle brings the fallback. Put the "
+                                  "watchdog's driver into the initramfs (mkinitramfs --module ...).",
+                                  slot_to_string(b.id.slot));
         }
 
         uint64_t t_end = now_boottime_us();

@@ -85,6 +85,8 @@ class Machine:
         # QEMU's user network on an e1000 (OVMF has no driver for it without
         # its option ROM, so the firmware's boot options stay ours).
         self.net = False
+        # A hardware watchdog (i6300esb); its reset ends QEMU like any reboot (-no-reboot).
+        self.watchdog = True
         # Commands the test root runs after booting (-fw_cfg opt/abswitch/run),
         # and files it can read under /sys/firmware/qemu_fw_cfg/by_name/opt/abswitch/.
         self.fw_run = []
@@ -193,8 +195,7 @@ class Machine:
                 "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                 "-drive", f"if=pflash,format=raw,file={self.vars}",
                 "-drive", f"file={self.disk},if=virtio,format=raw",
-                # A hardware watchdog; its reset ends QEMU like any reboot (-no-reboot).
-                "-device", "i6300esb"] + self.extra_args()
+                ] + (["-device", "i6300esb"] if self.watchdog else []) + self.extra_args()
 
     def extra_args(self):
         args = []

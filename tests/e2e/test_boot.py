@@ -152,3 +152,23 @@ def test_missing_both_slots_stops(machine):
     assert "Cannot boot slot A: no slot can boot: finding the system partition: no disk has GPT " \
            "partitions labelled system-a and system-a-verity after waiting 3 s; and slot B cannot take over" in log
     assert "Rebooting" not in log
+
+
+def test_trial_without_watchdog_warns_on_the_console(machine):
+    # An integrator's initramfs without the watchdog's driver (here: a
+    # machine without one): the trial boot still happens, and the init says
+    # at error level, which the console shows even with quiet, that a hang
+    # would not fall back (issue 12, defect 11).
+    a = machine.uki("boot-a.efi", "A")
+    b = machine.uki("boot-b.efi", "B", cmdline="quiet")
+    machine.make_disk(a, b, active="a")
+    machine.set_slot_state("B", priority=2, tries=2, armed=True)
+    machine.set_slot_state("A", priority=1, successful=True)
+    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
+                             order=[BOOT_A, BOOT_B], boot_next=BOOT_B)
+    machine.watchdog = False
+    boot = machine.boot()
+    assert boot.root is not None and boot.root["slot"] == "B", boot.tail()
+    assert "TRIAL BOOT WITHOUT A HARDWARE WATCHDOG" in boot.console, boot.tail()
+    assert boot.record["decision"]["trial"] is True
+    assert boot.record["decision"]["watchdog"] is False
