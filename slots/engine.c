@@ -53,6 +53,18 @@ struct committer {
         bool armed;             /* BootNext written */
 };
 
+/* The view holds what is now in NVRAM: a second commit in the same run
+ * (the init deciding again after a root failed) must not create it again. */
+static void remember_entry(struct slots_view *v, uint16_t id, const char *desc, const char *path) {
+        struct efi_boot_entry *e = reallocarray(v->vars.entries, v->vars.n_entries + 1, sizeof(*e));
+        if (!e)
+                return; /* then it is only planned again, and written again */
+        v->vars.entries = e;
+        e[v->vars.n_entries] = (struct efi_boot_entry) { .id = id, .active = true, .description = strdup(desc),
+                                                         .path = strdup(path), .on_esp = true };
+        v->vars.n_entries++;
+}
+
 static int ensure_entry(struct committer *c, Slot s) {
         struct slots_view *v = c->v;
         struct efi_partition esp = { .number = v->layout.esp_partno, .start = v->layout.esp_start,
@@ -72,6 +84,7 @@ static int ensure_entry(struct committer *c, Slot s) {
         c->stats->nvram_writes += r > 0;
         c->plan.create[s] = false;
         log_notice("Created boot entry %s '%s' for %s", name, desc, slot_uki_path(s));
+        remember_entry(v, (uint16_t) c->plan.entry[s], desc, slot_uki_path(s));
         return 0;
 }
 
@@ -162,6 +175,10 @@ int slots_commit(struct slots_view *v, const struct slot_transition *t, struct s
                 } else if (r > 0) {
                         c.stats->nvram_writes++;
                         log_notice("BootOrder updated: committed slot first");
+                }
+                if (r >= 0 && c.plan.order_len <= ELEMENTSOF(v->vars.order)) {
+                        memcpy(v->vars.order, c.plan.order, c.plan.order_len * sizeof(uint16_t));
+                        v->vars.order_len = c.plan.order_len;
                 }
         }
         return 0;
