@@ -35,14 +35,7 @@ class Rig(SlotDisk):
                                "--running", running, *args], capture_output=True, text=True)
 
     def state(self, slot):
-        part = {"A": "2", "B": "4"}[slot]
-        def cg(flag):
-            return int(subprocess.run(["cgpt", "show", "-i", part, flag, self.disk], check=True,
-                                      capture_output=True, text=True).stdout)
-        raw = int(subprocess.run(["cgpt", "show", "-i", part, "-A", self.disk], check=True,
-                                 capture_output=True, text=True).stdout, 16)
-        return {"priority": cg("-P"), "tries": cg("-T"), "successful": bool(cg("-S")), "armed": bool(raw & 0x200)}
-
+        return self.slot(slot)
 
     def u16s(self, name):
         v = self.var(name)
