@@ -255,7 +255,8 @@ def summarize(files, boots):
         }
         phases = [r["phases_ms"] for r in runs if r.get("phases_ms")]
         if phases:
-            out[v]["phases_ms_median"] = {k: statistics.median(p.get(k, 0) for p in phases) for k in phases[0]}
+            out[v]["phases_ms_median"] = {k: statistics.median(p.get(k, 0) for p in phases) for k in phases[0]
+                                          if k not in ("init_start_ms", "switch_root_ms")}
     return out
 
 
