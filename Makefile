@@ -44,7 +44,10 @@ INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c ini
               slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
+# No unwind tables: nothing in a C init unwinds (no C++, no backtraces), and the
+# libraries' .eh_frame goes at strip time (10% of the init).
 MUSL_CFLAGS  = $(CSTD) $(WARNINGS) -Os -ffunction-sections -fdata-sections \
+               -fno-asynchronous-unwind-tables -fno-unwind-tables \
                -isystem $(MUSL_PREFIX)/kinc -I$(MUSL_PREFIX)/include -I$(MUSL_PREFIX)/include/blkid \
                -DABSWITCH_VERSION='"$(VERSION)"' -DABSWITCH_CRYPTO_KERNEL
 MUSL_LDFLAGS = -static -Wl,--gc-sections -L$(MUSL_PREFIX)/lib
@@ -54,7 +57,7 @@ $(BUILD)/abswitch-init.unstripped: $(INIT_SRC) $(INIT_HDR) $(BUILD)/deps.mk
 	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -Wl,-Map=$(BUILD)/abswitch-init.map -o $@ $(INIT_SRC) $(INIT_LIBS)
 
 $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
-	strip -o $@ $<
+	strip -R .eh_frame -R .eh_frame_hdr -o $@ $<
 
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
@@ -320,7 +323,7 @@ fuzz: $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS))
 	  $(FUZZ_TARGETS)
 
 # ---- benchmark: abswitch against dracut (lean, generic) and the floor --------
-# make bench [BOOTS=5] [QUICK=1]: see bench/bench.py. Not part of check.
+# make bench [BOOTS=5] [QUICK=1] [VARIANTS=abswitch,floor]: see bench/bench.py. Not part of check.
 BENCH := $(BUILD)/bench
 BOOTS ?= 5
 $(BENCH)/%: bench/%.c $(BUILD)/deps.mk
@@ -351,7 +354,7 @@ bench: deps
 	  --no-install-recommends dracut-core systemd udev dmsetup >/dev/null; }
 	$(MAKE) e2e-artifacts $(BENCH)/floor $(BENCH)/cpumark $(BENCH)/initramfs.img
 	$(PYTHON) bench/sizes.py $(BUILD)/abswitch-init.map $(BUILD)/abswitch-init --json $(BENCH)/init-sizes.json
-	$(PYTHON) bench/bench.py --build $(BUILD) --boots $(if $(QUICK),1,$(BOOTS))
+	$(PYTHON) bench/bench.py --build $(BUILD) --boots $(if $(QUICK),1,$(BOOTS)) $(if $(VARIANTS),--variants $(VARIANTS))
 
 clean:
 	rm -rf $(BUILD)

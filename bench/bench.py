@@ -165,9 +165,11 @@ def build(work, build_dir, env):
     }
     shutil.copy(build_dir / "bench/initramfs.img", initrds["abswitch"])
     t = time.monotonic()
-    dracut(initrds["dracut_lean"], env, lean=True)
-    dracut(initrds["dracut_generic"], env, lean=False)
-    print(f"bench: dracut images built in {time.monotonic() - t:.0f} s", flush=True)
+    for v, lean in (("dracut_lean", True), ("dracut_generic", False)):
+        if v in VARIANTS:
+            dracut(initrds[v], env, lean=lean)
+    if "dracut_lean" in VARIANTS or "dracut_generic" in VARIANTS:
+        print(f"bench: dracut images built in {time.monotonic() - t:.0f} s", flush=True)
     floor_initramfs(initrds["floor"], build_dir / "bench/floor", env,
                     verity_table(e2e / "slot-a.img", e2e / "slot-a.verity", roothash))
 
@@ -194,7 +196,9 @@ def build(work, build_dir, env):
          "--slot-size", "16M", "--verity-size", "1M"], capture_output=True)
     esp_start = BenchMachine(work / "probe", disk).esp()["start"] * 512
     run(["mmd", "-i", f"{disk}@@{esp_start}", "::EFI/bench"], capture_output=True)
-    for v in VARIANTS[1:]:
+    for v in VARIANTS:
+        if v == "abswitch":
+            continue
         run(["mcopy", "-i", f"{disk}@@{esp_start}", ukis[v], f"::EFI/bench/{v}.efi"], capture_output=True)
     return disk, {v: (initrds[v], sized[v]) for v in VARIANTS}
 
@@ -224,9 +228,12 @@ def measure(m, v, timeout, warmup=False):
     f = {k: int(x) for k, x in (kv.split("=") for kv in line.group(1).split())}
     if f["init_us"] < 0 or f["root_us"] < 0 or f["initrd_cpu_ms"] < 0:
         raise SystemExit(f"bench: {v}: the kernel log lost a marker: {line.group(0)}")
-    return {"initrd_phase_ms": (f["root_us"] - f["init_us"]) / 1000, "time_to_root_ms": f["root_us"] / 1000,
-            "init_start_ms": f["init_us"] / 1000, "initrd_cpu_ms": f["initrd_cpu_ms"], "busy_ms": f["busy_ms"],
-            "wall_s": round(b.seconds, 1)}
+    r = {"initrd_phase_ms": (f["root_us"] - f["init_us"]) / 1000, "time_to_root_ms": f["root_us"] / 1000,
+         "init_start_ms": f["init_us"] / 1000, "initrd_cpu_ms": f["initrd_cpu_ms"], "busy_ms": f["busy_ms"],
+         "wall_s": round(b.seconds, 1)}
+    if v == "abswitch" and not warmup:  # the init's own phases, from its boot record
+        r["phases_ms"] = (b.record or {}).get("timings_ms", {})
+    return r
 
 
 def summarize(files, boots):
@@ -246,6 +253,10 @@ def summarize(files, boots):
             "initrd_cpu_ms_median": statistics.median(r["initrd_cpu_ms"] for r in runs),
             "boots": runs,
         }
+        phases = [r["phases_ms"] for r in runs if r.get("phases_ms")]
+        if phases:
+            out[v]["phases_ms_median"] = {k: statistics.median(p.get(k, 0) for p in phases) for k in phases[0]
+                                          if k not in ("init_start_ms", "switch_root_ms")}
     return out
 
 
@@ -262,6 +273,8 @@ def table(res):
     a, f = res["abswitch"], res["floor"]
     lines.append("")
     for d in ("dracut_lean", "dracut_generic"):
+        if d not in res:
+            continue
         r = res[d]
         lines.append(f"{d}/abswitch: initramfs {r['initrd_bytes'] / a['initrd_bytes']:.1f}x, "
                      f"initrd phase {r['initrd_phase_ms_median'] / a['initrd_phase_ms_median']:.1f}x, "
@@ -276,8 +289,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=str(TOP / "build"))
     ap.add_argument("--boots", type=int, default=5)
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated subset to boot (abswitch and floor always); the full table needs all")
     ap.add_argument("--timeout", type=int, default=300, help="seconds before a boot counts as hung")
     a = ap.parse_args()
+    chosen = set(a.variants.split(",")) | {"abswitch", "floor"}
+    if not chosen <= set(VARIANTS):
+        raise SystemExit(f"bench: --variants: unknown {sorted(chosen - set(VARIANTS))}; choose from {VARIANTS}")
+    VARIANTS[:] = [v for v in VARIANTS if v in chosen]
     build_dir = Path(a.build).resolve()
     out = build_dir / "bench"
     work = out / "work"
@@ -310,6 +329,9 @@ def main():
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     print()
     print(table(res))
+    if res["abswitch"].get("phases_ms_median"):
+        print("abswitch init phases (median ms): " +
+              ", ".join(f"{k} {x:.0f}" for k, x in res["abswitch"]["phases_ms_median"].items()))
     print(f"\nbench: results in {out / 'results.json'}")
 
 

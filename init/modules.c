@@ -1,15 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
 #include <libkmod.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "../common/log.h"
+#include "../common/macro.h"
 #include "init.h"
 
-static void kmod_unrefp(struct kmod_ctx **ctx) {
-        if (*ctx)
-                kmod_unref(*ctx);
-}
 static void kmod_module_unref_listp(struct kmod_list **l) {
         if (*l)
                 kmod_module_unref_list(*l);
@@ -57,8 +55,14 @@ static int load_one(struct kmod_ctx *ctx, const char *name) {
         return 0;
 }
 
+/* One context for the init's life: the file system's module comes after the
+ * probe (modules_load_one), and a second kmod_new() would map and read the
+ * indexes again. It ends with the process, which execs the root's init. */
 static struct kmod_ctx *context(void) {
-        struct kmod_ctx *ctx = kmod_new(NULL, NULL);
+        static struct kmod_ctx *ctx;
+        if (ctx)
+                return ctx;
+        ctx = kmod_new(NULL, NULL);
         if (!ctx) {
                 log_error("Failed to set up libkmod: is /lib/modules/$(uname -r) in the initramfs?");
                 return NULL;
@@ -69,12 +73,22 @@ static struct kmod_ctx *context(void) {
 }
 
 int modules_load_one(const char *name) {
-        _cleanup_(kmod_unrefp) struct kmod_ctx *ctx = context();
+        struct kmod_ctx *ctx = context();
         return ctx ? load_one(ctx, name) : -ENOENT;
 }
 
+/* Module names as the kernel compares them: '-' and '_' are the same. */
+static bool same_module(const char *a, const char *b) {
+        for (; *a && *b; a++, b++)
+                if (*a != *b && !((*a == '-' || *a == '_') && (*b == '-' || *b == '_')))
+                        return false;
+        return *a == *b;
+}
+
 int modules_load(const char *list_file, const char *const *extra) {
-        _cleanup_(kmod_unrefp) struct kmod_ctx *ctx = context();
+        struct kmod_ctx *ctx = context();
+        char listed[32][64];
+        size_t n_listed = 0;
         int failed = 0;
 
         if (!ctx)
@@ -94,13 +108,21 @@ int modules_load(const char *list_file, const char *const *extra) {
                                 continue;
                         if (load_one(ctx, s) < 0)
                                 failed++;
+                        if (n_listed < ELEMENTSOF(listed))
+                                (void) snprintf(listed[n_listed++], sizeof(listed[0]), "%s", s);
                 }
                 fclose(f);
         } else
                 log_warning_errno(-errno, "Failed to open %s, loading only the built-in list: %m", list_file);
 
-        for (; extra && *extra; extra++)
-                if (load_one(ctx, *extra) < 0)
+        /* The built-in list repeats what the initramfs's list normally holds:
+         * a second lookup of a loaded module costs a walk of the indexes. */
+        for (; extra && *extra; extra++) {
+                bool done = false;
+                for (size_t i = 0; i < n_listed && !done; i++)
+                        done = same_module(listed[i], *extra);
+                if (!done && load_one(ctx, *extra) < 0)
                         failed++;
+        }
         return failed;
 }

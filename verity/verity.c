@@ -130,7 +130,9 @@ int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t
                 return r;
         }
 
-        struct crypt_params_verity params = { .data_device = s->data_dev, .hash_area_offset = 0 };
+        /* No .data_device: crypt_init_data_device() set it, and naming it
+         * again makes crypt_load() open and probe it a second time. */
+        struct crypt_params_verity params = { .hash_area_offset = 0 };
         r = crypt_load(cd, CRYPT_VERITY, &params);
         if (r < 0) {
                 (void) snprintf(why, why_size, "%s holds no dm-verity superblock (not made by veritysetup format?)",
