@@ -182,10 +182,6 @@ static const char *state_word(struct slot_state s, bool present) {
         return s.tries > 0 || s.armed ? "on trial" : "exhausted";
 }
 
-static int entry_of(const struct ctx *c, Slot s) {
-        return slots_view_entry(&c->view, s);
-}
-
 static int status(struct ctx *c) {
         struct uki_info info[_SLOT_MAX] = {};
         const char *esp = esp_find_mounted(c);
@@ -219,7 +215,7 @@ static int status(struct ctx *c) {
                                 json_object_object_add(j, "name", json_object_new_string(info[s].name));
                         if (info[s].roothash[0])
                                 json_object_object_add(j, "roothash", json_object_new_string(info[s].roothash));
-                        int e = entry_of(c, s);
+                        int e = slots_view_entry(&c->view, s);
                         if (e >= 0) {
                                 (void) snprintf(buf, sizeof(buf), "%04X", e);
                                 json_object_object_add(j, "boot_entry", json_object_new_string(buf));
@@ -251,7 +247,7 @@ static int status(struct ctx *c) {
                c->record_source, c->record_source[0] ? ")" : "", c->view.layout.disk);
         for (int s = 0; s < _SLOT_MAX; s++) {
                 struct slot_state st = c->view.st[s];
-                int e = entry_of(c, s);
+                int e = slots_view_entry(&c->view, s);
                 printf("Slot %s:  %-22s priority %u, %u tries left%s%s", slot_to_string(s),
                        state_word(st, c->view.layout.slot[s].present), st.priority, st.tries, st.armed ? ", attempt armed" : "",
                        s == c->running ? ", running" : "");
@@ -494,10 +490,8 @@ int main(int argc, char **argv) {
         int r;
         if (is_install && abctl_lock_install(&c) < 0)
                 return 1;
-        if (is_install && optind + 2 < argc)
-                r = abctl_install(&c, argv[optind + 1], argv[optind + 2]);
-        else if (is_install)
-                r = abctl_install_oci(&c, argv[optind + 1], &oo);
+        if (is_install)
+                r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);
         else if (streq(verb, "status"))
                 r = status(&c);
         else if (streq(verb, "mark-good"))

@@ -47,14 +47,13 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target);
  * install at a time, each from start to end (a second one waits). */
 int abctl_lock_install(struct ctx *c);
 
-/* Writes PREFIX.img, PREFIX.verity and the UKI into the inactive slot, then
- * arms its first attempt (source-files.c, through install.c's pipeline). */
-int abctl_install(struct ctx *c, const char *prefix, const char *uki);
-
-/* Installs an OS image from an OCI layout (oci:DIR[:TAG]) or a registry
- * (HOST/REPO:TAG or @sha256:DIGEST) the same way (source-oci.c, oci.c). */
+/* Installs into the inactive slot through install.c's one pipeline, then
+ * arms its first attempt. With uki: image is a PREFIX whose PREFIX.img and
+ * PREFIX.verity (from mkslot) go with that UKI (source-files.c). Without:
+ * image is an OS image in an OCI layout (oci:DIR[:TAG]) or a registry
+ * (HOST/REPO:TAG or @sha256:DIGEST), fetched with o (source-oci.c, oci.c). */
 struct oci_options;
-int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_options *o);
+int abctl_install(struct ctx *c, const char *image, const char *uki, const struct oci_options *o);
 
 /* ---- small helpers (util.c) ---- */
 

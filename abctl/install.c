@@ -375,32 +375,17 @@ static Slot install_target(const struct ctx *c) {
         return c->install_slot >= 0 ? c->install_slot : slot_other(c->running);
 }
 
-int abctl_install(struct ctx *c, const char *prefix, const char *uki) {
+int abctl_install(struct ctx *c, const char *image, const char *uki, const struct oci_options *o) {
         _cleanup_(image_source_closep) struct image_source src = {};
         Slot t = install_target(c);
         int r = install_allowed(c, t);
         if (r < 0)
                 return r;
-        r = image_source_open_files(&src, prefix, uki);
+        r = uki ? image_source_open_files(&src, image, uki) : image_source_open_oci(&src, image, o);
         if (r >= 0)
                 r = install_image(c, t, &src);
         c->esp_mount = NULL;
         if (r < 0 && interrupt.phase == PHASE_CHECKS)
-                return log_error_errno(r, "Refusing to install %s. Nothing was changed.", prefix);
-        return r;
-}
-
-int abctl_install_oci(struct ctx *c, const char *reference, const struct oci_options *o) {
-        _cleanup_(image_source_closep) struct image_source src = {};
-        Slot t = install_target(c);
-        int r = install_allowed(c, t);
-        if (r < 0)
-                return r;
-        r = image_source_open_oci(&src, reference, o);
-        if (r >= 0)
-                r = install_image(c, t, &src);
-        c->esp_mount = NULL;
-        if (r < 0 && interrupt.phase == PHASE_CHECKS)
-                return log_error_errno(r, "Refusing to install %s. Nothing was changed.", reference);
+                return log_error_errno(r, "Refusing to install %s. Nothing was changed.", image);
         return r;
 }
