@@ -9,6 +9,26 @@
 #include "../slots/engine.h"
 #include "../slots/slots.h"
 #include "../efi/cmdline.h"
+#include "tpm2.h"
+
+/* What the init measured into the TPM this boot (init/measure.c). */
+enum tpm_state { TPM_UNPROBED, TPM_ABSENT, TPM_READY, TPM_FAILED };
+#define MEASUREMENTS_MAX 4
+struct measurement {
+        char text[256];
+        struct tpm2_digests digests;    /* of the banks with the PCR allocated */
+        bool logged;                    /* appended to the event log */
+};
+struct boot_tpm {
+        enum tpm_state state;
+        int fd;                         /* valid in TPM_READY */
+        bool closed;                    /* measure_close() ran: nothing more is measured */
+        const char *device;
+        struct tpm2_banks banks;
+        char error[256];                /* why TPM_FAILED, or the last failed measurement */
+        unsigned n;
+        struct measurement m[MEASUREMENTS_MAX];
+};
 
 enum phase { PHASE_MODULES, PHASE_IDENTITY, PHASE_DEVICES, PHASE_STATE, PHASE_VERITY, PHASE_MOUNT, _PHASE_MAX };
 
@@ -38,6 +58,7 @@ struct boot {
         char *root_dev;
         char fstype[32];
         char devkmsg_saved[32];
+        struct boot_tpm tpm;
 };
 
 /* Loads each module named in list_file (one per line, # comments) and in
@@ -47,6 +68,19 @@ struct boot {
 int modules_load(const char *list_file, const char *const *extra);
 /* Loads one module (and its dependencies) by name or alias; 0 if built in. */
 int modules_load_one(const char *name);
+
+/* measure.c: extends PCR TPM2_PCR_ABSWITCH with what this boot activated
+ * (the slot, where its identity came from, the root hash, trial or
+ * committed) or, with measure_root_failed, with the root that failed
+ * (step: "verity", "mount", "pin"), and appends each extension to the
+ * userspace event log. No TPM: one line says so and nothing happens; a TPM
+ * error is logged and the boot goes on (README "Measured boot" says why). */
+void measure_boot(struct boot *b);
+void measure_root_failed(struct boot *b, const char *step);
+void measure_close(struct boot *b);
+/* The "tpm" object of the boot record. */
+struct json_object;
+struct json_object *measure_record_json(const struct boot *b);
 
 /* Moves /dev, /proc, /sys and /run under newroot, frees the initramfs,
  * makes newroot the root and execs init. Returns only on failure. */

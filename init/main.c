@@ -484,6 +484,7 @@ static void write_record(struct boot *b, uint64_t t_end) {
                                json_object_new_string(verity_error_policy_to_string(b->cmdline.verity_error)));
         json_object_object_add(root, "init", jstr(b->cmdline.init));
         json_object_object_add(o, "root", root);
+        json_object_object_add(o, "tpm", measure_record_json(b));
 
         /* Milliseconds: absolute on CLOCK_BOOTTIME (comparable with the
          * kernel's timestamps), and the length of each phase. */
@@ -508,11 +509,17 @@ static void write_record(struct boot *b, uint64_t t_end) {
 
 /* dm-verity, then the mount: the root the decision boots (struct boot_ops). */
 static int open_root(struct boot *b) {
-        if (setup_verity(b) < 0)
+        int r = setup_verity(b);
+        if (r < 0) {
+                /* A distinct event: this root was refused (README "Measured boot"). */
+                measure_root_failed(b, r == -ENOKEY ? "pin" : "verity");
                 return -EIO;
+        }
         b->t_phase[PHASE_VERITY] = now_boottime_us();
-        if (mount_root(b) < 0)
+        if (mount_root(b) < 0) {
+                measure_root_failed(b, "mount");
                 return -EIO;
+        }
         b->t_phase[PHASE_MOUNT] = now_boottime_us();
         return 0;
 }
@@ -619,6 +626,11 @@ int main(int argc, char **argv) {
                                   "watchdog's driver into the initramfs (mkinitramfs --module ...).",
                                   slot_to_string(b.id.slot));
         }
+
+        /* What was decided and activated, into the TPM: after the watchdog,
+         * so that a TPM that hangs a trial boot still ends in the fallback. */
+        measure_boot(&b);
+        measure_close(&b);
 
         uint64_t t_end = now_boottime_us();
         write_record(&b, t_end);

@@ -74,8 +74,10 @@ class Boot:
 
 
 class Machine:
-    def __init__(self, workdir):
+    def __init__(self, workdir, tpm=False):
         self.dir = Path(workdir)
+        # A TPM 2.0 (swtpm, QEMU's tpm-crb); its state persists across this machine's boots.
+        self.tpm = tpm
         self.dir.mkdir(parents=True, exist_ok=True)
         self.vars = self.dir / "vars.fd"
         shutil.copy(OVMF_VARS, self.vars)
@@ -208,7 +210,25 @@ class Machine:
             files["run"] = run
         for name, path in files.items():
             args += ["-fw_cfg", f"name=opt/abswitch/{name},file={path}"]
+        if self.tpm:
+            args += ["-chardev", f"socket,id=chrtpm,path={self.dir / 'tpm' / 'sock'}", "-tpmdev",
+                     "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-crb,tpmdev=tpm0"]
         return args
+
+    def start_tpm(self):
+        """swtpm for one boot (it ends when QEMU disconnects); the state directory stays."""
+        d = self.dir / "tpm"
+        d.mkdir(exist_ok=True)
+        (d / "sock").unlink(missing_ok=True)
+        p = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={d}", "--terminate",
+                              "--ctrl", f"type=unixio,path={d / 'sock'}", "--log", f"file={d / 'swtpm.log'}"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(250):
+            if (d / "sock").exists() or p.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert (d / "sock").exists(), f"swtpm did not start; see {d / 'swtpm.log'}"
+        return p
 
     def boot(self, timeout=BOOT_TIMEOUT, stop_on=STOPPED_RE, grace=3.0, cut=None, marks=None, until=None):
         """Boots once. Returns when QEMU exits (power-off, or a reboot, which
@@ -224,6 +244,7 @@ class Machine:
         n = len(self.boots) + 1
         console = self.dir / f"console-{n}.log"
         console.write_bytes(b"")
+        swtpm = self.start_tpm() if self.tpm else None
         t0 = time.monotonic()
         p = subprocess.Popen(self.qemu_args(console), stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -256,6 +277,12 @@ class Machine:
             if not exited:
                 p.kill()
             p.wait()
+            if swtpm:  # --terminate: it ends with QEMU's connection
+                try:
+                    swtpm.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    swtpm.kill()
+                    swtpm.wait()
         b = Boot(console.read_bytes().decode("utf-8", "replace"), time.monotonic() - t0, exited)
         for name, rx in (marks or {}).items():  # lines written just before QEMU exited
             if name not in seen and re.search(rx, b.console):

@@ -20,7 +20,14 @@
  * /etc/abswitch-test-net, eth0 gets QEMU's user network address (10.0.2.15/24;
  * the host is 10.0.2.2). The file named in /etc/abswitch-test-read is read
  * to its end:
- *   ABSWITCH-READ bytes=<n> errno=<0 or the error>  */
+ *   ABSWITCH-READ bytes=<n> errno=<0 or the error>
+ * With a TPM (/sys/class/tpm/tpm0), its PCRs as the kernel reads them, each
+ * record of the userspace event log and the firmware's event log (base64,
+ * in chunks) follow the record:
+ *   ABSWITCH-PCR bank=<sha1|sha256|...> pcr=<n> value=<hex>
+ *   ABSWITCH-TPMLOG <one JSON record of /run/log/systemd/tpm2-measure.log>
+ *   ABSWITCH-EVENTLOG <base64 of binary_bios_measurements, a chunk>
+ *   ABSWITCH-EVENTLOG-END bytes=<n> */
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -32,6 +39,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -108,6 +116,70 @@ static void bench_line(int con) {
                 busy = (long long) (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * 1000 / tck;
         dprintf(con, "ABSWITCH-BENCH init_us=%lld root_us=%lld initrd_cpu_ms=%lld busy_ms=%lld\n", init_us, root_us,
                 initrd_cpu, busy);
+}
+
+/* The TPM as the booted system sees it (tests/e2e/test_tpm.py). */
+static void tpm_report(int con) {
+        static const char *const banks[] = { "sha1", "sha256", "sha384", "sha512" };
+        static const int pcrs[] = { 7, 9, 11, 12, 15 };
+        static char buf[1 << 18];
+        char path[128], line[256];
+
+        if (access("/sys/class/tpm/tpm0", F_OK) < 0)
+                return;
+        for (size_t b = 0; b < sizeof(banks) / sizeof(banks[0]); b++)
+                for (size_t i = 0; i < sizeof(pcrs) / sizeof(pcrs[0]); i++) {
+                        snprintf(path, sizeof(path), "/sys/class/tpm/tpm0/pcr-%s/%d", banks[b], pcrs[i]);
+                        if (access(path, F_OK) < 0)
+                                continue;
+                        read_line(path, line, sizeof(line));
+                        dprintf(con, "ABSWITCH-PCR bank=%s pcr=%d value=%s\n", banks[b], pcrs[i], line);
+                }
+
+        int fd = open("/run/log/systemd/tpm2-measure.log", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? 0 : read(fd, buf, sizeof(buf) - 1);
+        if (fd >= 0)
+                close(fd);
+        buf[n < 0 ? 0 : n] = 0;
+        /* Records: 0x1E, JSON, newline (RFC 7464). */
+        for (char *save = NULL, *rec = strtok_r(buf, "\x1e", &save); rec; rec = strtok_r(NULL, "\x1e", &save)) {
+                rec[strcspn(rec, "\n")] = 0;
+                if (rec[0])
+                        dprintf(con, "ABSWITCH-TPMLOG %s\n", rec);
+        }
+
+        (void) mkdir("/sys/kernel/security", 0755);
+        (void) mount("securityfs", "/sys/kernel/security", "securityfs", 0, NULL);
+        fd = open("/sys/kernel/security/tpm0/binary_bios_measurements", O_RDONLY | O_CLOEXEC);
+        size_t total = 0;
+        while (fd >= 0 && total < sizeof(buf)) {
+                ssize_t k = read(fd, buf + total, sizeof(buf) - total);
+                if (k <= 0)
+                        break;
+                total += (size_t) k;
+        }
+        if (fd >= 0)
+                close(fd);
+        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        char out[1025];
+        size_t o = 0;
+        for (size_t i = 0; i < total; i += 3) {
+                uint32_t v = (uint32_t) (uint8_t) buf[i] << 16;
+                if (i + 1 < total)
+                        v |= (uint32_t) (uint8_t) buf[i + 1] << 8;
+                if (i + 2 < total)
+                        v |= (uint8_t) buf[i + 2];
+                out[o++] = b64[v >> 18 & 63];
+                out[o++] = b64[v >> 12 & 63];
+                out[o++] = i + 1 < total ? b64[v >> 6 & 63] : '=';
+                out[o++] = i + 2 < total ? b64[v & 63] : '=';
+                if (o == 1024 || i + 3 >= total) {
+                        out[o] = 0;
+                        dprintf(con, "ABSWITCH-EVENTLOG %s\n", out);
+                        o = 0;
+                }
+        }
+        dprintf(con, "ABSWITCH-EVENTLOG-END bytes=%zu\n", total);
 }
 
 /* Kernel modules from the image, in the order listed (dependencies first). */
@@ -260,6 +332,7 @@ int main(void) {
                 if (rec[i] == '\n')
                         rec[i] = ' ';
         dprintf(con, "ABSWITCH-RECORD %s\n", n > 0 ? rec : "{}");
+        tpm_report(con);
 
         /* Commands a test wants run in the booted system, e.g. abctl mark-good:
          * the image's own, then the ones the test passed with -fw_cfg. */
