@@ -36,7 +36,7 @@ $(BUILD)/deps.mk: initramfs/deps.sh
 deps: $(BUILD)/deps.mk
 
 # ---- the init: static, musl ------------------------------------------------
-COMMON_SRC := common/log.c
+COMMON_SRC := common/log.c common/version.c
 PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
@@ -78,7 +78,7 @@ $(BUILD)/test-rootinit: tests/e2e/rootinit.c $(BUILD)/deps.mk
 # ---- unit tests: glibc, ASan + UBSan, cmocka ---------------------------------
 SAN_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
               -fno-omit-frame-pointer -DUNIT_TEST
-UNIT_TESTS := cmdline identity efi state gpt ops
+UNIT_TESTS := cmdline identity efi state gpt ops version
 
 $(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) $(INIT_HDR) tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
@@ -300,7 +300,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci version
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.
