@@ -37,10 +37,12 @@ deps: $(BUILD)/deps.mk
 
 # ---- the init: static, musl ------------------------------------------------
 COMMON_SRC := common/log.c common/version.c
+# The boot record (json-c): the init writes it, abctl reads it.
+RECORD_SRC := common/record.c
 PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
-INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \
+INIT_SRC   := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \
               slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
@@ -60,9 +62,9 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 	strip -R .eh_frame -R .eh_frame_hdr -o $@ $<
 
 # abctl: static too, so it runs in any root, however small.
-ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
+ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/record.c abctl/oci.c abctl/ociparse.c
+             abctl/util.c abctl/oci.c abctl/ociparse.c
 ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/source.h abctl/esp.h abctl/blockdev.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries.
 ABCTL_LIBS := -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz
@@ -89,6 +91,12 @@ $(BUILD)/unit/test-oci: tests/unit/test-oci.c abctl/ociparse.c abctl/oci.h tests
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/ociparse.c -lcmocka -ljson-c
 UNIT_TESTS += oci
+
+# The boot record's one schema: json-c, nothing else.
+$(BUILD)/unit/test-record: tests/unit/test-record.c $(RECORD_SRC) common/record.h common/macro.h tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(RECORD_SRC) -lcmocka -ljson-c
+UNIT_TESTS += record
 
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
 # fuzz targets, power cuts or pytest workers (pytest-xdist) at a time.
@@ -123,10 +131,12 @@ $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 	tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
 	@touch $@
 
-# Slot A's test root that installs v2 (B's "commit" image and its UKI) with abctl.
+# Slot A's test root that installs v2 (B's "commit" image and its UKI) with abctl. The UKIs the
+# tests boot first are version 1 (tests/e2e/abvm.py), each update a newer one: abctl refuses
+# downgrades.
 $(E2E)/v2-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-commit.img initramfs/mkuki
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img \
-	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1" --output $@
+	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
 
 $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2-boot-b.efi
 	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v2-boot-b.efi \
@@ -136,7 +146,7 @@ $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/m
 # The same, but the UKI pins another image's root hash: install must refuse.
 $(E2E)/v1-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b.img initramfs/mkuki
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img \
-	  --roothash @$(E2E)/slot-b.roothash --cmdline "console=ttyS0,115200 panic=-1" --output $@
+	  --roothash @$(E2E)/slot-b.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 1 --output $@
 
 $(E2E)/root-a-mismatch/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v1-boot-b.efi
 	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v1-boot-b.efi \
@@ -245,7 +255,7 @@ check: deps
 # v3 into A whose kernel panics before its initramfs runs.
 $(E2E)/v3-boot-a.efi: $(E2E)/initramfs.img $(E2E)/slot-a.img initramfs/mkuki
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img --roothash @$(E2E)/slot-a.roothash \
-	  --cmdline "console=ttyS0,115200 panic=-1 rdinit=/nonexistent" --output $@
+	  --cmdline "console=ttyS0,115200 panic=-1 rdinit=/nonexistent" --version 3 --output $@
 
 $(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v3-boot-a.efi
 	COMMIT_FIRST=1 INSTALL_NAME=v3 INSTALL_PAYLOAD=$(E2E)/slot-a INSTALL_UKI=$(E2E)/v3-boot-a.efi \
@@ -254,7 +264,7 @@ $(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 
 $(E2E)/v2demo-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-demo.img initramfs/mkuki
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img --roothash @$(E2E)/slot-b-demo.roothash \
-	  --cmdline "console=ttyS0,115200 panic=-1" --output $@
+	  --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
 
 $(E2E)/root-a-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2demo-boot-b.efi
 	INSTALL_PAYLOAD=$(E2E)/slot-b-demo INSTALL_UKI=$(E2E)/v2demo-boot-b.efi \
@@ -311,10 +321,10 @@ $(BUILD)/fuzz/fuzz-oci: tests/fuzz/fuzz-oci.c tests/fuzz/fuzz.h $(COMMON_SRC) ab
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/ociparse.c -ljson-c
 
-$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c abctl/record.c \
-                     abctl/abctl.h $(INIT_HDR)
+$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c $(RECORD_SRC) \
+                     $(INIT_HDR)
 	@mkdir -p $(BUILD)/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c abctl/record.c \
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c $(RECORD_SRC) \
 	  -lcryptsetup -ldevmapper -ljson-c -lz
 
 # TEST_JOBS targets at a time, each for its FUZZ_SECONDS.
