@@ -86,11 +86,11 @@ static int segment(const char **a, const char **b) {
 }
 
 int version_compare(const char *a, const char *b) {
-        int r;
-
         a = a ?: "";
         b = b ?: "";
         for (;;) {
+                int r;
+
                 while (*a && !is_version_char(*a))
                         a++;
                 while (*b && !is_version_char(*b))
