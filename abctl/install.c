@@ -338,12 +338,12 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 return log_error_errno(r, "The ESP's path is too long for the UKI's file name in it (%zu characters, "
                                        "a path has at most %d): mount it on a shorter one. The ESP's path: %s",
                                        strlen(esp.dir), PATH_MAX - 1, esp.dir);
+        r = not_a_downgrade(c, esp.dir, src);
         /* Under the install lock, so no running install's. */
-        r = esp_remove_stale(esp.dir);
+        if (r >= 0)
+                r = esp_remove_stale(esp.dir);
         if (r >= 0)
                 r = failed_before(c, t, dst, src->roothash);
-        if (r >= 0)
-                r = not_a_downgrade(c, esp.dir, src);
         if (r >= 0)
                 r = esp_check_room(esp.dir, dst, src->uki_size);
         if (r >= 0)

@@ -117,3 +117,14 @@ def test_reference_is_the_committed_slot_not_the_running_one(m):
     assert r.returncode == 1, r.stdout + r.stderr
     assert "is version 6, older than version 7 of slot B, the last committed" in r.stderr, r.stderr
     assert m.fingerprint() == before
+
+
+def test_refusal_writes_nothing_on_the_esp(m):
+    # Not even the clean-up of an interrupted install's temporary: a refused
+    # downgrade changes nothing at all (the next accepted install removes it).
+    commit_a_at(m, "2")
+    (m.esp / "EFI/abswitch/boot-b.efi.new").write_bytes(b"left by a power cut")
+    before = m.fingerprint()
+    r = m.abctl("install", E2E / "slot-b-commit", update(m, "1"))
+    assert r.returncode == 1 and "refusing a downgrade" in r.stderr, r.stderr
+    assert m.fingerprint() == before
