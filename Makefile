@@ -36,14 +36,16 @@ $(BUILD)/deps.mk: initramfs/deps.sh
 deps: $(BUILD)/deps.mk
 
 # ---- the init: static, musl ------------------------------------------------
-COMMON_SRC := common/log.c
+COMMON_SRC := common/log.c common/version.c
+# The boot record (json-c): the init writes it, abctl reads it.
+RECORD_SRC := common/record.c
 PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 # The TPM commands, by hand (init/tpm2.c says why), and their I/O.
 TPM_SRC    := init/tpm2.c
-INIT_SRC   := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c init/switchroot.c \
-              init/measure.c $(TPM_SRC) slots/partitions.c verity/verity.c
+INIT_SRC   := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c \
+              init/switchroot.c init/measure.c $(TPM_SRC) slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
 # No unwind tables: nothing in a C init unwinds (no C++, no backtraces), and the
@@ -62,9 +64,9 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 	strip -R .eh_frame -R .eh_frame_hdr -o $@ $<
 
 # abctl: static too, so it runs in any root, however small.
-ABCTL_SRC := $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
+ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/record.c abctl/oci.c abctl/ociparse.c
+             abctl/util.c abctl/oci.c abctl/ociparse.c
 ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/source.h abctl/esp.h abctl/blockdev.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries.
 ABCTL_LIBS := -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz
@@ -80,7 +82,7 @@ $(BUILD)/test-rootinit: tests/e2e/rootinit.c $(BUILD)/deps.mk
 # ---- unit tests: glibc, ASan + UBSan, cmocka ---------------------------------
 SAN_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
               -fno-omit-frame-pointer -DUNIT_TEST
-UNIT_TESTS := cmdline identity efi state gpt ops
+UNIT_TESTS := cmdline identity efi state gpt ops version
 
 $(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) $(INIT_HDR) tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
@@ -97,6 +99,12 @@ $(BUILD)/unit/test-tpm2: tests/unit/test-tpm2.c $(TPM_SRC) $(COMMON_SRC) $(PURE_
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(TPM_SRC) $(COMMON_SRC) $(PURE_SRC) -lcmocka -lz
 UNIT_TESTS += tpm2
+
+# The boot record's one schema: json-c, nothing else.
+$(BUILD)/unit/test-record: tests/unit/test-record.c $(RECORD_SRC) common/record.h common/macro.h tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(RECORD_SRC) -lcmocka -ljson-c
+UNIT_TESTS += record
 
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
 # fuzz targets, power cuts or pytest workers (pytest-xdist) at a time.
@@ -131,10 +139,12 @@ $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 	tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
 	@touch $@
 
-# Slot A's test root that installs v2 (B's "commit" image and its UKI) with abctl.
+# Slot A's test root that installs v2 (B's "commit" image and its UKI) with abctl. The UKIs the
+# tests boot first are version 1 (tests/e2e/abvm.py), each update a newer one: abctl refuses
+# downgrades.
 $(E2E)/v2-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-commit.img initramfs/mkuki
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img \
-	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1" --output $@
+	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
 
 $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2-boot-b.efi
 	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v2-boot-b.efi \
@@ -144,7 +154,7 @@ $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/m
 # The same, but the UKI pins another image's root hash: install must refuse.
 $(E2E)/v1-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b.img initramfs/mkuki
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img \
-	  --roothash @$(E2E)/slot-b.roothash --cmdline "console=ttyS0,115200 panic=-1" --output $@
+	  --roothash @$(E2E)/slot-b.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 1 --output $@
 
 $(E2E)/root-a-mismatch/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v1-boot-b.efi
 	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v1-boot-b.efi \
@@ -269,7 +279,7 @@ check: deps
 # v3 into A whose kernel panics before its initramfs runs.
 $(E2E)/v3-boot-a.efi: $(E2E)/initramfs.img $(E2E)/slot-a.img initramfs/mkuki
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img --roothash @$(E2E)/slot-a.roothash \
-	  --cmdline "console=ttyS0,115200 panic=-1 rdinit=/nonexistent" --output $@
+	  --cmdline "console=ttyS0,115200 panic=-1 rdinit=/nonexistent" --version 3 --output $@
 
 $(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v3-boot-a.efi
 	COMMIT_FIRST=1 INSTALL_NAME=v3 INSTALL_PAYLOAD=$(E2E)/slot-a INSTALL_UKI=$(E2E)/v3-boot-a.efi \
@@ -278,7 +288,7 @@ $(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 
 $(E2E)/v2demo-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-demo.img initramfs/mkuki
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img --roothash @$(E2E)/slot-b-demo.roothash \
-	  --cmdline "console=ttyS0,115200 panic=-1" --output $@
+	  --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
 
 $(E2E)/root-a-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2demo-boot-b.efi
 	INSTALL_PAYLOAD=$(E2E)/slot-b-demo INSTALL_UKI=$(E2E)/v2demo-boot-b.efi \
@@ -324,7 +334,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci tpm2
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci tpm2 version
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.
@@ -340,10 +350,10 @@ $(BUILD)/fuzz/fuzz-tpm2: tests/fuzz/fuzz-tpm2.c tests/fuzz/fuzz.h $(COMMON_SRC) 
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(TPM_SRC) -lz
 
-$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c abctl/record.c \
-                     abctl/abctl.h $(INIT_HDR)
+$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c $(RECORD_SRC) \
+                     $(INIT_HDR)
 	@mkdir -p $(BUILD)/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c abctl/record.c \
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c $(RECORD_SRC) \
 	  -lcryptsetup -ldevmapper -ljson-c -lz
 
 # TEST_JOBS targets at a time, each for its FUZZ_SECONDS.

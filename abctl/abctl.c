@@ -49,6 +49,8 @@ static void help(void) {
                "                     EFI/abswitch)\n"
                "  --tries N          attempts for an installed image (default 3)\n"
                "  --force            install an image that already failed in that slot\n"
+               "  --allow-downgrade  install an image older than the committed slot's (or one with no\n"
+               "                     version while the committed slot's has one)\n"
                "  --slot A|B         the slot to install into (default: the one not running)\n"
                "  --ca FILE          trust this PEM CA bundle for the registry instead of the system's\n"
                "  --plain-http       the registry speaks HTTP, not HTTPS\n"
@@ -62,15 +64,15 @@ static void help(void) {
 /* -ENOENT when there is no usable record (missing, not JSON); other errors
  * are logged and refuse the command. */
 static int read_record(struct ctx *c) {
-        struct abctl_record rec;
+        _cleanup_(boot_record_done) struct boot_record rec = {};
         uint64_t size = 0;
         (void) json_global_set_string_hash(JSON_C_STR_HASH_PERLLIKE);
-        int r = abctl_record_read(c->record, RECORD_SIZE_MAX, &rec, &size);
+        int r = boot_record_read(c->record, BOOT_RECORD_SIZE_MAX, &rec, &size);
         if (r == -EFBIG)
                 return log_error_errno(r, "The boot record %s is %llu bytes, more than the %u bytes a boot record "
                                        "can be: refusing to read it. Pass the init's record (" RECORD ") with --record, "
                                        "or --disk and --running. Nothing was changed.",
-                                       c->record, (unsigned long long) size, RECORD_SIZE_MAX);
+                                       c->record, (unsigned long long) size, BOOT_RECORD_SIZE_MAX);
         if (r == -EBADFD)
                 return log_error_errno(r, "The boot record %s is not a regular file: refusing to read it. Pass the "
                                        "init's record (" RECORD ") with --record, or --disk and --running. "
@@ -78,9 +80,9 @@ static int read_record(struct ctx *c) {
         if (r < 0)
                 return -ENOENT;
         if (c->running < 0)
-                c->running = rec.slot;
-        (void) snprintf(c->record_disk, sizeof(c->record_disk), "%s", rec.disk);
-        (void) snprintf(c->record_source, sizeof(c->record_source), "%s", rec.source);
+                c->running = slot_from_string(rec.slot);
+        (void) snprintf(c->record_disk, sizeof(c->record_disk), "%s", strempty(rec.partitions.disk));
+        (void) snprintf(c->record_source, sizeof(c->record_source), "%s", strempty(rec.identity.source));
         return 0;
 }
 
@@ -370,6 +372,7 @@ int main(int argc, char **argv) {
                 { "force", no_argument, NULL, 'f' },      { "slot", required_argument, NULL, 's' },
                 { "ca", required_argument, NULL, 'C' },   { "plain-http", no_argument, NULL, 'P' },
                 { "timeout", required_argument, NULL, 'T' },
+                { "allow-downgrade", no_argument, NULL, 'D' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
@@ -414,6 +417,9 @@ int main(int argc, char **argv) {
                         break;
                 case 'f':
                         c.force = true;
+                        break;
+                case 'D':
+                        c.allow_downgrade = true;
                         break;
                 case 'C':
                         oo.ca = optarg;

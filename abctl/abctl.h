@@ -6,18 +6,20 @@
 #include <json-c/json.h>
 
 #include "../common/macro.h"
+#include "../common/record.h"
 #include "../efi/cmdline.h"
 #include "../efi/efi.h"
 #include "../slots/engine.h"
 #include "../slots/slots.h"
 
-#define RECORD "/run/abswitch/boot.json"
+#define RECORD BOOT_RECORD_PATH
 
 struct ctx {
         const char *disk, *efivars, *record, *esp;
         Slot running;
         Slot install_slot;      /* --slot, or _SLOT_INVALID for the one not running */
         bool json, force;
+        bool allow_downgrade;    /* install an image older than the committed slot's */
         unsigned tries;
         char record_disk[320], record_source[64];
         struct slots_view view;  /* layout, GPT state, boot variables: re-read under the lock */
@@ -25,19 +27,6 @@ struct ctx {
         int install_lock;        /* held for a whole install (abctl_lock_install) */
         const char *esp_mount;   /* the ESP while an install has it mounted (esp.c): used, not mounted again */
 };
-
-struct abctl_record {
-        Slot slot;              /* _SLOT_INVALID when absent */
-        char disk[320];         /* "" when absent */
-        char source[64];
-};
-
-/* Picks abctl's fields out of a parsed boot record (record.c). */
-void abctl_record_from_json(json_object *o, struct abctl_record *ret);
-/* Reads and picks a boot record file: -ENOENT when missing, -EFBIG over max
- * bytes, -EBADFD when not a regular file, -EBADMSG when not JSON. */
-#define RECORD_SIZE_MAX (1024u * 1024u)
-int abctl_record_read(const char *path, size_t max, struct abctl_record *ret, uint64_t *ret_size);
 
 /* Applies op under the state lock: re-reads the state, runs slots_apply_op
  * on it, and writes the transition through slots_commit (engine.h). */

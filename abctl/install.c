@@ -3,6 +3,8 @@
  *
  *  1. Checks, all before anything is written: the slot may be installed
  *     (not the running one, not the last committed one without --force),
+ *     the image is not older than the last committed slot's (unless
+ *     --allow-downgrade),
  *     the image fits its partitions, the source's own checks (local files
  *     verify against the UKI's root hash), the ESP is there with room for
  *     the UKI, the image did not fail in that slot before (unless
@@ -30,6 +32,7 @@
 #include <sys/stat.h>
 
 #include "../common/log.h"
+#include "../common/version.h"
 #include "../efi/uki.h"
 #include "abctl.h"
 #include "blockdev.h"
@@ -145,6 +148,39 @@ static int failed_before(const struct ctx *c, Slot t, const char *dst, const cha
                 return log_error_errno(-EALREADY, "This image (root hash %.16s...) already failed in slot %s. "
                                        "Install it anyway with --force", roothash, slot_to_string(t));
         return 0;
+}
+
+/* No silent downgrade (issue 14): an image older than the last committed
+ * slot's (its UKI on the ESP) is refused unless --allow-downgrade. The same
+ * version is a re-install, allowed. Without a version on the committed
+ * side there is nothing to be older than: allowed. Without one on the new
+ * side, while the committed slot has one, abctl cannot tell: refused. */
+static int not_a_downgrade(const struct ctx *c, const char *esp_dir, const struct image_source *src) {
+        _cleanup_free_ char *path = NULL;
+        struct uki_info cur;
+        int good, other;
+
+        slots_boot_order_hint(c->view.st, &good, &other);
+        if (good < 0 || esp_uki_path(esp_dir, (Slot) good, &path) < 0 || uki_read_info(path, &cur) < 0 ||
+            !cur.version[0])
+                return 0;
+        const char *g = slot_to_string((Slot) good);
+        if (src->version[0] && version_compare(src->version, cur.version) >= 0)
+                return 0;
+        if (c->allow_downgrade) {
+                log_warning("Installing %s (version %s) although slot %s, the last committed, has version %s "
+                            "(--allow-downgrade)", src->label, src->version[0] ? src->version : "unknown", g,
+                            cur.version);
+                return 0;
+        }
+        if (!src->version[0])
+                return log_error_errno(-EPERM, "%s has no version (IMAGE_VERSION= or VERSION_ID= in its UKI's .osrel, "
+                                       "\"version\" in an OCI config) and slot %s, the last committed, has version "
+                                       "%s: it may be older. Install it anyway with --allow-downgrade",
+                                       src->label, g, cur.version);
+        return log_error_errno(-EPERM, "%s is version %s, older than version %s of slot %s, the last committed: "
+                               "refusing a downgrade. Install it anyway with --allow-downgrade", src->label,
+                               src->version, cur.version, g);
 }
 
 static int fits(const struct image_source *src, const struct slot_partitions *p, Slot t) {
@@ -302,8 +338,10 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 return log_error_errno(r, "The ESP's path is too long for the UKI's file name in it (%zu characters, "
                                        "a path has at most %d): mount it on a shorter one. The ESP's path: %s",
                                        strlen(esp.dir), PATH_MAX - 1, esp.dir);
+        r = not_a_downgrade(c, esp.dir, src);
         /* Under the install lock, so no running install's. */
-        r = esp_remove_stale(esp.dir);
+        if (r >= 0)
+                r = esp_remove_stale(esp.dir);
         if (r >= 0)
                 r = failed_before(c, t, dst, src->roothash);
         if (r >= 0)

@@ -77,6 +77,9 @@ static inline const char *startswith(const char *s, const char *prefix) {
         size_t l = strlen(prefix);
         return strncmp(s, prefix, l) == 0 ? s + l : NULL;
 }
+static inline const char *strempty(const char *s) {
+        return s ?: "";
+}
 static inline const char *strna(const char *s) {
         return s ?: "n/a";
 }

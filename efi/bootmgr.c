@@ -4,6 +4,7 @@
 #include <ctype.h>
 
 #include "../common/macro.h"
+#include "../common/unaligned.h"
 #include "efi.h"
 
 int efi_guid_from_string(const char *s, uint8_t g[static 16]) {
@@ -29,19 +30,6 @@ int efi_guid_from_string(const char *s, uint8_t g[static 16]) {
         for (int i = 0; i < 16; i++)
                 g[order[i]] = raw[i];
         return 0;
-}
-
-static size_t put16(uint8_t *p, uint16_t v) {
-        p[0] = (uint8_t) v, p[1] = (uint8_t) (v >> 8);
-        return 2;
-}
-static size_t put32(uint8_t *p, uint32_t v) {
-        put16(p, (uint16_t) v), put16(p + 2, (uint16_t) (v >> 16));
-        return 4;
-}
-static size_t put64(uint8_t *p, uint64_t v) {
-        put32(p, (uint32_t) v), put32(p + 4, (uint32_t) (v >> 32));
-        return 8;
 }
 
 /* ASCII only: our descriptions and paths are ours. */

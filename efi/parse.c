@@ -4,17 +4,8 @@
 #include <stdio.h>
 
 #include "../common/macro.h"
+#include "../common/unaligned.h"
 #include "efi.h"
-
-static uint16_t le16(const uint8_t *p) {
-        return (uint16_t) (p[0] | (p[1] << 8));
-}
-static uint32_t le32(const uint8_t *p) {
-        return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
-}
-static uint64_t le64(const uint8_t *p) {
-        return (uint64_t) le32(p) | ((uint64_t) le32(p + 4) << 32);
-}
 
 /* Appends one code point as UTF-8; out has room for 4 more bytes. */
 static size_t utf8_put(char *out, uint32_t c) {

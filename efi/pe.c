@@ -3,14 +3,8 @@
  * file header, optional header, section table). See efi.h. */
 
 #include "../common/macro.h"
+#include "../common/unaligned.h"
 #include "efi.h"
-
-static uint16_t le16(const uint8_t *p) {
-        return (uint16_t) (p[0] | (p[1] << 8));
-}
-static uint32_t le32(const uint8_t *p) {
-        return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
-}
 
 int efi_pe_find_section(const void *head, size_t n, uint64_t file_size, const char *name, uint64_t *ret_offset,
                         uint64_t *ret_size) {

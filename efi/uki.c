@@ -91,8 +91,11 @@ int uki_read_info(const char *path, struct uki_info *ret) {
         if (access(path, F_OK) < 0)
                 return -errno;
         if (uki_read_section(path, ".osrel", osrel, UKI_SECTION_MAX + 1) >= 0) {
-                if (!uki_osrel_value(osrel, "VERSION_ID", info.version, sizeof(info.version)))
-                        (void) uki_osrel_value(osrel, "IMAGE_VERSION", info.version, sizeof(info.version));
+                /* IMAGE_VERSION is the image's own version (os-release(5));
+                 * VERSION_ID, the OS release's, stands in for it when absent. */
+                if (!uki_osrel_value(osrel, "IMAGE_VERSION", info.version, sizeof(info.version)) ||
+                    !info.version[0])
+                        (void) uki_osrel_value(osrel, "VERSION_ID", info.version, sizeof(info.version));
                 (void) uki_osrel_value(osrel, "PRETTY_NAME", info.name, sizeof(info.name));
         }
         (void) uki_pinned_roothash(path, info.roothash);

@@ -33,9 +33,10 @@ int uki_pinned_roothash(const char *path, char ret[static ROOTHASH_HEX_MAX + 1])
  * value longer than size - 1 is cut there. */
 bool uki_osrel_value(const char *osrel, const char *key, char *ret, size_t size);
 
-/* What a UKI says of itself: VERSION_ID (or IMAGE_VERSION) and PRETTY_NAME
- * from .osrel, and the root hash its .cmdline pins; empty strings for what
- * is absent. -ENOENT when there is no file at path. */
+/* What a UKI says of itself: its version (IMAGE_VERSION from .osrel, else
+ * VERSION_ID: what abctl install compares against the committed slot's,
+ * common/version.h), PRETTY_NAME, and the root hash its .cmdline pins;
+ * empty strings for what is absent. -ENOENT when there is no file at path. */
 struct uki_info {
         char version[64], name[128], roothash[ROOTHASH_HEX_MAX + 1];
 };

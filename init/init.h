@@ -10,6 +10,7 @@
 #include "../slots/slots.h"
 #include "../efi/cmdline.h"
 #include "tpm2.h"
+#include "../common/record.h"
 
 /* What the init measured into the TPM this boot (init/measure.c). */
 enum tpm_state { TPM_UNPROBED, TPM_ABSENT, TPM_READY, TPM_FAILED };
@@ -78,9 +79,13 @@ int modules_load_one(const char *name);
 void measure_boot(struct boot *b);
 void measure_root_failed(struct boot *b, const char *step);
 void measure_close(struct boot *b);
-/* The "tpm" object of the boot record. */
-struct json_object;
-struct json_object *measure_record_json(const struct boot *b);
+/* The boot record's "tpm" object: r's strings point into b and into hex,
+ * which must outlive r. */
+struct boot_record;
+struct measure_record_hex {
+        char digest[BOOT_RECORD_MEASUREMENTS_MAX][BOOT_RECORD_TPM_BANKS_MAX][2 * TPM2_DIGEST_MAX + 1];
+};
+void measure_record(const struct boot *b, struct boot_record *r, struct measure_record_hex *hex);
 
 /* Moves /dev, /proc, /sys and /run under newroot, frees the initramfs,
  * makes newroot the root and execs init. Returns only on failure. */

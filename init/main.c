@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "../common/log.h"
+#include "../common/record.h"
 #include "../efi/efi.h"
 #include "../slots/slots.h"
 #include "../verity/verity.h"
@@ -31,9 +32,10 @@
 #define NEWROOT "/sysroot"
 #define MODULES_LIST "/etc/abswitch/modules"
 #define DM_NAME "abswitch-root"
-#define RECORD_DIR "/run/abswitch"
 
-static const char *const phase_names[_PHASE_MAX] = { "modules", "identity", "devices", "state", "verity", "mount" };
+/* The boot record's phases are this init's, in this order. */
+_Static_assert(_PHASE_MAX == BOOT_RECORD_PHASES, "common/record.h's phases are enum phase's");
+_Static_assert(_SLOT_MAX == BOOT_RECORD_SLOTS, "common/record.h's slots are A and B");
 
 static _Noreturn void stop(struct boot *b, const char *step, const char *fmt, ...) _printf_(3, 4);
 
@@ -395,116 +397,91 @@ fail:
         return -EIO;
 }
 
-static json_object *jstr(const char *s) {
-        return s ? json_object_new_string(s) : NULL;
+static struct boot_record_slot_state record_state(struct slot_state s) {
+        return (struct boot_record_slot_state) { .priority = s.priority, .tries = s.tries,
+                                                 .successful = s.successful, .armed = s.armed };
 }
 
-static json_object *state_json(struct slot_state s) {
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "priority", json_object_new_int(s.priority));
-        json_object_object_add(o, "tries", json_object_new_int(s.tries));
-        json_object_object_add(o, "successful", json_object_new_boolean(s.successful));
-        json_object_object_add(o, "armed", json_object_new_boolean(s.armed));
-        return o;
-}
-
+/* What this boot saw and decided, in the boot record's one schema
+ * (common/record.h), for abctl status, the tests and the bench. */
 static void write_record(struct boot *b, uint64_t t_end) {
+        const struct slot_partitions *sp = &b->view.layout.slot[b->id.slot];
+        struct boot_record r;
+        int k;
+
         /* json-c seeds its default string hash with getrandom(), which blocks
          * until the kernel's CRNG is ready: a second or more this early in
          * boot. The record is ours and small; the unseeded hash is fine. */
         (void) json_global_set_string_hash(JSON_C_STR_HASH_PERLLIKE);
 
-        json_object *o = json_object_new_object(), *id = json_object_new_object(),
-                    *verdicts = json_object_new_object(), *efi = json_object_new_object(),
-                    *parts = json_object_new_object(), *root = json_object_new_object(),
-                    *tm = json_object_new_object();
-        char buf[32];
+        boot_record_init(&r);
+        r.version = BOOT_RECORD_VERSION;
+        r.abswitch = ABSWITCH_VERSION;
+        r.slot = slot_to_string(b->id.slot);
+        r.log = log_target_path();
 
-        json_object_object_add(o, "version", json_object_new_int(1));
-        json_object_object_add(o, "abswitch", json_object_new_string(ABSWITCH_VERSION));
-        json_object_object_add(o, "slot", json_object_new_string(slot_to_string(b->id.slot)));
-        json_object_object_add(o, "log", json_object_new_string(log_target_path()));
-
-        json_object_object_add(id, "source", json_object_new_string(identity_source_to_string(b->id.source)));
-        json_object_object_add(id, "value", jstr(b->id.value));
-        for (int i = 0; i < _IDENTITY_MAX; i++)
-                json_object_object_add(verdicts, identity_source_to_string(i),
-                                       json_object_new_string(identity_verdict_to_string(b->id.verdicts[i])));
-        json_object_object_add(id, "sources", verdicts);
-        json_object_object_add(o, "identity", id);
-
-        json_object_object_add(efi, "booted_via_efi", json_object_new_boolean(b->efi));
-        json_object_object_add(efi, "StubImageIdentifier", jstr(b->stub_image));
-        json_object_object_add(efi, "LoaderImageIdentifier", jstr(b->loader_image));
-        json_object_object_add(efi, "LoaderInfo", jstr(b->loader_info));
-        json_object_object_add(efi, "LoaderEntrySelected", jstr(b->loader_entry));
-        json_object_object_add(efi, "LoaderDevicePartUUID", jstr(b->esp_partuuid));
-        if (b->facts.boot_current >= 0) {
-                (void) snprintf(buf, sizeof(buf), "%04X", b->facts.boot_current);
-                json_object_object_add(efi, "BootCurrent", json_object_new_string(buf));
-                json_object_object_add(efi, "BootCurrentDescription", jstr(b->boot_current_desc));
-                json_object_object_add(efi, "BootCurrentPath", jstr(b->boot_current_path));
+        r.identity.source = identity_source_to_string(b->id.source);
+        r.identity.value = b->id.value;
+        for (int i = 0; i < _IDENTITY_MAX && i < BOOT_RECORD_SOURCES_MAX; i++) {
+                r.identity.sources[i].name = identity_source_to_string(i);
+                r.identity.sources[i].verdict = identity_verdict_to_string(b->id.verdicts[i]);
+                r.identity.n_sources++;
         }
-        json_object_object_add(o, "efi", efi);
 
-        const struct slot_partitions *sp = &b->view.layout.slot[b->id.slot];
-        json_object_object_add(parts, "disk", jstr(b->view.layout.disk));
-        json_object_object_add(parts, "data", jstr(sp->data_dev));
-        json_object_object_add(parts, "hash", jstr(sp->hash_dev));
-        json_object_object_add(parts, "data_partuuid", jstr(sp->data_uuid));
-        json_object_object_add(o, "partitions", parts);
+        r.efi.booted_via_efi = b->efi;
+        r.efi.stub_image = b->stub_image;
+        r.efi.loader_image = b->loader_image;
+        r.efi.loader_info = b->loader_info;
+        r.efi.loader_entry = b->loader_entry;
+        r.efi.esp_partuuid = b->esp_partuuid;
+        r.efi.boot_current = b->facts.boot_current;
+        r.efi.boot_current_desc = b->boot_current_desc;
+        r.efi.boot_current_path = b->boot_current_path;
+        r.efi.boot_next = b->view.vars.boot_next;
 
-        json_object *state = json_object_new_object(), *dec = json_object_new_object();
+        r.partitions.disk = b->view.layout.disk;
+        r.partitions.data = sp->data_dev;
+        r.partitions.hash = sp->hash_dev;
+        r.partitions.data_partuuid = sp->data_uuid;
+
         for (int s = 0; s < _SLOT_MAX; s++) {
-                json_object *sl = json_object_new_object();
-                json_object_object_add(sl, "present", json_object_new_boolean(b->view.layout.slot[s].present));
-                json_object_object_add(sl, "before", state_json(b->before[s]));
-                json_object_object_add(sl, "after", state_json(b->decision.t.slot[s]));
-                json_object_object_add(state, slot_to_string(s), sl);
+                r.state[s].present = b->view.layout.slot[s].present;
+                r.state[s].before = record_state(b->before[s]);
+                r.state[s].after = record_state(b->decision.t.slot[s]);
         }
-        json_object_object_add(o, "state", state);
-        json_object_object_add(dec, "action", json_object_new_string(boot_action_to_string(b->decision.action)));
-        json_object_object_add(dec, "reason", json_object_new_string(boot_reason_to_string(b->decision.reason)));
-        json_object_object_add(dec, "target", json_object_new_string(slot_to_string(b->decision.target)));
-        json_object_object_add(dec, "trial", json_object_new_boolean(b->decision.trial));
-        json_object_object_add(dec, "watchdog", json_object_new_boolean(b->watchdog_armed));
-        json_object_object_add(dec, "gpt_writes", json_object_new_int((int) b->writes.gpt_writes));
-        json_object_object_add(dec, "nvram_writes", json_object_new_int((int) b->writes.nvram_writes));
-        if (b->view.vars.boot_next >= 0) {
-                (void) snprintf(buf, sizeof(buf), "%04X", b->view.vars.boot_next);
-                json_object_object_add(efi, "BootNext", json_object_new_string(buf));
-        }
-        json_object_object_add(o, "decision", dec);
 
-        json_object_object_add(root, "device", jstr(b->root_dev));
-        json_object_object_add(root, "fstype", jstr(b->fstype));
-        json_object_object_add(root, "roothash", jstr(b->cmdline.roothash));
-        json_object_object_add(root, "roothash_source", jstr(b->roothash_source));
-        json_object_object_add(root, "verity_error",
-                               json_object_new_string(verity_error_policy_to_string(b->cmdline.verity_error)));
-        json_object_object_add(root, "init", jstr(b->cmdline.init));
-        json_object_object_add(o, "root", root);
-        json_object_object_add(o, "tpm", measure_record_json(b));
+        r.decision.action = boot_action_to_string(b->decision.action);
+        r.decision.reason = boot_reason_to_string(b->decision.reason);
+        r.decision.target = slot_to_string(b->decision.target);
+        r.decision.trial = b->decision.trial;
+        r.decision.watchdog = b->watchdog_armed;
+        r.decision.gpt_writes = (int) b->writes.gpt_writes;
+        r.decision.nvram_writes = (int) b->writes.nvram_writes;
+
+        r.root.device = b->root_dev;
+        r.root.fstype = b->fstype;
+        r.root.roothash = b->cmdline.roothash;
+        r.root.roothash_source = b->roothash_source;
+        r.root.verity_error = verity_error_policy_to_string(b->cmdline.verity_error);
+        r.root.init = b->cmdline.init;
 
         /* Milliseconds: absolute on CLOCK_BOOTTIME (comparable with the
          * kernel's timestamps), and the length of each phase. */
-        json_object_object_add(tm, "init_start_ms", json_object_new_double((double) b->t_start / 1000.0));
+        r.timings_ms.init_start = (double) b->t_start / 1000.0;
         uint64_t prev = b->t_start;
         for (int i = 0; i < _PHASE_MAX; i++) {
-                json_object_object_add(tm, phase_names[i], json_object_new_double((double) (b->t_phase[i] - prev) / 1000.0));
+                r.timings_ms.phase[i] = (double) (b->t_phase[i] - prev) / 1000.0;
                 prev = b->t_phase[i];
         }
-        json_object_object_add(tm, "total", json_object_new_double((double) (t_end - b->t_start) / 1000.0));
-        json_object_object_add(tm, "switch_root_ms", json_object_new_double((double) t_end / 1000.0));
-        json_object_object_add(o, "timings_ms", tm);
+        r.timings_ms.total = (double) (t_end - b->t_start) / 1000.0;
+        r.timings_ms.switch_root = (double) t_end / 1000.0;
 
-        (void) mkdir(RECORD_DIR, 0755);
-        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-        _cleanup_close_ int fd = open(RECORD_DIR "/boot.json.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || write(fd, s, strlen(s)) != (ssize_t) strlen(s) || write(fd, "\n", 1) != 1 ||
-            rename(RECORD_DIR "/boot.json.tmp", RECORD_DIR "/boot.json") < 0)
-                log_warning_errno(-errno, "Failed to write %s/boot.json: %m", RECORD_DIR);
-        json_object_put(o);
+        static struct measure_record_hex hex;  /* 8 KiB: not on PID 1's stack */
+        measure_record(b, &r, &hex);
+
+        k = boot_record_write(&r, BOOT_RECORD_DIR);
+        if (k < 0)
+                log_warning_errno(k, "Failed to write %s: %m", BOOT_RECORD_PATH);
 }
 
 /* dm-verity, then the mount: the root the decision boots (struct boot_ops). */

@@ -246,41 +246,36 @@ void measure_close(struct boot *b) {
         b->tpm.closed = true;
 }
 
-struct json_object *measure_record_json(const struct boot *b) {
+void measure_record(const struct boot *b, struct boot_record *r, struct measure_record_hex *hex) {
         static const char *const states[] = {
                 [TPM_UNPROBED] = "not-probed", [TPM_ABSENT] = "absent", [TPM_READY] = "ready", [TPM_FAILED] = "failed",
         };
-        static const char hex[] = "0123456789abcdef";
-        json_object *o = json_object_new_object(), *banks = json_object_new_array(), *ms = json_object_new_array();
+        static const char digits[] = "0123456789abcdef";
 
-        json_object_object_add(o, "state", json_object_new_string(states[b->tpm.state]));
-        json_object_object_add(o, "device", b->tpm.device ? json_object_new_string(b->tpm.device) : NULL);
-        json_object_object_add(o, "pcr", json_object_new_int((int) TPM2_PCR_ABSWITCH));
-        for (unsigned i = 0; i < b->tpm.banks.n; i++) {
+        r->tpm.state = states[b->tpm.state];
+        r->tpm.device = b->tpm.device;
+        r->tpm.pcr = (int) TPM2_PCR_ABSWITCH;
+        for (unsigned i = 0; i < b->tpm.banks.n && r->tpm.n_banks < BOOT_RECORD_TPM_BANKS_MAX; i++) {
                 const char *name = tpm2_alg_to_string(b->tpm.banks.bank[i].alg);
                 if (name && tpm2_bank_has_pcr(&b->tpm.banks.bank[i], TPM2_PCR_ABSWITCH))
-                        json_object_array_add(banks, json_object_new_string(name));
+                        r->tpm.banks[r->tpm.n_banks++] = name;
         }
-        json_object_object_add(o, "banks", banks);
-        json_object_object_add(o, "log", json_object_new_string(CEL_PATH));
-        json_object_object_add(o, "error", b->tpm.error[0] ? json_object_new_string(b->tpm.error) : NULL);
-        for (unsigned i = 0; i < b->tpm.n; i++) {
+        r->tpm.log = CEL_PATH;
+        r->tpm.error = b->tpm.error[0] ? b->tpm.error : NULL;
+        for (unsigned i = 0; i < b->tpm.n && i < BOOT_RECORD_MEASUREMENTS_MAX; i++) {
                 const struct measurement *m = &b->tpm.m[i];
-                json_object *e = json_object_new_object(), *d = json_object_new_object();
-                json_object_object_add(e, "string", json_object_new_string(m->text));
-                for (unsigned k = 0; k < m->digests.n; k++) {
-                        char x[2 * TPM2_DIGEST_MAX + 1];
+                typeof(r->tpm.measurements[0]) *e = &r->tpm.measurements[r->tpm.n_measurements++];
+                e->string = m->text;
+                e->logged = m->logged;
+                for (unsigned k = 0; k < m->digests.n && k < BOOT_RECORD_TPM_BANKS_MAX; k++) {
+                        char *x = hex->digest[i][k];
                         for (unsigned j = 0; j < m->digests.d[k].size; j++) {
-                                x[2 * j] = hex[m->digests.d[k].bytes[j] >> 4];
-                                x[2 * j + 1] = hex[m->digests.d[k].bytes[j] & 15];
+                                x[2 * j] = digits[m->digests.d[k].bytes[j] >> 4];
+                                x[2 * j + 1] = digits[m->digests.d[k].bytes[j] & 15];
                         }
                         x[2 * m->digests.d[k].size] = 0;
-                        json_object_object_add(d, tpm2_alg_to_string(m->digests.d[k].alg), json_object_new_string(x));
+                        e->digests[e->n_digests].bank = tpm2_alg_to_string(m->digests.d[k].alg);
+                        e->digests[e->n_digests++].hex = x;
                 }
-                json_object_object_add(e, "digests", d);
-                json_object_object_add(e, "logged", json_object_new_boolean(m->logged));
-                json_object_array_add(ms, e);
         }
-        json_object_object_add(o, "measurements", ms);
-        return o;
 }

@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "../common/macro.h"
+#include "../common/unaligned.h"
 #include "slots.h"
 
 #define GPT_SIGNATURE "EFI PART"
@@ -28,21 +29,6 @@ struct gpt_copy {
         uint32_t entries, entry_size, header_size;
         char why[GPT_REASON_MAX];   /* why it is not valid */
 };
-
-static uint32_t le32(const uint8_t *p) {
-        return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
-}
-static uint64_t le64(const uint8_t *p) {
-        return (uint64_t) le32(p) | ((uint64_t) le32(p + 4) << 32);
-}
-static void put32(uint8_t *p, uint32_t v) {
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-        put32(p, (uint32_t) v);
-        put32(p + 4, (uint32_t) (v >> 32));
-}
 
 static void copy_free(struct gpt_copy *c) {
         free(c->hdr);

@@ -96,9 +96,10 @@ class Machine:
 
     # ---- building ---------------------------------------------------------------
 
-    def uki(self, name, hash_of, slot=None, cmdline="", pin=True):
+    def uki(self, name, hash_of, slot=None, cmdline="", pin=True, version="1"):
         """A UKI pinning the root hash of slot hash_of's image (pin=False:
-        only on its command line, no /etc/abswitch/pin in its initramfs)."""
+        only on its command line, no /etc/abswitch/pin in its initramfs), at
+        version (IMAGE_VERSION; the updates the tests install are newer)."""
         out = self.dir / name
         args = [TOP / "initramfs/mkuki", "--kernel", self.env["KERNEL_IMAGE"],
                 "--initrd", E2E / "initramfs.img", "--roothash", roothash(hash_of),
@@ -107,6 +108,8 @@ class Machine:
             args += ["--slot", slot]
         if not pin:
             args += ["--no-pin"]
+        if version:
+            args += ["--version", version]
         subprocess.run([str(a) for a in args], check=True, capture_output=True)
         return out
 

@@ -37,8 +37,10 @@ class Machine(SlotDisk):
         self.ukis = {}
         (tmp / "kernel").write_bytes(b"kernel placeholder\n" * 64)
         (tmp / "initrd").write_bytes(b"initrd placeholder\n" * 64)
-        for name in ("a", "b", "b-commit"):
-            self.ukis[name] = self.uki(name, f"@{E2E}/slot-{name}.roothash")
+        # Versions as a fleet has them: A and B at 1, the update (b-commit) at 2,
+        # so every install of it is an upgrade (abctl refuses downgrades).
+        for name, version in (("a", "1"), ("b", "1"), ("b-commit", "2")):
+            self.ukis[name] = self.uki(name, f"@{E2E}/slot-{name}.roothash", version=version)
         shutil.copy(self.ukis["a"], self.esp / "EFI/abswitch/boot-a.efi")
         shutil.copy(self.ukis["b"], self.esp / "EFI/abswitch/boot-b.efi")
         subprocess.run([TOP / "initramfs/mkdisk", "--output", self.disk, "--a-image", E2E / "slot-a",
@@ -48,10 +50,11 @@ class Machine(SlotDisk):
         # The init's first boot on A creates the boot entries.
         assert self.boot("\\EFI\\abswitch\\boot-a.efi").returncode == 0
 
-    def uki(self, name, roothash):
+    def uki(self, name, roothash, version=None):
         out = self.dir / f"uki-{name}.efi"
         subprocess.run([TOP / "initramfs/mkuki", "--kernel", self.dir / "kernel", "--initrd", self.dir / "initrd",
-                        "--roothash", roothash, "--output", out], check=True, capture_output=True)
+                        "--roothash", roothash, "--output", out] + (["--version", version] if version else []),
+                       check=True, capture_output=True)
         return out
 
     def abctl(self, *args, running="A"):
