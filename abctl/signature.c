@@ -157,6 +157,10 @@ static void describe_cert(const X509 *x, char *buf, size_t size) {
 }
 
 static void describe_entry(const struct sigdb *d, int i, char *buf, size_t size) {
+        if (i < 0 || (size_t) i >= d->n || !d->certs) {
+                (void) snprintf(buf, size, "%s (no entry)", d->name);
+                return;
+        }
         const struct efi_sig *s = &d->sigs[i];
         char what[400] = "";
         if (s->type == EFI_SIG_X509 && d->certs[i])
