@@ -457,8 +457,8 @@ int abctl_check_uki_signature(const char *efivars, const char *label, const void
                                                "of %s: its signature is unusable (%s), and its digest is not in db. %s",
                                                label, checked[0].why_unusable, HELP);
                 return log_error_errno(-EKEYREJECTED, "Secure Boot is on and the firmware would refuse the UKI of %s: it "
-                                       "is signed by %s, which chains to no certificate in db (%zu entries), and its "
-                                       "digest is not in db. %s", label, signer, db.n, HELP);
+                                       "is signed by %s, which chains to no certificate in db (%zu %s), and its "
+                                       "digest is not in db. %s", label, signer, db.n, db.n == 1 ? "entry" : "entries", HELP);
         case EFI_SB_REFUSED_DIGEST_MISMATCH:
                 return log_error_errno(-EKEYREJECTED, "Secure Boot is on and the firmware would refuse the UKI of %s: it "
                                        "carries a signature by %s, but not over this file (the UKI was changed after "

@@ -132,7 +132,7 @@ def test_stranger_signed_refused(m, keys, tmp_path):
     m.secure_boot(db=esl_cert(tmp_path, SNAKEOIL_PEM))
     uki = sign(keys, "stranger", m.ukis["b-commit"], tmp_path / "stranger.efi")
     refused(m, uki, 'signed by "CN=abswitch test stranger" (issued by "CN=abswitch test stranger")',
-            "which chains to no certificate in db (1 entries)")
+            "which chains to no certificate in db (1 entry)")
 
 
 def test_signed_after_a_change_refused(m, keys, tmp_path):
