@@ -231,7 +231,7 @@ fi
 # library sbsigntool and EDK2's own DxeImageVerificationLib use. Only abctl
 # links it, never the init. Its own directory and key, so that adding it or
 # changing its recipe rebuilds only it.
-OPENSSL_RECIPE=1
+OPENSSL_RECIPE=2
 okey() { printf 'recipe%sopenssl_%s' "$OPENSSL_RECIPE" "$1" | sha256sum | cut -c1-16; }
 
 # Builds openssl version $1 into $CACHE/openssl-$(okey $1) (called from
@@ -255,10 +255,18 @@ build_openssl() {
 	( cd "$work" && dpkg-source -x ./*.dsc >/dev/null 2>&1 ) || return 1
 	log "building openssl $v (libcrypto only, static, musl)"
 	# no-async: musl has no makecontext; no-dso/no-engine/no-module: a
-	# static binary cannot dlopen; no-afalgeng: no AF_ALG engine.
+	# static binary cannot dlopen; no-afalgeng: no AF_ALG engine. The rest
+	# is size (abctl travels in every slot image): no TLS, no ciphers or
+	# digests a UEFI signature cannot use, no hand-written assembly (its
+	# tables are not dropped by --gc-sections; C hashes a UKI fast
+	# enough). RSA and EC signatures, SHA-1/2, X.509 and PKCS#7 stay.
 	( cd "$work"/openssl-*/ &&
 	  CC="musl-gcc -isystem $P/kinc" ./Configure linux-x86_64 --prefix=/nonexistent --openssldir=/etc/ssl \
-		no-shared no-tests no-engine no-afalgeng no-async no-dso no-module no-ui-console \
+		no-shared no-tests no-engine no-afalgeng no-async no-dso no-module no-ui-console no-asm \
+		no-legacy no-aria no-bf no-blake2 no-camellia no-cast no-chacha no-cms no-comp no-ct no-des \
+		no-dgram no-dh no-dsa no-gost no-idea no-md4 no-mdc2 no-ocb no-ocsp no-poly1305 no-rc2 no-rc4 \
+		no-rmd160 no-scrypt no-seed no-siphash no-siv no-sm2 no-sm3 no-sm4 no-sock no-srp no-srtp \
+		no-ssl3 no-tls no-dtls no-ts no-whirlpool no-cmp no-ktls no-psk no-rfc3779 \
 		-Os -ffunction-sections -fdata-sections >/dev/null &&
 	  make -j"$JOBS" build_generated >/dev/null &&
 	  make -j"$JOBS" libcrypto.a >/dev/null &&
