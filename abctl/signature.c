@@ -359,9 +359,9 @@ static void check_signature(const uint8_t *img, const struct efi_pe_authenticode
                 if (tbs_sha256(sk_X509_value(signers, i), h) >= 0)
                         c.f.dbx_cert_hash = efi_siglist_find(dbx->sigs, dbx->n, EFI_SIG_X509_SHA256, h, sizeof(h));
         }
-        /* EDK2 refuses a signature without a signer certificate here. */
-        if (!signers || sk_X509_num(signers) == 0)
-                c.f.usable = false, c.why_unusable = "it names no signer certificate it carries";
+        /* EDK2's IsForbiddenByDbx refuses a signature whose signer
+         * certificate it cannot get, whatever else allows the image. */
+        c.f.no_signer = !signers || sk_X509_num(signers) == 0;
 
         /* db: the first certificate it chains to, unless that one is revoked by hash. */
         for (size_t i = 0; c.f.digest_matches && i < db->n && c.f.db_cert < 0; i++)
@@ -475,6 +475,10 @@ int abctl_check_uki_signature(const char *efivars, const char *label, const void
                 return log_error_errno(-EKEYREJECTED, "Secure Boot is on and the firmware would refuse the UKI of %s%s%s: "
                                        "this very image is revoked, its digest is %s. Install a newer image",
                                        label, n ? ", signed by " : " (not signed)", n ? signer : "", entry);
+        case EFI_SB_REFUSED_NO_SIGNER:
+                return log_error_errno(-EKEYREJECTED, "Secure Boot is on and the firmware would refuse the UKI of %s: "
+                                       "signature %d in it carries no certificate of its signer. %s", label,
+                                       d.signature, HELP);
         default:
                 return log_error_errno(-EINVAL, "Secure Boot: no decision on the UKI of %s", label);
         }

@@ -258,6 +258,7 @@ int efi_siglist_find(const struct efi_sig *sigs, size_t n, EfiSigType t, const v
 struct efi_sb_signature_facts {
         bool usable;            /* PKCS#7 parsed, its digest algorithm known: else EDK2 skips it */
         bool digest_matches;    /* its SpcIndirectDataContent digest is the image's */
+        bool no_signer;         /* it carries no certificate of its signer: EDK2's dbx check refuses it */
         int dbx_cert;           /* dbx X509 in its chain or among its certificates */
         int dbx_cert_hash;      /* dbx X509_SHA256 of a signer certificate (revocation time not compared) */
         int db_cert;            /* the first db X509 it verifies against (in its chain, partial chains allowed) */
@@ -275,6 +276,7 @@ typedef enum EfiSbVerdict {
         EFI_SB_REFUSED_DBX_CERT,       /* a signer's certificate is in dbx */
         EFI_SB_REFUSED_DBX_CERT_HASH,  /* the signer's or the db certificate's TBS hash is in dbx */
         EFI_SB_REFUSED_DBX_HASH,       /* the image's digest is in dbx */
+        EFI_SB_REFUSED_NO_SIGNER,      /* a signature carries no certificate of its signer */
         _EFI_SB_VERDICT_MAX,
         _EFI_SB_VERDICT_INVALID = -EINVAL,
 } EfiSbVerdict;
@@ -287,8 +289,8 @@ struct efi_sb_decision {
 
 /* EDK2's DxeImageVerificationHandler as one pure function. Unsigned
  * (n == 0): dbx_hash, then db_hash (the image's SHA-256 in dbx/db, -1 if
- * not). Signed: for each usable signature in order, a dbx certificate or
- * certificate hash refuses, a db certificate allows unless its own TBS
+ * not). Signed: for each usable signature in order, a missing signer
+ * certificate, a dbx certificate or certificate hash refuses, a db certificate allows unless its own TBS
  * hash is in dbx, the image's digest in dbx refuses, in db allows; a
  * refusal ends the walk, whatever came before. (EDK2 lets a timestamp
  * older than a dbx certificate hash's revocation time through; abctl

@@ -132,6 +132,10 @@ void efi_sb_decide(const struct efi_sb_signature_facts *facts, size_t n, int dbx
                         continue;
                 any_usable = true;
                 any_matching = any_matching || f->digest_matches;
+                if (f->no_signer) {
+                        *ret = (struct efi_sb_decision) { EFI_SB_REFUSED_NO_SIGNER, (int) i, -1 };
+                        return;
+                }
                 if (f->dbx_cert >= 0) {
                         *ret = (struct efi_sb_decision) { EFI_SB_REFUSED_DBX_CERT, (int) i, f->dbx_cert };
                         return;

@@ -361,9 +361,10 @@ static void test_siglist_refused(void **state) {
 /* ---- the decision, over every combination ---------------------------------------- */
 
 static struct efi_sb_signature_facts facts_from(unsigned bits) {
-        /* 8 bits: usable, digest_matches, dbx_cert, dbx_cert_hash, db_cert, db_cert_revoked, dbx hash, db hash. */
+        /* 9 bits: usable, digest_matches, dbx_cert, dbx_cert_hash, db_cert, db_cert_revoked, dbx hash, db hash,
+         * no signer certificate. */
         return (struct efi_sb_signature_facts) {
-                .usable = bits & 1, .digest_matches = bits & 2,
+                .usable = bits & 1, .digest_matches = bits & 2, .no_signer = bits & 256,
                 .dbx_cert = bits & 4 ? 0 : -1, .dbx_cert_hash = bits & 8 ? 1 : -1,
                 .db_cert = bits & 16 ? 2 : -1, .db_cert_revoked = bits & 32 ? 3 : -1,
                 .dbx_image_hash = bits & 64 ? 4 : -1, .db_image_hash = bits & 128 ? 5 : -1,
@@ -371,7 +372,7 @@ static struct efi_sb_signature_facts facts_from(unsigned bits) {
 }
 
 static bool refuses(const struct efi_sb_signature_facts *f) {
-        return f->usable && (f->dbx_cert >= 0 || f->dbx_cert_hash >= 0 || f->dbx_image_hash >= 0);
+        return f->usable && (f->no_signer || f->dbx_cert >= 0 || f->dbx_cert_hash >= 0 || f->dbx_image_hash >= 0);
 }
 static bool allows(const struct efi_sb_signature_facts *f) {
         return f->usable && ((f->db_cert >= 0 && f->digest_matches && f->db_cert_revoked < 0) || f->db_image_hash >= 0);
@@ -389,13 +390,13 @@ static void test_decide_unsigned(void **state) {
         assert_int_equal(d.entry, 3);
 }
 
-/* Every combination of two signatures' facts (2^16): allowed exactly when no
+/* Every combination of two signatures' facts (2^18): allowed exactly when no
  * usable signature hits dbx and one is allowed; a refusal names a usable
  * signature that hits dbx (the first, as EDK2 stops there); unusable
  * signatures never count. */
 static void test_decide_every_pair(void **state) {
-        for (unsigned x = 0; x < 256; x++)
-                for (unsigned y = 0; y < 256; y++) {
+        for (unsigned x = 0; x < 512; x++)
+                for (unsigned y = 0; y < 512; y++) {
                         struct efi_sb_signature_facts f[2] = { facts_from(x), facts_from(y) };
                         struct efi_sb_decision d;
                         efi_sb_decide(f, 2, 9, 9, &d);  /* unsigned-only inputs are ignored */
@@ -405,7 +406,7 @@ static void test_decide_every_pair(void **state) {
                         if (dbx) {
                                 int first = refuses(&f[0]) ? 0 : 1;
                                 assert_int_equal(d.signature, first);
-                                assert_true(d.verdict == EFI_SB_REFUSED_DBX_CERT ||
+                                assert_true(d.verdict == EFI_SB_REFUSED_NO_SIGNER || d.verdict == EFI_SB_REFUSED_DBX_CERT ||
                                             d.verdict == EFI_SB_REFUSED_DBX_CERT_HASH ||
                                             d.verdict == EFI_SB_REFUSED_DBX_HASH);
                         } else if (ok) {
