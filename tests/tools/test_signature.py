@@ -203,10 +203,8 @@ def test_signed_installs(m, keys, tmp_path):
         r.stderr
 
 
-def test_signed_by_expired_leaf_of_a_db_ca(m, tmp_path):
-    # The firmware accepts a signer whose chain reaches a db certificate, and
-    # EDK2 checks no validity dates: db holds a CA, the UKI is signed by a
-    # leaf it issued that expired in 2000.
+def ca_and_leaf(tmp_path, expired):
+    """A CA (valid now) and a leaf signing key it issued (expired in 2000 if asked), as PEM files."""
     import datetime
 
     from cryptography.hazmat.primitives import hashes, serialization
@@ -224,21 +222,38 @@ def test_signed_by_expired_leaf_of_a_db_ca(m, tmp_path):
     leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.datetime.now(datetime.timezone.utc)
     ca = cert(name("abswitch test CA"), name("abswitch test CA"), ca_key, ca_key, now, 3650, True)
-    leaf = cert(name("abswitch test signer"), name("abswitch test CA"), leaf_key, ca_key,
-                datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc), 1, False)
+    start = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc) if expired else now
+    leaf = cert(name("abswitch test signer"), name("abswitch test CA"), leaf_key, ca_key, start, 1, False)
     (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "leaf.key").write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
                                                                serialization.PrivateFormat.TraditionalOpenSSL,
                                                                serialization.NoEncryption()))
-    m.secure_boot(db=esl_cert(tmp_path, tmp_path / "ca.pem"))
-    uki = tmp_path / "leaf.efi"
-    subprocess.run(["sbsign", "--key", tmp_path / "leaf.key", "--cert", tmp_path / "leaf.pem", "--output", uki,
-                    m.ukis["b-commit"]], check=True, capture_output=True)
+    return tmp_path / "ca.pem", tmp_path / "leaf.pem", tmp_path / "leaf.key"
+
+
+def test_signed_by_expired_leaf_of_a_db_ca(m, tmp_path):
+    # The firmware accepts a signer whose chain reaches a db certificate, and
+    # EDK2 checks no validity dates: db holds a CA, the UKI is signed by a
+    # leaf it issued that expired in 2000.
+    ca, leaf, key = ca_and_leaf(tmp_path, expired=True)
+    m.secure_boot(db=esl_cert(tmp_path, ca))
+    uki = sign({"leaf": (key, leaf)}, "leaf", m.ukis["b-commit"], tmp_path / "leaf.efi")
     r = m.abctl("install", E2E / "slot-b-commit", uki)
     installed(m, r, uki)
     assert 'signed by "CN=abswitch test signer" (issued by "CN=abswitch test CA"), which chains to db entry 0' \
         in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("revoked", ["leaf", "ca"])
+def test_dbx_certificate_in_the_chain_revoked(m, tmp_path, revoked):
+    # db holds the CA; dbx the signing leaf, or the CA itself: either is in the signer's chain.
+    ca, leaf, key = ca_and_leaf(tmp_path, expired=False)
+    m.secure_boot(db=esl_cert(tmp_path, ca), dbx=esl_cert(tmp_path, leaf if revoked == "leaf" else ca))
+    uki = sign({"leaf": (key, leaf)}, "leaf", m.ukis["b-commit"], tmp_path / "leaf.efi")
+    refused(m, uki, 'signed by "CN=abswitch test signer" (issued by "CN=abswitch test CA"), and its chain holds a '
+            "certificate revoked by dbx entry 0 (signature list 0, X509 "
+            f'"CN=abswitch test {"signer" if revoked == "leaf" else "CA"}"')
 
 
 @pytest.mark.parametrize("how", ["SecureBoot=0", "SetupMode=1", "no SecureBoot variable"])
