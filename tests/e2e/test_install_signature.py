@@ -13,6 +13,7 @@ refusals, one with the install that goes through. The same check on the
 host, case by case, is tests/tools/test_signature.py."""
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,15 +47,20 @@ class SecureBootMachine(abvm.Machine):
 def keys():
     """The snakeoil key without its passphrase, and a stranger's key pair (build/sbkeys, never committed)."""
     KEYS.mkdir(parents=True, exist_ok=True)
-    snake = KEYS / "snakeoil.key"
+    # Made under a temporary name and renamed, the certificate last: tests
+    # on other workers (pytest-xdist) may look for them at the same time.
+    snake, stranger = KEYS / "snakeoil.key", KEYS / "stranger.key"
+    tmp = f".tmp-{os.getpid()}"
     if not snake.exists():
         subprocess.run(["openssl", "rsa", "-in", "/usr/share/ovmf/PkKek-1-snakeoil.key", "-passin", "pass:snakeoil",
-                        "-out", snake], check=True, capture_output=True)
-    stranger = KEYS / "stranger.key"
-    if not stranger.exists():
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", stranger,
-                        "-out", KEYS / "stranger.pem", "-subj", "/CN=abswitch test stranger", "-days", "3650"],
+                        "-out", KEYS / f"snakeoil.key{tmp}"], check=True, capture_output=True)
+        os.replace(KEYS / f"snakeoil.key{tmp}", snake)
+    if not (KEYS / "stranger.pem").exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", KEYS / f"stranger.key{tmp}",
+                        "-out", KEYS / f"stranger.pem{tmp}", "-subj", "/CN=abswitch test stranger", "-days", "3650"],
                        check=True, capture_output=True)
+        os.replace(KEYS / f"stranger.key{tmp}", stranger)
+        os.replace(KEYS / f"stranger.pem{tmp}", KEYS / "stranger.pem")
     return {"snakeoil": (snake, SNAKEOIL_PEM), "stranger": (stranger, KEYS / "stranger.pem")}
 
 

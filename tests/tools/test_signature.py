@@ -14,10 +14,9 @@ the tree. The same check inside QEMU with OVMF's real Secure Boot is
 tests/e2e/test_install_signature.py."""
 
 import hashlib
-import shutil
+import os
 import struct
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -38,15 +37,20 @@ X509_SHA256_GUID = uuid.UUID("3bd2a492-96c0-4079-b420-fcf98ef103ed")
 def keys():
     """The snakeoil key without its passphrase and a stranger's key pair, in build/sbkeys."""
     KEYS.mkdir(parents=True, exist_ok=True)
-    snake = KEYS / "snakeoil.key"
+    # Made under a temporary name and renamed, the certificate last: tests
+    # on other workers (pytest-xdist) may look for them at the same time.
+    snake, stranger = KEYS / "snakeoil.key", KEYS / "stranger.key"
+    tmp = f".tmp-{os.getpid()}"
     if not snake.exists():
         subprocess.run(["openssl", "rsa", "-in", "/usr/share/ovmf/PkKek-1-snakeoil.key", "-passin", "pass:snakeoil",
-                        "-out", snake], check=True, capture_output=True)
-    stranger = KEYS / "stranger.key"
-    if not stranger.exists():
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", stranger,
-                        "-out", KEYS / "stranger.pem", "-subj", "/CN=abswitch test stranger", "-days", "3650"],
+                        "-out", KEYS / f"snakeoil.key{tmp}"], check=True, capture_output=True)
+        os.replace(KEYS / f"snakeoil.key{tmp}", snake)
+    if not (KEYS / "stranger.pem").exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", KEYS / f"stranger.key{tmp}",
+                        "-out", KEYS / f"stranger.pem{tmp}", "-subj", "/CN=abswitch test stranger", "-days", "3650"],
                        check=True, capture_output=True)
+        os.replace(KEYS / f"stranger.key{tmp}", stranger)
+        os.replace(KEYS / f"stranger.pem{tmp}", KEYS / "stranger.pem")
     return {"snakeoil": (snake, SNAKEOIL_PEM), "stranger": (stranger, KEYS / "stranger.pem")}
 
 
