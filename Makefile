@@ -39,7 +39,8 @@ deps: $(BUILD)/deps.mk
 COMMON_SRC := common/log.c common/version.c
 # The boot record (json-c): the init writes it, abctl reads it.
 RECORD_SRC := common/record.c
-PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c
+PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c \
+              efi/secureboot.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 # The TPM commands, by hand (init/tpm2.c says why), and their I/O.
@@ -66,12 +67,15 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/oci.c abctl/ociparse.c
-ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/source.h abctl/esp.h abctl/blockdev.h
-# libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries.
-ABCTL_LIBS := -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz
+             abctl/util.c abctl/oci.c abctl/ociparse.c abctl/signature.c
+ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/source.h abctl/esp.h abctl/blockdev.h abctl/signature.h
+# libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;
+# OpenSSL's libcrypto (its own cache directory) for UKI signatures
+# (abctl/signature.c: PKCS#7, which mbedtls 2.28 lacks). The init links neither.
+ABCTL_LIBS := -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz \
+              -L$(OPENSSL_PREFIX)/lib -lcrypto
 $(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR) $(BUILD)/deps.mk
-	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) $(ABCTL_LIBS) -lpthread
+	$(MUSL_CC) $(MUSL_CFLAGS) -I$(OPENSSL_PREFIX)/include $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) $(ABCTL_LIBS) -lpthread
 	strip $@
 
 # The test root's /sbin/init: prints one checkable line and powers off.
@@ -82,7 +86,7 @@ $(BUILD)/test-rootinit: tests/e2e/rootinit.c $(BUILD)/deps.mk
 # ---- unit tests: glibc, ASan + UBSan, cmocka ---------------------------------
 SAN_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
               -fno-omit-frame-pointer -DUNIT_TEST
-UNIT_TESTS := cmdline identity efi state gpt ops version
+UNIT_TESTS := cmdline identity efi state gpt ops version secureboot
 
 $(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) $(INIT_HDR) tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
@@ -315,7 +319,7 @@ $(PC)/bootsim: tests/powercut/bootsim.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init
 
 $(PC)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR)
 	@mkdir -p $(PC)
-	$(HOST_CC) $(PC_CFLAGS) -o $@ $(ABCTL_SRC) -lcurl -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -lz
+	$(HOST_CC) $(PC_CFLAGS) -o $@ $(ABCTL_SRC) -lcurl -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -lz -lcrypto
 
 powercut: $(PC)/cutter $(PC)/bootsim $(PC)/abctl e2e-artifacts
 	$(PYTHON) tests/powercut/powercut.py --build $(BUILD) --jobs $(TEST_JOBS)
@@ -334,7 +338,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci tpm2 version
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci tpm2 version secureboot
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.

@@ -8,9 +8,11 @@
  *     the image fits its partitions, the source's own checks (local files
  *     verify against the UKI's root hash), the ESP is there with room for
  *     the UKI, the image did not fail in that slot before (unless
- *     --force), the slot's partitions have block devices, and the UKI,
- *     fetched to a temporary file next to the slot's current one, pins the
- *     root hash the image says.
+ *     --force), the slot's partitions have block devices, the UKI (fetched
+ *     into memory) would be started by the firmware under Secure Boot
+ *     (signature.c: Authenticode against db and dbx), and the UKI, written
+ *     to a temporary file next to the slot's current one, pins the root
+ *     hash the image says.
  *  2. The slot is marked not bootable (abctl_apply, SLOT_OP_INSTALL_BEGIN).
  *  3. The system image streams into the slot's partitions, through their
  *     own block devices; flushed and dropped from the cache.
@@ -38,7 +40,12 @@
 #include "blockdev.h"
 #include "esp.h"
 #include "ocifetch.h"
+#include "signature.h"
 #include "source.h"
+
+/* A UKI is a kernel and an initramfs: tens of MiB. It is held in memory
+ * while it is checked and written. */
+#define UKI_SIZE_MAX (1024u << 20)
 
 /* ---- signals ----------------------------------------------------------------
  *
@@ -218,15 +225,53 @@ static int file_sink(void *userdata, uint64_t offset, const uint8_t *buf, size_t
                                        r == -ENOSPC ? " (the ESP is full)" : "") : 0;
 }
 
-/* The UKI into tmp, flushed; it must pin the root hash the image says. */
-static int fetch_uki(struct image_source *src, const char *tmp) {
+/* The UKI, whole, in memory: the signature check reads it before anything
+ * is written, and what is written to the ESP is what was checked (a file
+ * changed or a blob served differently in between cannot slip in). */
+struct uki_buffer {
+        uint8_t *data;
+        size_t size;
+};
+
+static void uki_buffer_done(struct uki_buffer *b) {
+        free(b->data);
+        *b = (struct uki_buffer) {};
+}
+
+static int memory_sink(void *userdata, uint64_t offset, const uint8_t *buf, size_t n) {
+        struct uki_buffer *b = userdata;
+        if (offset > b->size || n > b->size - offset)
+                return log_error_errno(-EBADMSG, "The UKI is larger than its source said (%zu bytes)", b->size);
+        memcpy(b->data + offset, buf, n);
+        return 0;
+}
+
+static int fetch_uki(struct image_source *src, struct uki_buffer *ret) {
+        struct uki_buffer b = { .size = (size_t) src->uki_size };
+        if (src->uki_size > UKI_SIZE_MAX)
+                return log_error_errno(-EFBIG, "The UKI of %s has %llu bytes; abctl takes UKIs up to %u MiB",
+                                       src->label, (unsigned long long) src->uki_size, UKI_SIZE_MAX >> 20);
+        b.data = malloc(b.size ? b.size : 1);
+        if (!b.data)
+                return log_error_errno(-ENOMEM, "Out of memory for the UKI of %s (%zu bytes)", src->label, b.size);
+        int r = src->ops->fetch_uki(src, memory_sink, &b);
+        if (r < 0) {
+                uki_buffer_done(&b);
+                return r;
+        }
+        *ret = b;
+        return 0;
+}
+
+/* The checked UKI into tmp, flushed; it must pin the root hash the image says. */
+static int write_uki(const struct image_source *src, const struct uki_buffer *b, const char *tmp) {
         char pinned[ROOTHASH_HEX_MAX + 1];
         struct file_sink f = { .fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644) };
         int r;
 
         if (f.fd < 0)
                 return log_error_errno(-errno, "Cannot create %s: %m", tmp);
-        r = src->ops->fetch_uki(src, file_sink, &f);
+        r = file_sink(&f, 0, b->data, b->size);
         if (r >= 0 && fsync(f.fd) < 0)
                 r = log_error_errno(-errno, "Flushing %s failed: %m", tmp);
         (void) close(f.fd);
@@ -309,6 +354,7 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         _cleanup_(esp_close) struct esp esp = {};
         _cleanup_(part_dev_release) struct part_dev data = PART_DEV_NULL;
         _cleanup_(part_dev_release) struct part_dev hash = PART_DEV_NULL;
+        _cleanup_(uki_buffer_done) struct uki_buffer uki = {};
         /* Last, so restored first: the handler never sees what the
          * cleanups above free. */
         _cleanup_(signals_restore) struct signals sig = {};
@@ -321,6 +367,12 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         r = fits(src, p, t);
         if (r >= 0 && src->ops->check)
                 r = src->ops->check(src);
+        /* The firmware must be willing to start the UKI: checked on the
+         * bytes that will be written, before the ESP is even mounted. */
+        if (r >= 0)
+                r = fetch_uki(src, &uki);
+        if (r >= 0)
+                r = abctl_check_uki_signature(c->efivars, src->label, uki.data, uki.size);
         if (r < 0)
                 return r;
         old = critical_begin();
@@ -354,7 +406,7 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 return r;
         /* The UKI, next to the slot's current one; renamed over it last. */
         interrupt.tmp = tmp;
-        r = fetch_uki(src, tmp);
+        r = write_uki(src, &uki, tmp);
         if (r < 0) {
                 (void) unlink(tmp);
                 return r;

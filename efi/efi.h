@@ -11,6 +11,7 @@
  * dlopen-heavy); the layouts follow UEFI 2.10, sections 3.1.3 (load options)
  * and 10.3 (device path nodes). */
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -165,3 +166,135 @@ int efi_boot_next_write(const char *dir, uint16_t id);
  * -EBADMSG: not a PE file; -ENOENT: no such section. */
 int efi_pe_find_section(const void *head, size_t head_size, uint64_t file_size, const char *name,
                         uint64_t *ret_offset, uint64_t *ret_size);
+
+/* ---- Authenticode: what the firmware hashes and where the signatures are (pe.c, pure) ----
+ *
+ * The byte ranges of a PE image that its Authenticode digest covers, in the
+ * order they are hashed, exactly as EDK2's DxeImageVerificationLib
+ * (HashPeImage) hashes them, since abctl must accept and refuse what that
+ * firmware does: the headers up to SizeOfHeaders without the CheckSum field
+ * and the certificate-table directory entry; the sections with raw data,
+ * sorted by file offset (stable, as EDK2's insertion sort); then, when the
+ * file is longer than the bytes hashed so far, from that count to the end
+ * of the file minus the certificate table's size (the Authenticode
+ * specification's rule, which assumes the sections are contiguous; EDK2
+ * and sbsign both follow it). Every range is checked to lie inside the
+ * image. Errors: -EBADMSG not a PE image or a range outside it (the
+ * firmware would refuse or read out of bounds). */
+#define EFI_PE_SECTIONS_MAX 96u  /* the PE format's own limit */
+struct efi_pe_range {
+        uint64_t offset, size;
+};
+struct efi_pe_authenticode {
+        struct efi_pe_range range[EFI_PE_SECTIONS_MAX + 4];
+        size_t n_ranges;
+        /* The attribute certificate table (PE format 4.7, a file offset,
+         * not an RVA); both 0 when the image is not signed. */
+        uint64_t cert_offset, cert_size;
+};
+int efi_pe_authenticode(const void *image, size_t size, struct efi_pe_authenticode *ret);
+
+/* One signature found in the certificate table: a PKCS#7 SignedData in DER.
+ * Both WIN_CERT_TYPE_PKCS_SIGNED_DATA and WIN_CERT_TYPE_EFI_GUID with
+ * EFI_CERT_TYPE_PKCS7_GUID count (UEFI 2.10 32.2.4); other entries are
+ * skipped, as EDK2 does. */
+#define EFI_PE_SIGNATURES_MAX 16u
+struct efi_pe_signature {
+        uint64_t offset, size;  /* of the DER inside the image */
+        unsigned index;         /* its position in the table (0-based, counting skipped entries) */
+};
+/* Walks the WIN_CERTIFICATE entries of the table a->cert_offset/cert_size:
+ * each dwLength >= 8 and inside the table, the next one 8-byte aligned,
+ * and the walk must end exactly at the table's end (EDK2 refuses an image
+ * whose walk does not). Returns the number of signatures found (0 if none,
+ * more than max is -E2BIG); -EBADMSG when the table is corrupt. */
+int efi_pe_signatures(const void *image, size_t size, const struct efi_pe_authenticode *a,
+                      struct efi_pe_signature *ret, size_t max);
+
+/* ---- Secure Boot databases and the firmware's decision (secureboot.c, pure) ---- */
+
+#define EFI_IMAGE_SECURITY_DATABASE_GUID "d719b2cb-3d3a-4596-a3bc-dad00e67656f"  /* db, dbx */
+
+/* EFI_SIGNATURE_LIST types (UEFI 2.10 32.4.1) that abswitch reads. */
+typedef enum EfiSigType {
+        EFI_SIG_X509,           /* a DER certificate */
+        EFI_SIG_SHA256,         /* an image's SHA-256 Authenticode digest */
+        EFI_SIG_SHA1,
+        EFI_SIG_SHA384,
+        EFI_SIG_SHA512,
+        EFI_SIG_X509_SHA256,    /* SHA-256 of a certificate's TBSCertificate + EFI_TIME of revocation */
+        EFI_SIG_OTHER,          /* a type we do not use (RSA2048 keys, ...): skipped */
+        _EFI_SIG_TYPE_MAX,
+        _EFI_SIG_TYPE_INVALID = -EINVAL,
+} EfiSigType;
+
+const char *efi_sig_type_to_string(EfiSigType t);
+
+struct efi_sig {
+        EfiSigType type;
+        const uint8_t *data;    /* SignatureData, inside the buffer parsed */
+        size_t size;
+        uint8_t owner[16];
+        unsigned list, index;   /* which EFI_SIGNATURE_LIST (0-based) and which entry in it */
+};
+
+/* Parses a db/dbx value: a sequence of EFI_SIGNATURE_LISTs, each with a
+ * SignatureListSize >= its 28-byte header + SignatureHeaderSize, a
+ * SignatureSize > 16 (the owner GUID and at least a byte) that divides the
+ * rest, and the lists exactly filling size; a hash type's SignatureSize
+ * must be 16 + the digest's size (an X509_SHA256 one 16 + 32 + 16). Any
+ * violation: -EBADMSG, with nothing returned (the firmware's
+ * AuthVariableLib refuses such a value when it is written, so one found
+ * in efivarfs is not what the firmware holds). An empty value is an empty
+ * database. *ret (free() it) points into data. */
+int efi_siglist_parse(const void *data, size_t size, struct efi_sig **ret, size_t *ret_n);
+
+/* The first entry of type t whose data equals data/size, or -1. For
+ * EFI_SIG_X509_SHA256, compares the 32-byte hash only. */
+int efi_siglist_find(const struct efi_sig *sigs, size_t n, EfiSigType t, const void *data, size_t size);
+
+/* What the caller (abctl/signature.c, with libcrypto) found for one
+ * signature of the image: indexes of the db/dbx entries that match, or -1. */
+struct efi_sb_signature_facts {
+        bool usable;            /* PKCS#7 parsed, its digest algorithm known: else EDK2 skips it */
+        bool digest_matches;    /* its SpcIndirectDataContent digest is the image's */
+        bool no_signer;         /* it carries no certificate of its signer: EDK2's dbx check refuses it */
+        int dbx_cert;           /* dbx X509 in its chain or among its certificates */
+        int dbx_cert_hash;      /* dbx X509_SHA256 of a signer certificate (revocation time not compared) */
+        int db_cert;            /* the first db X509 it verifies against (in its chain, partial chains allowed) */
+        int db_cert_revoked;    /* that db certificate's TBS hash is in dbx (this dbx entry): it does not allow */
+        int dbx_image_hash;     /* the image's digest (this signature's algorithm) in dbx */
+        int db_image_hash;      /* ... in db */
+};
+
+typedef enum EfiSbVerdict {
+        EFI_SB_ALLOWED_DB_CERT,        /* signed, the signature chains to a db certificate */
+        EFI_SB_ALLOWED_DB_HASH,        /* the image's digest is in db */
+        EFI_SB_REFUSED_NOT_SIGNED,     /* no signature, and the digest is not in db */
+        EFI_SB_REFUSED_NO_DB_SIGNER,   /* signed, no signature chains to db (or none is usable), digest not in db */
+        EFI_SB_REFUSED_DIGEST_MISMATCH, /* signed, but no usable signature is over this image */
+        EFI_SB_REFUSED_DBX_CERT,       /* a signer's certificate is in dbx */
+        EFI_SB_REFUSED_DBX_CERT_HASH,  /* the signer's or the db certificate's TBS hash is in dbx */
+        EFI_SB_REFUSED_DBX_HASH,       /* the image's digest is in dbx */
+        EFI_SB_REFUSED_NO_SIGNER,      /* a signature carries no certificate of its signer */
+        _EFI_SB_VERDICT_MAX,
+        _EFI_SB_VERDICT_INVALID = -EINVAL,
+} EfiSbVerdict;
+
+struct efi_sb_decision {
+        EfiSbVerdict verdict;
+        int signature;          /* the signature that decided (index into facts), -1 for none */
+        int entry;              /* the db/dbx entry that decided, -1 for none */
+};
+
+/* EDK2's DxeImageVerificationHandler as one pure function. Unsigned
+ * (n == 0): dbx_hash, then db_hash (the image's SHA-256 in dbx/db, -1 if
+ * not). Signed: for each usable signature in order, a missing signer
+ * certificate, a dbx certificate or certificate hash refuses, a db certificate allows unless its own TBS
+ * hash is in dbx, the image's digest in dbx refuses, in db allows; a
+ * refusal ends the walk, whatever came before. (EDK2 lets a timestamp
+ * older than a dbx certificate hash's revocation time through; abctl
+ * does not read timestamps and refuses: stricter, never looser.) */
+void efi_sb_decide(const struct efi_sb_signature_facts *facts, size_t n, int dbx_hash, int db_hash,
+                   struct efi_sb_decision *ret);
+bool efi_sb_verdict_allowed(EfiSbVerdict v);

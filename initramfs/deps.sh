@@ -226,6 +226,73 @@ if [ ! -e "$PREFIX/.done" ]; then
 	log "static libraries built in $(( $(date +%s) - t0 )) s: $PREFIX"
 fi
 
+# --- OpenSSL's libcrypto, for abctl's Authenticode check -------------------------
+# PKCS#7 and X.509 chain checks for UKI signatures (abctl/signature.c): the
+# library sbsigntool and EDK2's own DxeImageVerificationLib use. Only abctl
+# links it, never the init. Its own directory and key, so that adding it or
+# changing its recipe rebuilds only it.
+OPENSSL_RECIPE=2
+okey() { printf 'recipe%sopenssl_%s' "$OPENSSL_RECIPE" "$1" | sha256sum | cut -c1-16; }
+
+# Builds openssl version $1 into $CACHE/openssl-$(okey $1) (called from
+# "||", where errexit is off: every step returns its failure); 2 when its
+# source cannot be downloaded (a mirror that lists a version it does not
+# serve yet), so the caller tries the next one.
+build_openssl() {
+	local v=$1 k; k=$(okey "$1")
+	local work=$CACHE/work-openssl-$k P=$CACHE/openssl-$k.tmp
+	rm -rf "$work" "$P"
+	mkdir -p "$work" "$P/kinc" "$P/lib" "$P/include"
+	ln -sfn /usr/include/linux "$P/kinc/linux"
+	ln -sfn /usr/include/asm-generic "$P/kinc/asm-generic"
+	ln -sfn /usr/include/x86_64-linux-gnu/asm "$P/kinc/asm"
+	log "fetching source of openssl $v"
+	if ! ( cd "$work" && aptp source --download-only "openssl=$v" >/dev/null 2>&1 ); then
+		log "openssl $v: its source is not on the mirror"
+		rm -rf "$work" "$P"
+		return 2
+	fi
+	( cd "$work" && dpkg-source -x ./*.dsc >/dev/null 2>&1 ) || return 1
+	log "building openssl $v (libcrypto only, static, musl)"
+	# no-async: musl has no makecontext; no-dso/no-engine/no-module: a
+	# static binary cannot dlopen; no-afalgeng: no AF_ALG engine. The rest
+	# is size (abctl travels in every slot image): no TLS, no ciphers or
+	# digests a UEFI signature cannot use, no hand-written assembly (its
+	# tables are not dropped by --gc-sections; C hashes a UKI fast
+	# enough). RSA and EC signatures, SHA-1/2, X.509 and PKCS#7 stay.
+	( cd "$work"/openssl-*/ &&
+	  CC="musl-gcc -isystem $P/kinc" ./Configure linux-x86_64 --prefix=/nonexistent --openssldir=/etc/ssl \
+		no-shared no-tests no-engine no-afalgeng no-async no-dso no-module no-ui-console no-asm \
+		no-legacy no-aria no-bf no-blake2 no-camellia no-cast no-chacha no-cms no-comp no-ct no-des \
+		no-dgram no-dh no-dsa no-gost no-idea no-md4 no-mdc2 no-ocb no-ocsp no-poly1305 no-rc2 no-rc4 \
+		no-rmd160 no-scrypt no-seed no-siphash no-siv no-sm2 no-sm3 no-sm4 no-sock no-srp no-srtp \
+		no-ssl3 no-tls no-dtls no-ts no-whirlpool no-cmp no-ktls no-psk no-rfc3779 \
+		-Os -ffunction-sections -fdata-sections >/dev/null &&
+	  make -j"$JOBS" build_generated >/dev/null &&
+	  make -j"$JOBS" libcrypto.a >/dev/null &&
+	  cp libcrypto.a "$P/lib/" && cp -r include/openssl "$P/include/" ) || return 1
+	rm -rf "$work"
+	touch "$P/.done"
+	mv "$P" "$CACHE/openssl-$k"
+}
+
+OPENSSL_PREFIX=
+for ov in $(aptp-cache showsrc openssl 2>/dev/null | sed -n 's/^Version: //p' | sort -Vr); do
+	if [ -e "$CACHE/openssl-$(okey "$ov")/.done" ]; then
+		OPENSSL_PREFIX=$CACHE/openssl-$(okey "$ov")
+		break
+	fi
+	t0=$(date +%s)
+	rc=0
+	build_openssl "$ov" || rc=$?
+	[ $rc = 2 ] && continue
+	[ $rc = 0 ] || exit $rc
+	OPENSSL_PREFIX=$CACHE/openssl-$(okey "$ov")
+	log "static libcrypto built in $(( $(date +%s) - t0 )) s: $OPENSSL_PREFIX"
+	break
+done
+[ -n "$OPENSSL_PREFIX" ] || { log "no openssl source package could be fetched"; exit 1; }
+
 # --- the test kernel ------------------------------------------------------------
 kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
 if [ -z "$kpkg" ]; then
@@ -251,6 +318,7 @@ mkdir -p "$(dirname "$OUT")"
 cat > "$OUT.tmp" <<MK
 # written by initramfs/deps.sh
 MUSL_PREFIX := $PREFIX
+OPENSSL_PREFIX := $OPENSSL_PREFIX
 KERNEL_ROOT := $KDIR/root
 KERNEL_VERSION := $kver
 KERNEL_IMAGE := $KDIR/root/boot/vmlinuz-$kver

@@ -289,7 +289,7 @@ class Rig:
         shutil.copy(self.ukis["b"], m.esp / "EFI/abswitch/boot-b.efi")
         shutil.copy(self.ukis["a"], m.esp / "EFI/BOOT/BOOTX64.EFI")
         run([TOP / "initramfs/mkdisk", "--output", m.disk, "--a-image", self.img["a"], "--a-uki", self.ukis["a"],
-             "--b-image", self.img["b"], "--b-uki", self.ukis["b"], "--esp-size", "64M", "--slot-size", "2M",
+             "--b-image", self.img["b"], "--b-uki", self.ukis["b"], "--esp-size", "64M", "--slot-size", "8M",
              "--verity-size", "1M"], check=True, capture_output=True)
         cgpt_set(m.disk, "A", *a)
         cgpt_set(m.disk, "B", *b)

@@ -45,7 +45,7 @@ class Machine(SlotDisk):
         shutil.copy(self.ukis["b"], self.esp / "EFI/abswitch/boot-b.efi")
         subprocess.run([TOP / "initramfs/mkdisk", "--output", self.disk, "--a-image", E2E / "slot-a",
                         "--a-uki", self.ukis["a"], "--b-image", E2E / "slot-b", "--b-uki", self.ukis["b"],
-                        "--esp-size", "64M", "--slot-size", "2M", "--verity-size", "1M"],
+                        "--esp-size", "64M", "--slot-size", "8M", "--verity-size", "1M"],
                        check=True, capture_output=True)
         # The init's first boot on A creates the boot entries.
         assert self.boot("\\EFI\\abswitch\\boot-a.efi").returncode == 0
@@ -279,11 +279,11 @@ class HandDisk(Machine):
         self.ukis = {n: self.uki(n, f"@{E2E}/slot-{n}.roothash") for n in ("a", "b", "b-commit")}
         shutil.copy(self.ukis["a"], self.esp / "EFI/abswitch/boot-a.efi")
         shutil.copy(self.ukis["b"], self.esp / "EFI/abswitch/boot-b.efi")
-        subprocess.run(["truncate", "-s", "24M", self.disk], check=True)
+        subprocess.run(["truncate", "-s", "48M", self.disk], check=True)
         subprocess.run(["sgdisk", "-n", "1:1M:+8M", "-t", "1:EF00", "-c", "1:esp",
-                        "-n", f"2:0:+2M", "-t", f"2:{ROOT_TYPE}", "-c", "2:system-a",
+                        "-n", f"2:0:+8M", "-t", f"2:{ROOT_TYPE}", "-c", "2:system-a",
                         "-n", f"3:0:+1M", "-t", f"3:{VERITY_TYPE}", "-c", "3:system-a-verity",
-                        "-n", f"4:0:+2M", "-t", f"4:{ROOT_TYPE}", "-c", "4:system-b",
+                        "-n", f"4:0:+8M", "-t", f"4:{ROOT_TYPE}", "-c", "4:system-b",
                         "-n", f"5:0:+1M", "-t", f"5:{VERITY_TYPE}", "-c", "5:system-b-verity",
                         "-n", "6:0:0", "-c", "6:data", self.disk], check=True, capture_output=True)
         for part, src in ((2, "slot-a.img"), (3, "slot-a.verity"), (4, "slot-b.img"), (5, "slot-b.verity")):
