@@ -264,6 +264,28 @@ static int fetch_uki(struct image_source *src, struct uki_buffer *ret) {
 }
 
 /* The checked UKI into tmp, flushed; it must pin the root hash the image says. */
+/* The UKI is what boots: the root hash it pins and the version it carries
+ * must be the ones the source announced (an OCI config says them apart from
+ * the UKI; a file source read them from this UKI). Otherwise the slot would
+ * fail to verify at boot, or the downgrade check would have compared a
+ * version the slot does not have. */
+static int uki_matches_source(const struct image_source *src, const struct uki_buffer *b) {
+        struct uki_info info;
+        int r = uki_info_from_memory(b->data, b->size, &info);
+        if (r < 0)
+                return log_error_errno(r, "Reading the UKI of %s failed: %m", src->label);
+        if (strcasecmp(info.roothash, src->roothash) != 0)
+                return log_error_errno(-EBADMSG, "The UKI of %s pins root hash %.16s..., the image says %.16s...: "
+                                       "they do not belong together (build the image again: mkslot, mkuki, mkoci)",
+                                       src->label, info.roothash[0] ? info.roothash : "(none)", src->roothash);
+        if (strcmp(info.version, src->version) != 0)
+                return log_error_errno(-EBADMSG, "The UKI of %s says version %s, the image says version %s: "
+                                       "they do not belong together (mkoci --version must be mkuki --version)",
+                                       src->label, info.version[0] ? info.version : "(none)",
+                                       src->version[0] ? src->version : "(none)");
+        return 0;
+}
+
 static int write_uki(const struct image_source *src, const struct uki_buffer *b, const char *tmp) {
         char pinned[ROOTHASH_HEX_MAX + 1];
         struct file_sink f = { .fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644) };
@@ -373,6 +395,8 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 r = fetch_uki(src, &uki);
         if (r >= 0)
                 r = abctl_check_uki_signature(c->efivars, src->label, uki.data, uki.size);
+        if (r >= 0)
+                r = uki_matches_source(src, &uki);
         if (r < 0)
                 return r;
         old = critical_begin();

@@ -82,15 +82,12 @@ bool uki_osrel_value(const char *osrel, const char *key, char *ret, size_t size)
         return false;
 }
 
-int uki_read_info(const char *path, struct uki_info *ret) {
-        _cleanup_free_ char *osrel = calloc(1, UKI_SECTION_MAX + 1);
+/* What .osrel and .cmdline say, for both readers below. */
+static void info_from_sections(const char *osrel, const char *cmdline, struct uki_info *ret) {
         struct uki_info info = {};
+        struct cmdline c;
 
-        if (!osrel)
-                return -ENOMEM;
-        if (access(path, F_OK) < 0)
-                return -errno;
-        if (uki_read_section(path, ".osrel", osrel, UKI_SECTION_MAX + 1) >= 0) {
+        if (osrel) {
                 /* IMAGE_VERSION is the image's own version (os-release(5));
                  * VERSION_ID, the OS release's, stands in for it when absent. */
                 if (!uki_osrel_value(osrel, "IMAGE_VERSION", info.version, sizeof(info.version)) ||
@@ -98,7 +95,42 @@ int uki_read_info(const char *path, struct uki_info *ret) {
                         (void) uki_osrel_value(osrel, "VERSION_ID", info.version, sizeof(info.version));
                 (void) uki_osrel_value(osrel, "PRETTY_NAME", info.name, sizeof(info.name));
         }
-        (void) uki_pinned_roothash(path, info.roothash);
+        if (cmdline && cmdline_parse(cmdline, &c, NULL, NULL) >= 0)
+                memcpy(info.roothash, c.roothash, sizeof(c.roothash));
         *ret = info;
+}
+
+int uki_read_info(const char *path, struct uki_info *ret) {
+        _cleanup_free_ char *osrel = calloc(1, UKI_SECTION_MAX + 1), *cmdline = calloc(1, UKI_SECTION_MAX + 1);
+
+        if (!osrel || !cmdline)
+                return -ENOMEM;
+        if (access(path, F_OK) < 0)
+                return -errno;
+        bool has_osrel = uki_read_section(path, ".osrel", osrel, UKI_SECTION_MAX + 1) >= 0;
+        bool has_cmdline = uki_read_section(path, ".cmdline", cmdline, UKI_SECTION_MAX + 1) >= 0;
+        info_from_sections(has_osrel ? osrel : NULL, has_cmdline ? cmdline : NULL, ret);
+        return 0;
+}
+
+/* A section of the UKI in memory, NUL-terminated in a new string; NULL
+ * when absent, malformed or larger than UKI_SECTION_MAX. */
+static char *section_from_memory(const uint8_t *data, size_t size, const char *name) {
+        uint64_t off, len;
+        if (efi_pe_find_section(data, size, size, name, &off, &len) < 0 || len > UKI_SECTION_MAX ||
+            off > size || len > size - off)
+                return NULL;
+        char *s = malloc((size_t) len + 1);
+        if (s) {
+                memcpy(s, data + off, (size_t) len);
+                s[len] = 0;
+        }
+        return s;
+}
+
+int uki_info_from_memory(const void *data, size_t size, struct uki_info *ret) {
+        _cleanup_free_ char *osrel = section_from_memory(data, size, ".osrel");
+        _cleanup_free_ char *cmdline = section_from_memory(data, size, ".cmdline");
+        info_from_sections(osrel, cmdline, ret);
         return 0;
 }

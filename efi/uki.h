@@ -41,3 +41,6 @@ struct uki_info {
         char version[64], name[128], roothash[ROOTHASH_HEX_MAX + 1];
 };
 int uki_read_info(const char *path, struct uki_info *ret);
+/* The same, of a UKI held in memory (abctl install checks the bytes it
+ * will write). */
+int uki_info_from_memory(const void *data, size_t size, struct uki_info *ret);

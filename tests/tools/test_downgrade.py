@@ -90,7 +90,7 @@ def test_no_version_refused_when_committed_has_one(m):
 def test_oci_install_refuses_downgrade(m, tmp_path):
     # The OCI source: the config's version, checked before anything is fetched or written.
     commit_a_at(m, "5")
-    make_layout(tmp_path / "old", m.ukis["b-commit"], version="4")
+    make_layout(tmp_path / "old", update(m, "4"), version="4")
     before = m.fingerprint()
     r = m.abctl("install", f"oci:{tmp_path}/old:v2")
     assert r.returncode == 1, r.stdout + r.stderr
@@ -102,8 +102,22 @@ def test_oci_install_refuses_downgrade(m, tmp_path):
 
 def test_oci_install_newer_goes_through(m, tmp_path):
     commit_a_at(m, "5")
-    make_layout(tmp_path / "new", m.ukis["b-commit"], version="5.1")
+    make_layout(tmp_path / "new", update(m, "5.1"), version="5.1")
     installed(m, m.abctl("install", f"oci:{tmp_path}/new:v2"))
+
+
+def test_oci_config_version_must_be_the_ukis(m, tmp_path):
+    # The config claims 9, the UKI it carries says 1: the downgrade check
+    # would have passed on a version the slot does not have. Refused before
+    # the ESP is touched (the old code installed it).
+    commit_a_at(m, "5")
+    make_layout(tmp_path / "liar", update(m, "1"), version="9")
+    before = m.fingerprint()
+    r = m.abctl("install", f"oci:{tmp_path}/liar:v2")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "says version 1, the image says version 9: they do not belong together" in r.stderr, r.stderr
+    assert "Nothing was changed" in r.stderr
+    assert m.fingerprint() == before
 
 
 def test_reference_is_the_committed_slot_not_the_running_one(m):
