@@ -2,7 +2,19 @@
 disk, real dm-verity. Each test is one or more boots of about 10-15 s under
 software emulation."""
 
+import pytest
+
 import abvm
+
+
+@pytest.fixture(params=[False, True], ids=["uefi", "secureboot"])
+def machine(request, tmp_path):
+    """Every test here twice: without Secure Boot and with it (secboot OVMF,
+    snakeoil keys in db, UKIs signed). Under ABSWITCH_SECUREBOOT=1 both would
+    be Secure Boot runs: the uefi one is skipped."""
+    if not request.param and abvm.SECUREBOOT:
+        pytest.skip("ABSWITCH_SECUREBOOT=1: the secureboot variant runs this test")
+    return abvm.Machine(tmp_path, secureboot=request.param)
 
 BOOT_A = 0x1000
 BOOT_B = 0x1001
