@@ -196,8 +196,8 @@ def test_secureboot_entry_cmdline_ignored(machine):
     # boot-a.efi with "ab.slot=B": ignored. Had the stub passed it, the init
     # would have tried slot B against A's pinned root hash.
     boot = machine.boot()
-    assert boot.record["efi"]["BootCurrent"] == f"{OPERATOR_A:04X}", boot.record["efi"]
     assert kernel_cmdline(boot) == f"ab.roothash={abvm.roothash('A')} {abvm.CONSOLE}", kernel_cmdline(boot)
+    assert boot.record["efi"]["BootCurrent"] == f"{OPERATOR_A:04X}", boot.record["efi"]
     assert boot.root and boot.root["slot"] == "A", boot.tail()
     assert boot.record["identity"]["source"] == "loader-image-identifier"
     assert_secure(boot)
@@ -206,9 +206,9 @@ def test_secureboot_entry_cmdline_ignored(machine):
     # slot is obeyed over both the entry and the file name.
     machine.add_boot_entries({}, boot_next=OPERATOR_B)
     boot = machine.boot()
-    assert boot.record["efi"]["BootCurrent"] == f"{OPERATOR_B:04X}", boot.record["efi"]
     assert kernel_cmdline(boot) == f"ab.roothash={abvm.roothash('A')} ab.slot=A {abvm.CONSOLE}", \
         kernel_cmdline(boot)
+    assert boot.record["efi"]["BootCurrent"] == f"{OPERATOR_B:04X}", boot.record["efi"]
     assert boot.root and boot.root["slot"] == "A", boot.tail()
     assert boot.record["identity"]["source"] == "cmdline"
     assert boot.record["efi"]["LoaderImageIdentifier"] == PATH_B
