@@ -223,14 +223,16 @@ class Machine:
     # ---- booting ----------------------------------------------------------------
 
     def qemu_args(self, console_path):
-        # Secure Boot: OVMF keeps its variables behind SMM, in flash only SMM may write.
-        sb = ["-global", "driver=cfi.pflash01,property=secure,value=on"] if self.secureboot else []
-        return ["qemu-system-x86_64", "-machine", "q35,smm=on" if self.secureboot else "q35", "-m", "512",
-                "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{console_path}",
-                *sb, "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE_SB if self.secureboot else OVMF_CODE}",
+        # Secure Boot: OVMF's SMM build keeps its variables in flash only SMM may write.
+        code, machine = (OVMF_CODE_SB, "q35,smm=on") if self.secureboot else (OVMF_CODE, "q35")
+        return ["qemu-system-x86_64", "-machine", machine, "-m", "512", "-smp", "1", "-nodefaults",
+                "-display", "none", "-no-reboot", "-serial", f"file:{console_path}",
+                "-drive", f"if=pflash,format=raw,readonly=on,file={code}",
                 "-drive", f"if=pflash,format=raw,file={self.vars}",
                 "-drive", f"file={self.disk},if=virtio,format=raw",
-                ] + (["-device", "i6300esb"] if self.watchdog else []) + self.extra_args()
+                ] + (["-device", "i6300esb"] if self.watchdog else []) + (
+                ["-global", "driver=cfi.pflash01,property=secure,value=on"] if self.secureboot else []
+                ) + self.extra_args()
 
     def extra_args(self):
         args = []

@@ -21,7 +21,7 @@ from test_identity import kernel_cmdline
 from test_protocol import boot_until_settled, slots_seen
 
 BOOT_A, BOOT_B = 0x1000, 0x1001
-OPERATOR_A, OPERATOR_B = 0x0010, 0x0011  # entries made with efibootmgr -c ... -u "ab.slot=..."
+OPERATOR = 0x0010  # an entry made with efibootmgr -c ... -u "ab.slot=B ..."
 PATH_A = r"\EFI\abswitch\boot-a.efi"
 PATH_B = r"\EFI\abswitch\boot-b.efi"
 MODULE_SIG_MAGIC = b"~Module signature appended~\n"
@@ -180,38 +180,28 @@ def test_secureboot_unsigned_update_falls_back(machine, request, sign, tries_lef
 
 
 def test_secureboot_entry_cmdline_ignored(machine):
-    # Operator entries, as `efibootmgr -c -l ... -u "ab.slot=..."` makes them,
-    # each naming a slot the UKI it starts must not boot. Without Secure Boot
-    # systemd-stub 252 replaces the UKI's command line with them
+    # An operator's entry, as `efibootmgr -c -l \EFI\abswitch\boot-b.efi -u
+    # "ab.slot=B ..."` makes it, on a signed UKI built for slot A (mkuki
+    # --slot A) that sits at B's path. Without Secure Boot systemd-stub 252
+    # would take the entry's options as the whole command line
     # (test_identity.py, test_entry_options_override_keeps_pin); with Secure
-    # Boot the signed .cmdline stands, options or not.
-    a = machine.uki("boot-a.efi", "A")                # no slot baked in: the file name decides
-    b = machine.uki("boot-b.efi", "A", slot="A")      # at B's path, but built for A (mkuki --slot A)
+    # Boot the signed .cmdline stands: the entry's ab.slot=B is ignored, the
+    # baked-in ab.slot=A is obeyed over both the entry and the file name.
+    a = machine.uki("boot-a.efi", "A")
+    b = machine.uki("boot-b.efi", "A", slot="A")
     machine.make_disk(a, b)
     machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B),
-                              OPERATOR_A: ("operator: A as B", PATH_A, ovmfvars.ucs2(f"ab.slot=B {abvm.CONSOLE}")),
-                              OPERATOR_B: ("operator: B", PATH_B, ovmfvars.ucs2(f"ab.slot=B {abvm.CONSOLE}"))},
-                             order=[BOOT_A, BOOT_B], boot_next=OPERATOR_A)
-
-    # boot-a.efi with "ab.slot=B": ignored. Had the stub passed it, the init
-    # would have tried slot B against A's pinned root hash.
-    boot = machine.boot()
-    assert kernel_cmdline(boot) == f"ab.roothash={abvm.roothash('A')} {abvm.CONSOLE}", kernel_cmdline(boot)
-    assert boot.record["efi"]["BootCurrent"] == f"{OPERATOR_A:04X}", boot.record["efi"]
-    assert boot.root and boot.root["slot"] == "A", boot.tail()
-    assert boot.record["identity"]["source"] == "loader-image-identifier"
-    assert_secure(boot)
-
-    # boot-b.efi (ab.slot=A baked in and signed) with "ab.slot=B": the baked
-    # slot is obeyed over both the entry and the file name.
-    machine.add_boot_entries({}, boot_next=OPERATOR_B)
+                              OPERATOR: ("operator: slot B", PATH_B, ovmfvars.ucs2(f"ab.slot=B {abvm.CONSOLE}"))},
+                             order=[BOOT_A, BOOT_B], boot_next=OPERATOR)
     boot = machine.boot()
     assert kernel_cmdline(boot) == f"ab.roothash={abvm.roothash('A')} ab.slot=A {abvm.CONSOLE}", \
         kernel_cmdline(boot)
-    assert boot.record["efi"]["BootCurrent"] == f"{OPERATOR_B:04X}", boot.record["efi"]
     assert boot.root and boot.root["slot"] == "A", boot.tail()
-    assert boot.record["identity"]["source"] == "cmdline"
-    assert boot.record["efi"]["LoaderImageIdentifier"] == PATH_B
+    rec = boot.record
+    assert rec["efi"]["BootCurrent"] == f"{OPERATOR:04X}", rec["efi"]
+    assert rec["efi"]["LoaderImageIdentifier"] == PATH_B
+    assert rec["identity"]["source"] == "cmdline"
+    # The init never saw the entry's ab.slot=B (the pin's slot=A would have overruled it, with this complaint).
     assert "differs from the slot this UKI is built for" not in boot.console
     assert_secure(boot)
     assert machine.slot_state("B")["priority"] > 0, "nothing failed"
