@@ -14,7 +14,19 @@ def machine(request, tmp_path):
     be Secure Boot runs: the uefi one is skipped."""
     if not request.param and abvm.SECUREBOOT:
         pytest.skip("ABSWITCH_SECUREBOOT=1: the secureboot variant runs this test")
-    return abvm.Machine(tmp_path, secureboot=request.param)
+    m = abvm.Machine(tmp_path, secureboot=request.param)
+    yield m
+    # Each boot really ran in the mode its id says: the kernel's EFI stub saw
+    # it (unless "quiet" hid its messages), and so did the root wherever one
+    # came up (secureboot=1 and the kernel locked down).
+    for n, b in enumerate(m.boots, 1):
+        if "Linux version" in b.console:
+            assert ("EFI stub: UEFI Secure Boot is enabled" in b.console) == request.param, \
+                f"boot {n}:\n{b.tail()}"
+        if b.security:
+            want = {"secureboot": "1", "lockdown": "integrity"} if request.param else \
+                {"secureboot": "0", "lockdown": "none"}
+            assert b.security == want, f"boot {n}: {b.security}"
 
 BOOT_A = 0x1000
 BOOT_B = 0x1001
