@@ -138,6 +138,27 @@ $(E2E)/initramfs.img: $(BUILD)/abswitch-init initramfs/mkinitramfs $(BUILD)/deps
 	  --kver $(KERNEL_VERSION) --module virtio_pci --module virtio_blk --module i6300esb \
 	  --module vfat --module nls_cp437 --module nls_ascii --output $@
 
+# Secure Boot test keys (never committed; README "Secure Boot"): the snakeoil
+# key that Debian's OVMF_VARS_4M.snakeoil.fd holds in PK, KEK and db
+# (passphrase "snakeoil", decrypted once for sbsign), and a "stranger" key
+# pair that no db holds. The e2e UKIs are signed with snakeoil: they boot
+# with Secure Boot on and off alike.
+KEYS       := $(BUILD)/keys
+OVMF_KEY   ?= /usr/share/ovmf/PkKek-1-snakeoil
+SB_SIGN     = --sign-key $(KEYS)/snakeoil.key --sign-cert $(KEYS)/snakeoil.pem
+$(KEYS)/snakeoil.key: $(OVMF_KEY).key
+	@mkdir -p $(@D)
+	(umask 077; openssl rsa -in $< -passin pass:snakeoil -out $@.tmp 2>/dev/null) && mv $@.tmp $@
+$(KEYS)/snakeoil.pem: $(OVMF_KEY).pem
+	@mkdir -p $(@D)
+	cp $< $@
+$(KEYS)/stranger.key:
+	@mkdir -p $(@D)
+	(umask 077; openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 36500 -subj "/CN=abswitch test stranger (in no db)/" \
+	  -keyout $@.tmp -out $(KEYS)/stranger.pem 2>/dev/null) && mv $@.tmp $@
+$(KEYS)/stranger.pem: $(KEYS)/stranger.key
+SB_KEYS := $(KEYS)/snakeoil.key $(KEYS)/snakeoil.pem $(KEYS)/stranger.key $(KEYS)/stranger.pem
+
 # A test root per slot: different contents, so a test can tell them apart.
 $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 	tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
@@ -146,8 +167,8 @@ $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 # Slot A's test root that installs v2 (B's "commit" image and its UKI) with abctl. The UKIs the
 # tests boot first are version 1 (tests/e2e/abvm.py), each update a newer one: abctl refuses
 # downgrades.
-$(E2E)/v2-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-commit.img initramfs/mkuki
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img \
+$(E2E)/v2-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-commit.img initramfs/mkuki $(SB_KEYS)
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
 	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
 
 $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2-boot-b.efi
@@ -156,8 +177,8 @@ $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/m
 	@touch $@
 
 # The same, but the UKI pins another image's root hash: install must refuse.
-$(E2E)/v1-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b.img initramfs/mkuki
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img \
+$(E2E)/v1-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b.img initramfs/mkuki $(SB_KEYS)
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
 	  --roothash @$(E2E)/slot-b.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 1 --output $@
 
 $(E2E)/root-a-mismatch/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v1-boot-b.efi
@@ -195,7 +216,7 @@ $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
               $(E2E)/slot-a-reader.img \
               $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img \
-              $(E2E)/slot-debian.img $(BUILD)/deps.mk
+              $(E2E)/slot-debian.img $(SB_KEYS) $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
 
@@ -281,8 +302,8 @@ check: deps
 
 # The demo's story: A installs v2 into B; B commits itself and installs a
 # v3 into A whose kernel panics before its initramfs runs.
-$(E2E)/v3-boot-a.efi: $(E2E)/initramfs.img $(E2E)/slot-a.img initramfs/mkuki
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img --roothash @$(E2E)/slot-a.roothash \
+$(E2E)/v3-boot-a.efi: $(E2E)/initramfs.img $(E2E)/slot-a.img initramfs/mkuki $(SB_KEYS)
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) --roothash @$(E2E)/slot-a.roothash \
 	  --cmdline "console=ttyS0,115200 panic=-1 rdinit=/nonexistent" --version 3 --output $@
 
 $(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v3-boot-a.efi
@@ -290,8 +311,8 @@ $(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 	  tests/e2e/mkroot $(BUILD)/test-rootinit b $(@D) installer
 	@touch $@
 
-$(E2E)/v2demo-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-demo.img initramfs/mkuki
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img --roothash @$(E2E)/slot-b-demo.roothash \
+$(E2E)/v2demo-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-demo.img initramfs/mkuki $(SB_KEYS)
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) --roothash @$(E2E)/slot-b-demo.roothash \
 	  --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
 
 $(E2E)/root-a-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2demo-boot-b.efi

@@ -21,12 +21,21 @@ BUILD = Path(os.environ.get("BUILD", TOP / "build"))
 E2E = BUILD / "e2e"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot: the SMM build of OVMF and a VARS template with Secure Boot on
+# and Debian's snakeoil test key in PK, KEK and db (README "Secure Boot").
+OVMF_CODE_SB = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_VARS_SB = Path("/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd")
+# Signing keys (Makefile, build/keys): "snakeoil" is in db, "stranger" in none.
+KEYS = BUILD / "keys"
+# ABSWITCH_SECUREBOOT=1: every machine boots with Secure Boot on, its UKIs signed.
+SECUREBOOT = os.environ.get("ABSWITCH_SECUREBOOT", "") == "1"
 CONSOLE = "console=ttyS0,115200 panic=-1"
 BOOT_TIMEOUT = int(os.environ.get("ABSWITCH_BOOT_TIMEOUT", "240"))
 
 ROOT_RE = re.compile(r"^ABSWITCH-ROOT (.*)$", re.M)
 RECORD_RE = re.compile(r"^ABSWITCH-RECORD (.*)$", re.M)
 STOPPED_RE = re.compile(r"abswitch: Stopped here")
+SECURITY_RE = re.compile(r"^ABSWITCH-SECURITY (.*)$", re.M)
 
 
 def env():
@@ -62,6 +71,12 @@ class Boot:
         return json.loads(m.group(1)) if m else None
 
     @property
+    def security(self):
+        """{"secureboot": "1"|"0"|"-", "lockdown": mode} as the booted root saw them, or None."""
+        m = SECURITY_RE.search(self.console)
+        return dict(kv.split("=", 1) for kv in m.group(1).split()) if m else None
+
+    @property
     def stopped(self):
         return bool(STOPPED_RE.search(self.console))
 
@@ -74,13 +89,24 @@ class Boot:
 
 
 class Machine:
-    def __init__(self, workdir, tpm=False):
+    def __init__(self, workdir, secureboot=None, tpm=False):
         self.dir = Path(workdir)
         # A TPM 2.0 (swtpm, QEMU's tpm-crb); its state persists across this machine's boots.
         self.tpm = tpm
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Secure Boot on (None: as ABSWITCH_SECUREBOOT says): secboot firmware,
+        # snakeoil VARS, and uki() signs with the snakeoil key by default.
+        self.secureboot = SECUREBOOT if secureboot is None else secureboot
         self.vars = self.dir / "vars.fd"
-        shutil.copy(OVMF_VARS, self.vars)
+        shutil.copy(OVMF_VARS_SB if self.secureboot else OVMF_VARS, self.vars)
+        if self.secureboot:
+            # The snakeoil template was saved after a boot: it holds Boot0000-0002
+            # (UiApp, an IDE disk, the shell) that the plain template does not.
+            # Start from the same boot options as without Secure Boot.
+            v = self.varstore()
+            for num in v.boot_options():
+                v.set_boot_option_raw(num, None)
+            v.save()
         self.disk = self.dir / "disk.img"
         self.env = env()
         self.boots = []
@@ -96,10 +122,13 @@ class Machine:
 
     # ---- building ---------------------------------------------------------------
 
-    def uki(self, name, hash_of, slot=None, cmdline="", pin=True, version="1"):
+    def uki(self, name, hash_of, slot=None, cmdline="", pin=True, version="1", sign=None):
         """A UKI pinning the root hash of slot hash_of's image (pin=False:
         only on its command line, no /etc/abswitch/pin in its initramfs), at
-        version (IMAGE_VERSION; the updates the tests install are newer)."""
+        version (IMAGE_VERSION; the updates the tests install are newer).
+        sign: a key of build/keys ("snakeoil", in db; "stranger", in no db),
+        False for an unsigned UKI, None for snakeoil with Secure Boot on and
+        unsigned without."""
         out = self.dir / name
         args = [TOP / "initramfs/mkuki", "--kernel", self.env["KERNEL_IMAGE"],
                 "--initrd", E2E / "initramfs.img", "--roothash", roothash(hash_of),
@@ -110,6 +139,10 @@ class Machine:
             args += ["--no-pin"]
         if version:
             args += ["--version", version]
+        if sign is None:
+            sign = "snakeoil" if self.secureboot else False
+        if sign:
+            args += ["--sign-key", KEYS / f"{sign}.key", "--sign-cert", KEYS / f"{sign}.pem"]
         subprocess.run([str(a) for a in args], check=True, capture_output=True)
         return out
 
@@ -195,12 +228,16 @@ class Machine:
     # ---- booting ----------------------------------------------------------------
 
     def qemu_args(self, console_path):
-        return ["qemu-system-x86_64", "-machine", "q35", "-m", "512", "-smp", "1", "-nodefaults",
+        # Secure Boot: OVMF's SMM build keeps its variables in flash only SMM may write.
+        code, machine = (OVMF_CODE_SB, "q35,smm=on") if self.secureboot else (OVMF_CODE, "q35")
+        return ["qemu-system-x86_64", "-machine", machine, "-m", "512", "-smp", "1", "-nodefaults",
                 "-display", "none", "-no-reboot", "-serial", f"file:{console_path}",
-                "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,readonly=on,file={code}",
                 "-drive", f"if=pflash,format=raw,file={self.vars}",
                 "-drive", f"file={self.disk},if=virtio,format=raw",
-                ] + (["-device", "i6300esb"] if self.watchdog else []) + self.extra_args()
+                ] + (["-device", "i6300esb"] if self.watchdog else []) + (
+                ["-global", "driver=cfi.pflash01,property=secure,value=on"] if self.secureboot else []
+                ) + self.extra_args()
 
     def extra_args(self):
         args = []

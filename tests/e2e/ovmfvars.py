@@ -120,6 +120,10 @@ class VarStore:
     def set_boot_option(self, num, description, esp, path, active=True, optional_data=b""):
         self.set(f"Boot{num:04X}", load_option(description, esp, path, active, optional_data))
 
+    def set_boot_option_raw(self, num, data):
+        """Boot#### as raw EFI_LOAD_OPTION bytes; None deletes it."""
+        self.set(f"Boot{num:04X}", data)
+
     def boot_options(self):
         out = {}
         for (name, guid), (_a, data) in self.variables().items():

@@ -6,6 +6,8 @@
  *   ABSWITCH-RECORD <one line of /run/abswitch/boot.json>
  *   ABSWITCH-BENCH init_us=<kernel clock at "Run /init"> root_us=<kernel clock now>
  *     initrd_cpu_ms=<CPU of PID 1 and its reaped children since /init started> busy_ms=<all CPUs, not idle>
+ *   ABSWITCH-SECURITY secureboot=<1|0|-: EFI variable SecureBoot> lockdown=<the selected mode of
+ *     /sys/kernel/security/lockdown, or ->
  *
  * The slot comes from /etc/abswitch-test-slot in the image itself, so a test
  * sees which image was really mounted, not what the init believes. With
@@ -182,6 +184,28 @@ static void tpm_report(int con) {
         dprintf(con, "ABSWITCH-EVENTLOG-END bytes=%zu\n", total);
 }
 
+/* What the firmware and the kernel say about Secure Boot, as the booted
+ * system sees it: the SecureBoot variable (efivarfs, which the init mounted
+ * and moved here with /sys: 4 bytes of attributes, then the value) and the
+ * kernel's lockdown mode (securityfs: "none [integrity] confidentiality"). */
+static void security_line(int con) {
+        char sb = '-', lock[128] = "", mode[32] = "-";
+        unsigned char v[5];
+        int fd = open("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+                      O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                if (read(fd, v, sizeof(v)) == (ssize_t) sizeof(v))
+                        sb = v[4] ? '1' : '0';
+                close(fd);
+        }
+        (void) mount("securityfs", "/sys/kernel/security", "securityfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL);
+        read_line("/sys/kernel/security/lockdown", lock, sizeof(lock));
+        char *open_br = strchr(lock, '['), *close_br = open_br ? strchr(open_br, ']') : NULL;
+        if (close_br && close_br - open_br - 1 < (long) sizeof(mode))
+                snprintf(mode, sizeof(mode), "%.*s", (int) (close_br - open_br - 1), open_br + 1);
+        dprintf(con, "ABSWITCH-SECURITY secureboot=%c lockdown=%s\n", sb, mode);
+}
+
 /* Kernel modules from the image, in the order listed (dependencies first). */
 static void load_modules(int con) {
         FILE *f = fopen("/etc/abswitch-test-modules", "re");
@@ -333,6 +357,7 @@ int main(void) {
                         rec[i] = ' ';
         dprintf(con, "ABSWITCH-RECORD %s\n", n > 0 ? rec : "{}");
         tpm_report(con);
+        security_line(con);
 
         /* Commands a test wants run in the booted system, e.g. abctl mark-good:
          * the image's own, then the ones the test passed with -fw_cfg. */

@@ -2,7 +2,31 @@
 disk, real dm-verity. Each test is one or more boots of about 10-15 s under
 software emulation."""
 
+import pytest
+
 import abvm
+
+
+@pytest.fixture(params=[False, True], ids=["uefi", "secureboot"])
+def machine(request, tmp_path):
+    """Every test here twice: without Secure Boot and with it (secboot OVMF,
+    snakeoil keys in db, UKIs signed). Under ABSWITCH_SECUREBOOT=1 both would
+    be Secure Boot runs: the uefi one is skipped."""
+    if not request.param and abvm.SECUREBOOT:
+        pytest.skip("ABSWITCH_SECUREBOOT=1: the secureboot variant runs this test")
+    m = abvm.Machine(tmp_path, secureboot=request.param)
+    yield m
+    # Each boot really ran in the mode its id says: the kernel's EFI stub saw
+    # it (unless "quiet" hid its messages), and so did the root wherever one
+    # came up (secureboot=1 and the kernel locked down).
+    for n, b in enumerate(m.boots, 1):
+        if "Linux version" in b.console:
+            assert ("EFI stub: UEFI Secure Boot is enabled" in b.console) == request.param, \
+                f"boot {n}:\n{b.tail()}"
+        if b.security:
+            want = {"secureboot": "1", "lockdown": "integrity"} if request.param else \
+                {"secureboot": "0", "lockdown": "none"}
+            assert b.security == want, f"boot {n}: {b.security}"
 
 BOOT_A = 0x1000
 BOOT_B = 0x1001
