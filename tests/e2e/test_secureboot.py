@@ -7,11 +7,14 @@ so the init's modules must carry their signatures.
 "Reboot" is QEMU exiting (-no-reboot) and starting again with the same disk
 and VARS file, as in test_protocol.py, whose helpers these tests reuse."""
 
+import hashlib
 import json
 import os
+import shutil
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +210,92 @@ def test_secureboot_entry_cmdline_ignored(machine):
     assert "differs from the slot this UKI is built for" not in boot.console
     assert_secure(boot)
     assert machine.slot_state("B")["priority"] > 0, "nothing failed"
+
+
+# ---- abctl install under Secure Boot ----------------------------------------
+
+
+def sign_args(key):
+    return ["--sign-key", str(abvm.KEYS / f"{key}.key"), "--sign-cert", str(abvm.KEYS / f"{key}.pem")]
+
+
+def disk_digest(m):
+    return hashlib.sha256(m.disk.read_bytes()).hexdigest()
+
+
+def sign(key, uki, out):
+    """uki signed with build/keys/KEY (snakeoil: in db; stranger: in no db)."""
+    subprocess.run(["sbsign", "--key", abvm.KEYS / f"{key}.key", "--cert", abvm.KEYS / f"{key}.pem", "--output", out,
+                    uki], check=True, capture_output=True)
+    return out
+
+
+def installer_root(m):
+    """Slot A's image: abctl, v2 (B's commit image) with its UKI unsigned,
+    signed by a stranger and signed with the db key; the qemu_fw_cfg module,
+    so each boot runs what the test passes (-fw_cfg opt/abswitch/run)."""
+    root = m.dir / "root-a"
+    # make signs v2's UKI; the unsigned one is that UKI with its signature removed.
+    unsigned = m.dir / "v2-unsigned.efi"
+    subprocess.run(["sbattach", "--remove", "--output", unsigned, abvm.E2E / "v2-boot-b.efi"], check=True,
+                   capture_output=True)
+    subprocess.run([abvm.TOP / "tests/e2e/mkroot", abvm.BUILD / "test-rootinit", "a", root, "installer"],
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "INSTALL_PAYLOAD": str(abvm.E2E / "slot-b-commit"),
+                        "INSTALL_UKI": str(unsigned)}, check=True, capture_output=True)
+    (root / "etc/abswitch-test-run").write_text("")
+    sign("stranger", unsigned, root / "images/v2-stranger.efi")
+    sign("snakeoil", unsigned, root / "images/v2-signed.efi")
+    kmod = Path(m.env["KERNEL_IMAGE"]).parents[1] / "lib/modules" / m.env["KERNEL_VERSION"] / "kernel"
+    (root / "lib/modules").mkdir(parents=True)
+    shutil.copy(kmod / "drivers/firmware/qemu_fw_cfg.ko", root / "lib/modules/")
+    (root / "etc/abswitch-test-modules").write_text("/lib/modules/qemu_fw_cfg.ko\n")
+    subprocess.run([abvm.TOP / "initramfs/mkslot", "--root", root, "--fs", "erofs", "--output", m.dir / "slot-a-sb"],
+                   check=True, capture_output=True)
+    return m.dir / "slot-a-sb"
+
+
+def test_install_refuses_unsigned_uki(machine, tmp_path):
+    # The guest's static abctl reads db and dbx from the firmware through
+    # efivarfs and refuses, before writing anything, a UKI the firmware would
+    # refuse; one signed with the db key installs. Two boots: the two
+    # refusals, then the install that goes through (the same check case by
+    # case on the host: tests/tools/test_signature.py).
+    m = machine
+    image = installer_root(m)
+    a = tmp_path / "boot-a.efi"
+    subprocess.run([abvm.TOP / "initramfs/mkuki", "--kernel", m.env["KERNEL_IMAGE"], "--initrd",
+                    abvm.E2E / "initramfs.img", "--roothash", f"@{image}.roothash", "--cmdline", abvm.CONSOLE,
+                    "--version", "1"] + sign_args("snakeoil") + ["--output", a], check=True, capture_output=True)
+    b = m.uki("boot-b.efi", "B")
+    subprocess.run([abvm.TOP / "initramfs/mkdisk", "--output", m.disk, "--a-uki", a, "--b-uki", b,
+                    "--a-image", image, "--b-image", abvm.E2E / "slot-b", "--esp-size", "80M", "--slot-size", "40M",
+                    "--verity-size", "1M", "--active", "a", "--removable", "a"], check=True, capture_output=True)
+    m.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)}, order=[BOOT_A, BOOT_B])
+
+    # Boot 1: the unsigned UKI and the stranger's are refused, and nothing
+    # on the disk changes (a boot of the committed slot writes nothing).
+    before = (disk_digest(m), m.slot_state("A"), m.slot_state("B"))
+    m.fw_run = ["/usr/bin/abctl install /images/v2 /images/v2.efi",
+                "/usr/bin/abctl install /images/v2 /images/v2-stranger.efi"]
+    boot = m.boot()
+    assert "Secure Boot is enabled" in boot.console, boot.tail(60)
+    assert boot.root and boot.root["slot"] == "A", boot.tail(60)
+    assert "ABSWITCH-RUN rc=1 /usr/bin/abctl install /images/v2 /images/v2.efi" in boot.console, boot.tail(40)
+    assert "Secure Boot is on and the firmware would refuse the UKI of /images/v2: it is not signed" in boot.console
+    assert "ABSWITCH-RUN rc=1 /usr/bin/abctl install /images/v2 /images/v2-stranger.efi" in boot.console
+    assert 'it is signed by "CN=abswitch test stranger" (issued by "CN=abswitch test stranger"), which chains to ' \
+           'no certificate in db' in boot.console, boot.tail(40)
+    assert boot.console.count("Nothing was changed.") == 2
+    assert (disk_digest(m), m.slot_state("A"), m.slot_state("B")) == before
+    assert m.varstore().boot_next() is None
+
+    # Boot 2: signed with the db key, it installs (B on trial, armed).
+    m.fw_run = ["/usr/bin/abctl install /images/v2 /images/v2-signed.efi"]
+    boot = m.boot()
+    assert "ABSWITCH-RUN rc=0 /usr/bin/abctl install /images/v2 /images/v2-signed.efi" in boot.console, boot.tail(40)
+    assert 'Secure Boot: the UKI of /images/v2 is signed by "/C=US/ST=Colorado/L=Fort Collins/O=SnakeOil"' \
+           in boot.console, boot.tail(40)
+    assert "which chains to db entry 0" in boot.console
+    assert m.slot_state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
+    assert m.varstore().boot_next() == BOOT_B
+    assert m.esp_file("/EFI/abswitch/boot-b.efi") == (m.dir / "root-a/images/v2-signed.efi").read_bytes()
