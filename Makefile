@@ -36,7 +36,7 @@ $(BUILD)/deps.mk: initramfs/deps.sh
 deps: $(BUILD)/deps.mk
 
 # ---- the init: static, musl ------------------------------------------------
-COMMON_SRC := common/log.c common/version.c
+COMMON_SRC := common/log.c common/io.c common/version.c
 # The boot record (json-c): the init writes it, abctl reads it.
 RECORD_SRC := common/record.c
 PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c \

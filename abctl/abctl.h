@@ -5,6 +5,7 @@
 
 #include <json-c/json.h>
 
+#include "../common/io.h"
 #include "../common/macro.h"
 #include "../common/record.h"
 #include "../efi/cmdline.h"
@@ -51,7 +52,6 @@ int abctl_install(struct ctx *c, const char *image, const char *uki, const struc
 int abctl_path(char **ret, const char *fmt, ...) _printf_(2, 3);
 
 /* All n bytes at off, through short writes and EINTR. */
-int abctl_pwrite_all(int fd, const uint8_t *buf, size_t n, uint64_t off);
 
 /* The root hash the UKI at path pins; says why not when it cannot tell
  * (not a PE file, no .cmdline, no ab.roothash=). */

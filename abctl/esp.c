@@ -181,7 +181,7 @@ static int replace_file(const char *src, const char *dst) {
                         r = n < 0 ? -errno : 0;
                         break;
                 }
-                r = abctl_pwrite_all(out, buf, (size_t) n, off);
+                r = pwrite_full(out, buf, (size_t) n, off);
                 if (r < 0)
                         break;
                 off += (uint64_t) n;

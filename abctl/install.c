@@ -220,7 +220,7 @@ struct file_sink {
 
 static int file_sink(void *userdata, uint64_t offset, const uint8_t *buf, size_t n) {
         struct file_sink *f = userdata;
-        int r = abctl_pwrite_all(f->fd, buf, n, offset);
+        int r = pwrite_full(f->fd, buf, n, offset);
         return r < 0 ? log_error_errno(r, "Writing the UKI to the ESP failed%s: %m",
                                        r == -ENOSPC ? " (the ESP is full)" : "") : 0;
 }
@@ -320,11 +320,11 @@ static int system_sink(void *userdata, uint64_t offset, const uint8_t *buf, size
         int r = 0;
         if (offset < s->data_size) {
                 size_t k = (size_t) MIN((uint64_t) n, s->data_size - offset);
-                r = abctl_pwrite_all(s->data_fd, buf, k, offset);
+                r = pwrite_full(s->data_fd, buf, k, offset);
                 buf += k, n -= k, offset += k;
         }
         if (r >= 0 && n > 0)
-                r = abctl_pwrite_all(s->hash_fd, buf, n, offset - s->data_size);
+                r = pwrite_full(s->hash_fd, buf, n, offset - s->data_size);
         if (r < 0)
                 return log_error_errno(r, "Writing %s failed: %m", s->what);
         uint64_t t = now_monotonic_ms(), done = offset + n;

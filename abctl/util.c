@@ -30,18 +30,6 @@ int abctl_path(char **ret, const char *fmt, ...) {
         return 0;
 }
 
-int abctl_pwrite_all(int fd, const uint8_t *buf, size_t n, uint64_t off) {
-        while (n > 0) {
-                ssize_t k = pwrite(fd, buf, n, (off_t) off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -EIO;
-                buf += k, n -= (size_t) k, off += (uint64_t) k;
-        }
-        return 0;
-}
-
 int abctl_uki_roothash(const char *path, char ret[static ROOTHASH_HEX_MAX + 1]) {
         int r = uki_pinned_roothash(path, ret);
         switch (r) {

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "macro.h"
+#include "io.h"
 #include "record.h"
 
 const char *const boot_record_slot_names[BOOT_RECORD_SLOTS] = { "A", "B" };
@@ -176,20 +177,6 @@ int boot_record_format(const struct boot_record *r, char **ret) {
         return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, buf, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        return -EIO;
-                buf += k, n -= (size_t) k;
-        }
-        return 0;
-}
-
 int boot_record_write(const struct boot_record *r, const char *dir) {
         _cleanup_free_ char *text = NULL, *tmp = NULL, *path = NULL;
         int k;
@@ -202,7 +189,7 @@ int boot_record_write(const struct boot_record *r, const char *dir) {
         _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0644);
         if (fd < 0)
                 return -errno;
-        k = write_all(fd, text, strlen(text));
+        k = loop_write(fd, text, strlen(text));
         if (k >= 0 && rename(tmp, path) < 0)
                 k = -errno;
         if (k < 0)

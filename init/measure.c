@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "../common/io.h"
 #include "../common/log.h"
 #include "init.h"
 
@@ -21,24 +22,11 @@ static const char *const tpm_devices[] = { "/dev/tpmrm0", "/dev/tpm0" };
 #define CEL_PATH CEL_DIR "/tpm2-measure.log"
 #define TPM_RETRIES 5
 
-static int write_all(int fd, const void *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -EIO;
-                p = (const uint8_t *) p + k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 /* One command, one response. The kernel's driver does the waiting: a write
  * without O_NONBLOCK returns when the TPM answered or the driver's own
  * per-command timeout expired (drivers/char/tpm/tpm-dev-common.c). */
 static ssize_t tpm_transmit(int fd, const uint8_t *cmd, size_t len, uint8_t *rsp, size_t size) {
-        int r = write_all(fd, cmd, len);
+        int r = loop_write(fd, cmd, len);
         if (r < 0)
                 return r;
         for (;;) {
@@ -167,7 +155,7 @@ static int cel_append(const char *record, size_t len) {
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADFD;
-        r = write_all(fd, record, len);
+        r = loop_write(fd, record, len);
         (void) flock(fd, LOCK_UN);
         return r;
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "../common/io.h"
 #include "../common/macro.h"
 #include "../common/unaligned.h"
 #include "slots.h"
@@ -34,21 +35,6 @@ static void copy_free(struct gpt_copy *c) {
         free(c->hdr);
         free(c->array);
         *c = (struct gpt_copy) {};
-}
-
-static int pread_all(int fd, void *buf, size_t n, off_t off) {
-        uint8_t *p = buf;
-        while (n > 0) {
-                ssize_t k = pread(fd, p, n, off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        return -EIO;
-                p += k, n -= (size_t) k, off += k;
-        }
-        return 0;
 }
 
 static int disk_geometry(int fd, unsigned *ret_sector, uint64_t *ret_sectors) {
@@ -95,7 +81,7 @@ static int copy_read(int fd, unsigned ss, uint64_t sectors, uint64_t lba, struct
         if (lba == 0 || lba >= sectors)
                 return REJECT(c, "LBA %llu is not on the disk (%llu sectors)", (unsigned long long) lba,
                               (unsigned long long) sectors);
-        r = pread_all(fd, c->hdr, ss, (off_t) (lba * ss));
+        r = pread_full(fd, c->hdr, ss, lba * ss);
         if (r < 0)
                 return REJECT(c, "the header at LBA %llu cannot be read: %s", (unsigned long long) lba, strerror(-r));
 
@@ -170,7 +156,7 @@ static int copy_read(int fd, unsigned ss, uint64_t sectors, uint64_t lba, struct
         c->array = malloc(asize);
         if (!c->array)
                 return -ENOMEM;
-        r = pread_all(fd, c->array, asize, (off_t) (c->array_lba * ss));
+        r = pread_full(fd, c->array, asize, c->array_lba * ss);
         if (r < 0)
                 return REJECT(c, "the entry array at LBA %llu cannot be read: %s", (unsigned long long) c->array_lba,
                               strerror(-r));
