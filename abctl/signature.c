@@ -295,15 +295,57 @@ static bool verify_with(PKCS7 *p7, const struct spc *s, X509 *anchor) {
         return ok;
 }
 
-static int tbs_sha256(X509 *x, uint8_t ret[static 32]) {
+/* The certificate's TBSCertificate as it was encoded (EDK2's
+ * X509GetTBSCert hashes those bytes; i2d_re_X509_tbs would encode it anew,
+ * which differs for a certificate that is not strict DER). i2d_X509 gives
+ * the encoding the certificate was parsed from; the TBS is the first
+ * element of its outer SEQUENCE. */
+static int tbs_der(X509 *x, unsigned char **ret_der, const unsigned char **ret_tbs, long *ret_len) {
         unsigned char *der = NULL;
-        int n = i2d_re_X509_tbs(x, &der);
+        int n = i2d_X509(x, &der);
         if (n <= 0)
                 return -EBADMSG;
-        unsigned len = 0;
-        int ok = EVP_Digest(der, (size_t) n, ret, &len, EVP_sha256(), NULL);
+        const unsigned char *p = der, *tbs;
+        long len;
+        int tag, class;
+        if (ASN1_get_object(&p, &len, &tag, &class, n) & 0x80 || tag != V_ASN1_SEQUENCE)
+                goto bad;
+        tbs = p;
+        if (ASN1_get_object(&p, &len, &tag, &class, n - (p - der)) & 0x80 || tag != V_ASN1_SEQUENCE)
+                goto bad;
+        *ret_der = der;
+        *ret_tbs = tbs;
+        *ret_len = (long) (p - tbs) + len;
+        return 0;
+bad:
         OPENSSL_free(der);
-        return ok == 1 && len == 32 ? 0 : -EIO;
+        ERR_clear_error();
+        return -EBADMSG;
+}
+
+/* The dbx entry revoking certificate x by the hash of its TBSCertificate
+ * (EFI_CERT_X509_SHA256/384/512, as EDK2's IsCertHashFoundInDbx), or -1. */
+static int dbx_tbs_hash(X509 *x, const struct sigdb *dbx) {
+        static const struct {
+                EfiSigType type;
+                const EVP_MD *(*md)(void);
+        } algs[] = { { EFI_SIG_X509_SHA256, EVP_sha256 }, { EFI_SIG_X509_SHA384, EVP_sha384 },
+                     { EFI_SIG_X509_SHA512, EVP_sha512 } };
+        unsigned char *der = NULL;
+        const unsigned char *tbs;
+        long len;
+        int found = -1;
+
+        if (tbs_der(x, &der, &tbs, &len) < 0)
+                return -1;
+        for (size_t i = 0; i < ELEMENTSOF(algs) && found < 0; i++) {
+                uint8_t h[EVP_MAX_MD_SIZE];
+                unsigned hl = 0;
+                if (EVP_Digest(tbs, (size_t) len, h, &hl, algs[i].md(), NULL) == 1)
+                        found = efi_siglist_find(dbx->sigs, dbx->n, algs[i].type, h, hl);
+        }
+        OPENSSL_free(der);
+        return found;
 }
 
 struct checked {
@@ -354,11 +396,8 @@ static void check_signature(const uint8_t *img, const struct efi_pe_authenticode
         for (size_t i = 0; c.f.digest_matches && i < dbx->n && c.f.dbx_cert < 0; i++)
                 if (dbx->certs[i] && verify_with(p7, &spc, dbx->certs[i]))
                         c.f.dbx_cert = (int) i;
-        for (int i = 0; signers && i < sk_X509_num(signers) && c.f.dbx_cert_hash < 0; i++) {
-                uint8_t h[32];
-                if (tbs_sha256(sk_X509_value(signers, i), h) >= 0)
-                        c.f.dbx_cert_hash = efi_siglist_find(dbx->sigs, dbx->n, EFI_SIG_X509_SHA256, h, sizeof(h));
-        }
+        for (int i = 0; signers && i < sk_X509_num(signers) && c.f.dbx_cert_hash < 0; i++)
+                c.f.dbx_cert_hash = dbx_tbs_hash(sk_X509_value(signers, i), dbx);
         /* EDK2's IsForbiddenByDbx refuses a signature whose signer
          * certificate it cannot get, whatever else allows the image. */
         c.f.no_signer = !signers || sk_X509_num(signers) == 0;
@@ -366,11 +405,8 @@ static void check_signature(const uint8_t *img, const struct efi_pe_authenticode
         /* db: the first certificate it chains to, unless that one is revoked by hash. */
         for (size_t i = 0; c.f.digest_matches && i < db->n && c.f.db_cert < 0; i++)
                 if (db->certs[i] && verify_with(p7, &spc, db->certs[i])) {
-                        uint8_t h[32];
                         c.f.db_cert = (int) i;
-                        if (tbs_sha256(db->certs[i], h) >= 0)
-                                c.f.db_cert_revoked = efi_siglist_find(dbx->sigs, dbx->n, EFI_SIG_X509_SHA256, h,
-                                                                       sizeof(h));
+                        c.f.db_cert_revoked = dbx_tbs_hash(db->certs[i], dbx);
                 }
         EfiSigType ht = hash_sig_type(spc.md);
         c.f.dbx_image_hash = efi_siglist_find(dbx->sigs, dbx->n, ht, digest, digest_len);
@@ -409,6 +445,13 @@ int abctl_check_uki_signature(const char *efivars, const char *label, const void
         if (n < 0)
                 return log_error_errno(-EKEYREJECTED, "Secure Boot is on and the firmware would refuse the UKI of %s: "
                                        "its certificate table (the signatures) is corrupt. %s", label, HELP);
+        /* EDK2 takes an image with a certificate table as signed, and skips
+         * entries that are not PKCS#7: with none left, nothing can allow it,
+         * not even its digest in db (that counts for unsigned images only). */
+        if (n == 0 && a.cert_size > 0)
+                return log_error_errno(-EKEYREJECTED, "Secure Boot is on and the firmware would refuse the UKI of %s: "
+                                       "its certificate table holds no Authenticode (PKCS#7) signature. %s", label,
+                                       HELP);
         r = sigdb_load(efivars, "db", &db);
         if (r >= 0)
                 r = sigdb_load(efivars, "dbx", &dbx);

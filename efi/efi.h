@@ -223,6 +223,8 @@ typedef enum EfiSigType {
         EFI_SIG_SHA384,
         EFI_SIG_SHA512,
         EFI_SIG_X509_SHA256,    /* SHA-256 of a certificate's TBSCertificate + EFI_TIME of revocation */
+        EFI_SIG_X509_SHA384,    /* the same with SHA-384 */
+        EFI_SIG_X509_SHA512,    /* the same with SHA-512 */
         EFI_SIG_OTHER,          /* a type we do not use (RSA2048 keys, ...): skipped */
         _EFI_SIG_TYPE_MAX,
         _EFI_SIG_TYPE_INVALID = -EINVAL,
@@ -249,8 +251,8 @@ struct efi_sig {
  * database. *ret (free() it) points into data. */
 int efi_siglist_parse(const void *data, size_t size, struct efi_sig **ret, size_t *ret_n);
 
-/* The first entry of type t whose data equals data/size, or -1. For
- * EFI_SIG_X509_SHA256, compares the 32-byte hash only. */
+/* The first entry of type t whose data equals data/size, or -1. For the
+ * EFI_SIG_X509_SHA* types, compares the hash only (not the revocation time). */
 int efi_siglist_find(const struct efi_sig *sigs, size_t n, EfiSigType t, const void *data, size_t size);
 
 /* What the caller (abctl/signature.c, with libcrypto) found for one

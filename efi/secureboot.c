@@ -36,6 +36,12 @@ static const struct {
         /* 3bd2a492-96c0-4079-b420-fcf98ef103ed: hash + EFI_TIME (16 bytes) */
         { EFI_SIG_X509_SHA256, { 0x92, 0xa4, 0xd2, 0x3b, 0xc0, 0x96, 0x79, 0x40,
                                  0xb4, 0x20, 0xfc, 0xf9, 0x8e, 0xf1, 0x03, 0xed }, 32 + 16, "X509_SHA256" },
+        /* 7076876e-80c2-4ee6-aad2-28b349a6865b */
+        { EFI_SIG_X509_SHA384, { 0x6e, 0x87, 0x76, 0x70, 0xc2, 0x80, 0xe6, 0x4e,
+                                 0xaa, 0xd2, 0x28, 0xb3, 0x49, 0xa6, 0x86, 0x5b }, 48 + 16, "X509_SHA384" },
+        /* 446dbf63-2502-4cda-bcfa-2465d2b0fe9d */
+        { EFI_SIG_X509_SHA512, { 0x63, 0xbf, 0x6d, 0x44, 0x02, 0x25, 0xda, 0x4c,
+                                 0xbc, 0xfa, 0x24, 0x65, 0xd2, 0xb0, 0xfe, 0x9d }, 64 + 16, "X509_SHA512" },
 };
 
 const char *efi_sig_type_to_string(EfiSigType t) {
@@ -98,7 +104,9 @@ int efi_siglist_parse(const void *data, size_t size, struct efi_sig **ret, size_
 
 int efi_siglist_find(const struct efi_sig *sigs, size_t n, EfiSigType t, const void *data, size_t size) {
         for (size_t i = 0; i < n; i++) {
-                size_t have = t == EFI_SIG_X509_SHA256 ? 32 : sigs[i].size;
+                /* the X509_SHA* types end in a 16-byte EFI_TIME of revocation */
+                bool tbs = t == EFI_SIG_X509_SHA256 || t == EFI_SIG_X509_SHA384 || t == EFI_SIG_X509_SHA512;
+                size_t have = tbs ? (sigs[i].size >= 16 ? sigs[i].size - 16 : 0) : sigs[i].size;
                 if (sigs[i].type == t && have == size && sigs[i].size >= have && memcmp(sigs[i].data, data, size) == 0)
                         return (int) i;
         }

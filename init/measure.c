@@ -98,9 +98,10 @@ static bool tpm_ready(struct boot *b) {
 
         for (size_t i = 0; i < ELEMENTSOF(tpm_devices) && fd < 0; i++) {
                 fd = open(tpm_devices[i], O_RDWR | O_CLOEXEC | O_NOCTTY);
-                if (fd >= 0)
+                if (fd >= 0) {
                         b->tpm.device = tpm_devices[i];
-                else if (errno != ENOENT && errno != ENODEV && errno != ENXIO)
+                        b->tpm.error[0] = 0;  /* the first device's error, if any, no longer matters */
+                } else if (errno != ENOENT && errno != ENODEV && errno != ENXIO)
                         (void) snprintf(b->tpm.error, sizeof(b->tpm.error), "opening %s: %s", tpm_devices[i],
                                         strerror(errno));
         }
@@ -179,7 +180,13 @@ static void measure(struct boot *b, const char *text) {
                 r = tpm_command(b, cmd, (size_t) r, parse_event, &all, &rc);
         if (r < 0) {
                 tpm_why(b->tpm.error, sizeof(b->tpm.error), "extending the PCR (TPM2_PCR_Event)", r, rc);
-                log_warning("TPM %s: %s; \"%s\" is not measured, booting on", b->tpm.device, b->tpm.error, text);
+                log_warning("TPM %s: %s; \"%s\" is not measured, nor anything else this boot, booting on",
+                            b->tpm.device, b->tpm.error, text);
+                /* Not again: the kernel waits up to 120 s for a command it
+                 * has no duration for (PCR_Event among them), and a second
+                 * stall could outlast a trial boot's watchdog. */
+                b->tpm.state = TPM_FAILED;
+                measure_close(b);
                 return;
         }
         /* The TPM hashed with every algorithm it implements; a bank without

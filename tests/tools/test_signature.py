@@ -83,11 +83,16 @@ def esl_hash(tmp, image):
     return out.read_bytes()
 
 
-def esl_cert_hash(pem):
-    """EFI_CERT_X509_SHA256: the SHA-256 of the certificate's TBSCertificate and a revocation time (EFI_TIME)."""
+X509_TBS_GUIDS = {"sha256": X509_SHA256_GUID, "sha384": uuid.UUID("7076876e-80c2-4ee6-aad2-28b349a6865b"),
+                  "sha512": uuid.UUID("446dbf63-2502-4cda-bcfa-2465d2b0fe9d")}
+
+
+def esl_cert_hash(pem, alg="sha256"):
+    """EFI_CERT_X509_SHA256/384/512: the hash of the certificate's TBSCertificate (the bytes as
+    encoded) and a revocation time (EFI_TIME)."""
     cert = x509.load_pem_x509_certificate(pem.read_bytes())
-    data = uuid.UUID(int=0).bytes_le + hashlib.sha256(cert.tbs_certificate_bytes).digest() + bytes(16)
-    return X509_SHA256_GUID.bytes_le + struct.pack("<III", 28 + len(data), 0, len(data)) + data
+    data = uuid.UUID(int=0).bytes_le + hashlib.new(alg, cert.tbs_certificate_bytes).digest() + bytes(16)
+    return X509_TBS_GUIDS[alg].bytes_le + struct.pack("<III", 28 + len(data), 0, len(data)) + data
 
 
 class SecureBootMachine(Machine):
@@ -157,10 +162,33 @@ def test_dbx_certificate_revoked(m, keys, tmp_path):
             "with a key that is not revoked")
 
 
-def test_dbx_certificate_hash_revoked(m, keys, tmp_path):
-    m.secure_boot(db=esl_cert(tmp_path, SNAKEOIL_PEM), dbx=esl_cert_hash(SNAKEOIL_PEM))
+@pytest.mark.parametrize("alg", ["sha256", "sha384", "sha512"])
+def test_dbx_certificate_hash_revoked(m, keys, tmp_path, alg):
+    # EDK2 looks for the TBS hash with each of the three (the SHA-384 and
+    # SHA-512 entries were ignored before; checked to fail on the old code).
+    m.secure_boot(db=esl_cert(tmp_path, SNAKEOIL_PEM), dbx=esl_cert_hash(SNAKEOIL_PEM, alg))
     uki = sign(keys, "snakeoil", m.ukis["b-commit"], tmp_path / "signed.efi")
-    refused(m, uki, "a certificate of that signature is revoked by dbx entry 0 (signature list 0, X509_SHA256")
+    refused(m, uki, "a certificate of that signature is revoked by dbx entry 0 (signature list 0, "
+            f"X509_{alg.upper()}")
+
+
+def test_certificate_table_without_pkcs7_refused(m, keys, tmp_path):
+    # A certificate table whose one entry is not PKCS#7 (WIN_CERT_TYPE_X509):
+    # EDK2 takes the image as signed, skips the entry, finds nothing that
+    # verifies and refuses it, even with its digest in db (which allows
+    # unsigned images only). The old code took it as unsigned and let db's
+    # digest allow it (checked).
+    data = bytearray(sign(keys, "snakeoil", m.ukis["b-commit"], tmp_path / "signed.efi").read_bytes())
+    pe = struct.unpack_from("<I", data, 0x3C)[0]
+    magic = struct.unpack_from("<H", data, pe + 24)[0]
+    security_dir = pe + 24 + (144 if magic == 0x20B else 128)
+    cert_off, cert_size = struct.unpack_from("<II", data, security_dir)
+    assert cert_size > 8 and struct.unpack_from("<H", data, cert_off + 6)[0] == 0x0002
+    struct.pack_into("<H", data, cert_off + 6, 0x0001)
+    uki = tmp_path / "x509-entry.efi"
+    uki.write_bytes(bytes(data))
+    m.secure_boot(db=esl_cert(tmp_path, SNAKEOIL_PEM) + esl_hash(tmp_path, uki))
+    refused(m, uki, "its certificate table holds no Authenticode (PKCS#7) signature")
 
 
 def test_dbx_image_hash_revoked(m, keys, tmp_path):
