@@ -105,9 +105,9 @@ $(BUILD)/unit/test-tpm2: tests/unit/test-tpm2.c $(TPM_SRC) $(COMMON_SRC) $(PURE_
 UNIT_TESTS += tpm2
 
 # The boot record's one schema: json-c, nothing else.
-$(BUILD)/unit/test-record: tests/unit/test-record.c $(RECORD_SRC) common/record.h common/macro.h tests/unit/unit.h
+$(BUILD)/unit/test-record: tests/unit/test-record.c $(RECORD_SRC) common/io.c common/record.h common/macro.h tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
-	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(RECORD_SRC) -lcmocka -ljson-c
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(RECORD_SRC) common/io.c -lcmocka -ljson-c
 UNIT_TESTS += record
 
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
