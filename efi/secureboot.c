@@ -5,11 +5,8 @@
  * and does the cryptography (abctl/signature.c). See efi.h. */
 
 #include "../common/macro.h"
+#include "../common/unaligned.h"
 #include "efi.h"
-
-static uint32_t le32(const uint8_t *p) {
-        return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
-}
 
 /* The signature types' GUIDs as bytes (mixed-endian), UEFI 2.10 32.4.1. */
 static const struct {

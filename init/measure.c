@@ -257,7 +257,7 @@ void measure_record(const struct boot *b, struct boot_record *r, struct measure_
         }
         r->tpm.log = CEL_PATH;
         r->tpm.error = b->tpm.error[0] ? b->tpm.error : NULL;
-        for (unsigned i = 0; i < b->tpm.n && i < BOOT_RECORD_MEASUREMENTS_MAX; i++) {
+        for (unsigned i = 0; i < b->tpm.n && i < MEASUREMENTS_MAX && i < BOOT_RECORD_MEASUREMENTS_MAX; i++) {
                 const struct measurement *m = &b->tpm.m[i];
                 typeof(r->tpm.measurements[0]) *e = &r->tpm.measurements[r->tpm.n_measurements++];
                 e->string = m->text;

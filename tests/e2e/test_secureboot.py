@@ -283,7 +283,8 @@ def test_install_refuses_unsigned_uki(machine, tmp_path):
     assert "ABSWITCH-RUN rc=1 /usr/bin/abctl install /images/v2 /images/v2.efi" in boot.console, boot.tail(40)
     assert "Secure Boot is on and the firmware would refuse the UKI of /images/v2: it is not signed" in boot.console
     assert "ABSWITCH-RUN rc=1 /usr/bin/abctl install /images/v2 /images/v2-stranger.efi" in boot.console
-    assert 'it is signed by "CN=abswitch test stranger" (issued by "CN=abswitch test stranger"), which chains to ' \
+    assert 'it is signed by "CN=abswitch test stranger' in boot.console, boot.tail(40)
+    assert 'which chains to ' \
            'no certificate in db' in boot.console, boot.tail(40)
     assert boot.console.count("Nothing was changed.") == 2
     assert (disk_digest(m), m.slot_state("A"), m.slot_state("B")) == before
