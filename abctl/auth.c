@@ -207,7 +207,7 @@ int registry_auth_lookup(const char *json, size_t len, const char *registry, con
                 int n = snprintf(key, sizeof(key), "%s/%s", registry, repository);
                 r = 0;
                 if (n < 0 || (size_t) n >= sizeof(key))
-                        n = snprintf(key, sizeof(key), "%s", registry);
+                        (void) snprintf(key, sizeof(key), "%s", registry);
                 for (;;) {
                         if (json_object_object_get_ex(auths, key, &e)) {
                                 r = 1;

@@ -686,11 +686,12 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
         }
         *fresh_token = false;
         if (cc == CURLE_OK && x->status == 403) {
-                char cn[900];
-                if (s->basic || (s->token && (s->auth.identity_token || have_password(s))))
+                if (s->basic || (s->token && (s->auth.identity_token || have_password(s)))) {
+                        char cn[900];
                         return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 403%s%.200s) with %s: they "
                                                "grant no pull access to it", s->ref.registry, s->ref.repository,
                                                x->errlen ? ": " : "", x->errbody, cred_name(s, cn, sizeof(cn)));
+                }
                 return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 403%s%.200s): abctl pulled anonymously; "
                                        "give it credentials (--authfile) or make the repository public",
                                        s->ref.registry, s->ref.repository, x->errlen ? ": " : "", x->errbody);
