@@ -535,6 +535,9 @@ static int fetch_token(struct oci_source *s, const char *challenge, char *err, s
                 (void) curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(form));
         } else if (have_password(s))
                 curl_credentials(s, true);
+        if (with_creds && startswith(realm, "http://"))
+                log_warning("The token service %s is plain HTTP (--plain-http): the credentials cross the network "
+                            "unencrypted", realm);
 
         hashed_start(&h);
         CURLcode cc = xfer_perform(s, url, NULL, &x);
@@ -659,6 +662,9 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
                 if (basic) {
                         s->basic = true;
                         log_info("%s wants a password: sending %s", s->ref.registry, cred_name(s, cn, sizeof(cn)));
+                        if (s->plain_http)
+                                log_warning("%s is plain HTTP (--plain-http): the password crosses the network "
+                                            "unencrypted", s->ref.registry);
                         return ATTEMPT_AGAIN;
                 }
                 if (strncasecmp(x->auth, "Bearer ", 7) != 0)
