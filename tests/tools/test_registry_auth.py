@@ -68,11 +68,22 @@ def private(m, tmp_path):
     reg.push(tmp_path / "oci", "v2", creds=f"{USER}:{PASSWORD}")
     start = (reg.dir / "registry.log").stat().st_size
 
-    def log():
-        time.sleep(0.3)     # the registry writes its access line after the response
+    def read():
         with open(reg.dir / "registry.log", "rb") as f:
             f.seek(start)
             return f.read().decode(errors="replace")
+
+    def log():
+        # The registry writes a request's access line just after its
+        # response: read until two reads 0.3 s apart agree (at most 5 s).
+        text = read()
+        for _ in range(16):
+            time.sleep(0.3)
+            again = read()
+            if again == text:
+                break
+            text = again
+        return text
     yield reg, blobs, log
     reg.stop()
 
