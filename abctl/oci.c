@@ -652,13 +652,17 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
                                                "is wrong; fix that entry (podman login --authfile %s %s)",
                                                s->ref.registry, cred_name(s, cn, sizeof(cn)), s->ref.repository,
                                                s->authfile, s->ref.registry);
+                if (basic && !have_password(s) && !s->authfile[0])
+                        return log_error_errno(-EACCES, "%s wants a user name and password for %s (HTTP 401, Basic) "
+                                               "and there is no auth file (--authfile, $REGISTRY_AUTH_FILE or "
+                                               AUTH_FILE_DEFAULT "): make one (podman login --authfile FILE %s)",
+                                               s->ref.registry, s->ref.repository, s->ref.registry);
                 if (basic && !have_password(s))
                         return log_error_errno(-EACCES, "%s wants a user name and password for %s (HTTP 401, Basic) "
-                                               "and %s holds none for it%s: add them (podman login --authfile FILE "
-                                               "%s, then abctl --authfile FILE)", s->ref.registry, s->ref.repository,
-                                               s->authfile[0] ? s->authfile : "there is no auth file, which",
+                                               "and %s holds none for it%s: add them (podman login --authfile %s %s)",
+                                               s->ref.registry, s->ref.repository, s->authfile,
                                                s->auth.identity_token ? " (an identitytoken is for token services only)"
-                                                                      : "", s->ref.registry);
+                                                                      : "", s->authfile, s->ref.registry);
                 if (basic) {
                         s->basic = true;
                         log_info("%s wants a password: sending %s", s->ref.registry, cred_name(s, cn, sizeof(cn)));

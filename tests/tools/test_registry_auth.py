@@ -193,6 +193,18 @@ def test_registry_without_credentials_says_so(m, private, tmp_path):
     assert len(abctl_requests(log())) == 1
 
 
+def test_registry_without_auth_file_says_so(m, private):
+    # No --authfile, no $REGISTRY_AUTH_FILE, no /etc/abswitch/auth.json (the
+    # test host has none): anonymous, and the message says where a file goes.
+    reg, _, _ = private
+    assert not Path("/etc/abswitch/auth.json").exists()
+    r, _ = abctl(m, "--ca", reg.ca, "install", REF.format(port=reg.port))
+    assert r.returncode == 1, r.stderr
+    assert "and there is no auth file (--authfile, $REGISTRY_AUTH_FILE or /etc/abswitch/auth.json)" in r.stderr, \
+        r.stderr
+    assert "Credentials for" not in r.stderr
+
+
 def test_token_registry_with_credentials(m, pushed, token_registry, tmp_path):
     # The registry behind a token service that gives tokens only for a user
     # name and password (HTTP Basic to its realm): abctl sends the auth
