@@ -67,8 +67,9 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/oci.c abctl/ociparse.c abctl/signature.c
-ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/source.h abctl/esp.h abctl/blockdev.h abctl/signature.h
+             abctl/util.c abctl/oci.c abctl/ociparse.c abctl/auth.c abctl/signature.c
+ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/auth.h abctl/source.h abctl/esp.h abctl/blockdev.h \
+             abctl/signature.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;
 # OpenSSL's libcrypto (its own cache directory) for UKI signatures
 # (abctl/signature.c: PKCS#7, which mbedtls 2.28 lacks). The init links neither.
@@ -97,6 +98,11 @@ $(BUILD)/unit/test-oci: tests/unit/test-oci.c abctl/ociparse.c abctl/oci.h tests
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/ociparse.c -lcmocka -ljson-c
 UNIT_TESTS += oci
+# Registry credentials (abctl/auth.c): json-c and mbedtls's base64.
+$(BUILD)/unit/test-auth: tests/unit/test-auth.c abctl/auth.c abctl/auth.h tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/auth.c -lcmocka -ljson-c -lmbedcrypto
+UNIT_TESTS += auth
 
 # The init's TPM 2.0 marshalling, against byte vectors.
 $(BUILD)/unit/test-tpm2: tests/unit/test-tpm2.c $(TPM_SRC) $(COMMON_SRC) $(PURE_SRC) $(INIT_HDR) tests/unit/unit.h
@@ -359,7 +365,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci tpm2 version secureboot
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.
@@ -369,6 +375,11 @@ FUZZ_CFLAGS  := $(CSTD) $(filter-out -Wno-format-truncation,$(WARNINGS)) -g -O1 
 $(BUILD)/fuzz/fuzz-oci: tests/fuzz/fuzz-oci.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/ociparse.c abctl/oci.h
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/ociparse.c -ljson-c
+
+# Auth files (abctl/auth.c): written by operators and by podman login.
+$(BUILD)/fuzz/fuzz-auth: tests/fuzz/fuzz-auth.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/auth.c abctl/auth.h
+	@mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/auth.c -ljson-c -lmbedcrypto
 
 # TPM responses (init/tpm2.c): from hardware, on some machines from a bus an attacker reaches.
 $(BUILD)/fuzz/fuzz-tpm2: tests/fuzz/fuzz-tpm2.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(TPM_SRC) $(INIT_HDR)

@@ -54,7 +54,10 @@ static void help(void) {
                "  --slot A|B         the slot to install into (default: the one not running)\n"
                "  --ca FILE          trust this PEM CA bundle for the registry instead of the system's\n"
                "  --plain-http       the registry speaks HTTP, not HTTPS\n"
-               "  --timeout SEC      give up after SEC seconds without progress from the registry (default 300)\n\n"
+               "  --timeout SEC      give up after SEC seconds without progress from the registry (default 300)\n"
+               "  --authfile FILE    registry credentials, in the containers auth file format podman and\n"
+               "                     skopeo write (default: $REGISTRY_AUTH_FILE, else " AUTH_FILE_DEFAULT ",\n"
+               "                     which may be missing)\n\n"
                "State lives in the GPT attribute bits of system-a and system-b (cgpt show, sgdisk -A):\n"
                "48-51 priority, 52-55 tries left, 56 successful, 57 armed. Nothing reboots by itself:\n"
                "rebooting is the caller's choice. Exit status 0 on success, 1 when refused or failed,\n"
@@ -372,6 +375,7 @@ int main(int argc, char **argv) {
                 { "force", no_argument, NULL, 'f' },      { "slot", required_argument, NULL, 's' },
                 { "ca", required_argument, NULL, 'C' },   { "plain-http", no_argument, NULL, 'P' },
                 { "timeout", required_argument, NULL, 'T' },
+                { "authfile", required_argument, NULL, 'A' },
                 { "allow-downgrade", no_argument, NULL, 'D' },
                 {},
         };
@@ -426,6 +430,13 @@ int main(int argc, char **argv) {
                         break;
                 case 'P':
                         oo.plain_http = true;
+                        break;
+                case 'A':
+                        if (!optarg[0]) {
+                                log_error("--authfile needs a file name");
+                                return 1;
+                        }
+                        oo.authfile = optarg;
                         break;
                 case 'T':
                         if (!parse_bounded(optarg, 1, 86400, &oo.timeout_sec)) {

@@ -39,8 +39,21 @@
  * registry's requests, and is renewed when its "expires_in" (at least 60 s,
  * as the spec says) has run out or when the registry answers 401 again.
  * Nothing a server sends is copied into a request header unless it is
- * visible ASCII: a CR or LF there would start a header of its choosing. */
+ * visible ASCII: a CR or LF there would start a header of its choosing.
+ *
+ * Credentials (a private registry) come from a containers auth file
+ * (auth.h: --authfile, $REGISTRY_AUTH_FILE, /etc/abswitch/auth.json).
+ * They are sent only where a server asked for them: to the registry after
+ * a 401 with a Basic challenge (and then with its every request, as curl's
+ * Basic auth, which libcurl drops on a redirect to another host), and to a
+ * Bearer challenge's token realm (Basic, or an identitytoken as OAuth 2
+ * refresh token in a POST). A 401 that answers credentials is final: a
+ * wrong password fails at once, after one request that carried it, and
+ * says which registry, which auth file and which of its keys. No secret
+ * is ever logged: messages name the key of the auth file, not its values,
+ * and libcurl's verbose mode is never turned on. */
 
+#define _GNU_SOURCE 1  /* asprintf */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <mbedtls/sha256.h>
@@ -50,6 +63,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/io.h"
 #include "../common/log.h"
 #include "ocifetch.h"
 
@@ -440,12 +454,32 @@ static int token_parse(const char *json, char **ret, size_t *ret_len, long long 
         return r;
 }
 
-/* An anonymous token for a Bearer challenge (what registries behind token
- * authentication ask even for pulls), kept in s->token. 0; or -EAGAIN with
- * err saying why, for a failure worth retrying like the registry's own; or
- * another negative errno, logged. */
+/* Where the credentials came from, for messages: "the credentials of
+ * \"KEY\" in FILE". Never a secret. */
+static const char *cred_name(const struct oci_source *s, char *buf, size_t size) {
+        (void) snprintf(buf, size, "the credentials of \"%s\" in %s", s->auth.key, s->authfile);
+        return buf;
+}
+
+static bool have_password(const struct oci_source *s) {
+        return s->auth.username && s->auth.password;
+}
+
+/* Basic credentials on the next request (libcurl encodes them), or none. */
+static void curl_credentials(struct oci_source *s, bool on) {
+        (void) curl_easy_setopt(s->curl, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+        (void) curl_easy_setopt(s->curl, CURLOPT_USERNAME, on ? s->auth.username : NULL);
+        (void) curl_easy_setopt(s->curl, CURLOPT_PASSWORD, on ? s->auth.password : NULL);
+}
+
+/* A token for a Bearer challenge (what registries behind token
+ * authentication ask even for pulls), kept in s->token: anonymous, or for
+ * the auth file's credentials (Basic to the realm; an identitytoken as an
+ * OAuth 2 refresh token, POSTed). 0; or -EAGAIN with err saying why, for a
+ * failure worth retrying like the registry's own; or another negative
+ * errno, logged. */
 static int fetch_token(struct oci_source *s, const char *challenge, char *err, size_t errsize) {
-        char realm[512], service[256], scope[512], url[1600], why[200];
+        char realm[512], service[256], scope[512], url[1600], why[200], cn[900];
         struct membuf m = { .max = TOKEN_RESPONSE_MAX };
         struct oci_blob doc = { .size = TOKEN_RESPONSE_MAX };
         struct hashed h = { .size = TOKEN_RESPONSE_MAX, .blob = &doc, .sink = mem_sink, .userdata = &m };
@@ -480,9 +514,39 @@ static int fetch_token(struct oci_source *s, const char *challenge, char *err, s
                 return log_error_errno(-EACCES, "%s asks for a token with a realm, service and scope too long "
                                        "for abctl (%d bytes)", s->ref.registry, n);
 
+        /* OAuth 2 (docs/spec/auth/oauth.md): the refresh token in a form POST. */
+        _cleanup_free_ char *form = NULL;
+        bool with_creds = s->auth.identity_token || have_password(s);
+        if (s->auth.identity_token) {
+                char *e1 = curl_easy_escape(s->curl, service, 0), *e2 = curl_easy_escape(s->curl, scope, 0),
+                     *e3 = curl_easy_escape(s->curl, s->auth.identity_token, 0);
+                if (asprintf(&form, "grant_type=refresh_token&client_id=abctl&service=%s&scope=%s&refresh_token=%s",
+                             e1 ? e1 : "", e2 ? e2 : "", e3 ? e3 : "") < 0)
+                        form = NULL;
+                if (e3)
+                        auth_wipe(e3, strlen(e3));
+                curl_free(e1);
+                curl_free(e2);
+                curl_free(e3);
+                if (!form)
+                        return log_error_errno(-ENOMEM, "Out of memory");
+                (void) snprintf(url, sizeof(url), "%s", realm);
+                (void) curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, form);
+                (void) curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(form));
+        } else if (have_password(s))
+                curl_credentials(s, true);
+        if (with_creds && startswith(realm, "http://"))
+                log_warning("The token service %s is plain HTTP (--plain-http): the credentials cross the network "
+                            "unencrypted", realm);
+
         hashed_start(&h);
         CURLcode cc = xfer_perform(s, url, NULL, &x);
         mbedtls_sha256_free(&h.sha);
+        if (form) {
+                (void) curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);  /* the POST ends here */
+                auth_wipe(form, strlen(form));
+        }
+        curl_credentials(s, false);
         if (h.error < 0) {
                 free(m.data);
                 return h.error;  /* too long: said */
@@ -497,9 +561,17 @@ static int fetch_token(struct oci_source *s, const char *challenge, char *err, s
                 if (tls_unverified(cc))
                         return log_error_errno(-EPERM, "The TLS certificate of the token service %s does not verify "
                                                "(%s): trust its CA with --ca FILE", realm, why);
-                return log_error_errno(-EACCES, "The token service %s gives no anonymous token for %s (%s): abctl "
-                                       "pulls without credentials; make the repository public or mirror it",
-                                       realm, scope, why);
+                if (with_creds)
+                        return log_error_errno(-EACCES, "The token service %s of %s refuses %s for %s (%s): the "
+                                               "user name, password or identity token is wrong, or grants no pull "
+                                               "access; fix that entry (podman login --authfile %s %s)", realm,
+                                               s->ref.registry, cred_name(s, cn, sizeof(cn)), scope, why,
+                                               s->authfile, s->ref.registry);
+                return log_error_errno(-EACCES, "The token service %s gives no anonymous token for %s (%s) and %s "
+                                       "holds no credentials for %s: add them (podman login --authfile FILE %s, "
+                                       "then abctl --authfile FILE), or make the repository public",
+                                       realm, scope, why, s->authfile[0] ? s->authfile : "no auth file",
+                                       s->ref.registry, s->ref.registry);
         }
         r = token_parse(m.data ? m.data : "", &tok, &toklen, &lifetime, why, sizeof(why));
         free(m.data);
@@ -515,12 +587,16 @@ static int fetch_token(struct oci_source *s, const char *challenge, char *err, s
         if (!hdr)
                 return log_error_errno(-ENOMEM, "Out of memory");
         (void) snprintf(hdr, hl, "Authorization: Bearer %s", tok);
+        auth_wipe(tok, toklen);
+        if (s->token)
+                auth_wipe(s->token, strlen(s->token));
         free(s->token);
         s->token = hdr;
         s->token_renew = now_monotonic_ms() + (uint64_t) lifetime * 1000 - TOKEN_RENEW_EARLY_MS;
         (void) snprintf(s->challenge, sizeof(s->challenge), "%s", challenge);
         progress_mark(s);
-        log_info("Got a token for %s from %s (valid %lld s)", scope, realm, lifetime);
+        log_info("Got a token for %s from %s (valid %lld s)%s%s", scope, realm, lifetime,
+                 with_creds ? " with " : "", with_creds ? cred_name(s, cn, sizeof(cn)) : "");
         return 0;
 }
 
@@ -556,7 +632,9 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
                 hdrs = curl_slist_append(hdrs, range);
         }
         x->h->error = 0;
+        curl_credentials(s, s->basic);
         CURLcode cc = xfer_perform(s, url, hdrs, x);
+        curl_credentials(s, false);
         curl_slist_free_all(hdrs);
         if (x->restarted)
                 log_info("The registry did not resume %s; downloading it again from the start", ref);
@@ -566,18 +644,49 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
                 return ATTEMPT_DONE;
 
         if (cc == CURLE_OK && x->status == 401) {
+                char cn[900];
+                bool basic = strncasecmp(x->auth, "Basic", 5) == 0 && (x->auth[5] == 0 || x->auth[5] == ' ');
+                if (basic && s->basic)
+                        /* The credentials were sent: a second try would send the same. */
+                        return log_error_errno(-EACCES, "%s refuses %s for %s (HTTP 401): the user name or password "
+                                               "is wrong; fix that entry (podman login --authfile %s %s)",
+                                               s->ref.registry, cred_name(s, cn, sizeof(cn)), s->ref.repository,
+                                               s->authfile, s->ref.registry);
+                if (basic && !have_password(s) && !s->authfile[0])
+                        return log_error_errno(-EACCES, "%s wants a user name and password for %s (HTTP 401, Basic) "
+                                               "and there is no auth file (--authfile, $REGISTRY_AUTH_FILE or "
+                                               AUTH_FILE_DEFAULT "): make one (podman login --authfile FILE %s)",
+                                               s->ref.registry, s->ref.repository, s->ref.registry);
+                if (basic && !have_password(s))
+                        return log_error_errno(-EACCES, "%s wants a user name and password for %s (HTTP 401, Basic) "
+                                               "and %s holds none for it%s: add them (podman login --authfile %s %s)",
+                                               s->ref.registry, s->ref.repository, s->authfile,
+                                               s->auth.identity_token ? " (an identitytoken is for token services only)"
+                                                                      : "", s->authfile, s->ref.registry);
+                if (basic) {
+                        s->basic = true;
+                        log_info("%s wants a password: sending %s", s->ref.registry, cred_name(s, cn, sizeof(cn)));
+                        if (s->plain_http)
+                                log_warning("%s is plain HTTP (--plain-http): the password crosses the network "
+                                            "unencrypted", s->ref.registry);
+                        return ATTEMPT_AGAIN;
+                }
                 if (strncasecmp(x->auth, "Bearer ", 7) != 0)
-                        return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 401) and offers no token "
-                                               "(WWW-Authenticate: %.100s): abctl pulls anonymously; make the "
-                                               "repository public or mirror it", s->ref.registry, s->ref.repository,
-                                               x->auth[0] ? x->auth : "none");
+                        return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 401) and offers neither a "
+                                               "token nor Basic authentication (WWW-Authenticate: %.100s)",
+                                               s->ref.registry, s->ref.repository, x->auth[0] ? x->auth : "none");
                 if (*fresh_token) {
                         char realm[512];
                         auth_param(s->challenge, "realm", realm, sizeof(realm));
+                        if (s->auth.identity_token || have_password(s))
+                                return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 401) even with a token "
+                                                       "just issued by %s for %s: they grant no pull access to it",
+                                                       s->ref.registry, s->ref.repository, realm,
+                                                       cred_name(s, cn, sizeof(cn)));
                         return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 401) even with a token just "
                                                "issued by %s: that service gives no anonymous pull access to it; "
-                                               "make the repository public or mirror it", s->ref.registry,
-                                               s->ref.repository, realm);
+                                               "give abctl credentials (--authfile) or make the repository public",
+                                               s->ref.registry, s->ref.repository, realm);
                 }
                 r = fetch_token(s, x->auth, err, errsize);
                 if (r < 0)
@@ -586,10 +695,17 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
                 return ATTEMPT_AGAIN;
         }
         *fresh_token = false;
-        if (cc == CURLE_OK && x->status == 403)
-                return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 403%s%.200s): abctl pulls anonymously; "
-                                       "make the repository public or mirror it", s->ref.registry,
-                                       s->ref.repository, x->errlen ? ": " : "", x->errbody);
+        if (cc == CURLE_OK && x->status == 403) {
+                if (s->basic || (s->token && (s->auth.identity_token || have_password(s)))) {
+                        char cn[900];
+                        return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 403%s%.200s) with %s: they "
+                                               "grant no pull access to it", s->ref.registry, s->ref.repository,
+                                               x->errlen ? ": " : "", x->errbody, cred_name(s, cn, sizeof(cn)));
+                }
+                return log_error_errno(-EACCES, "%s refuses access to %s (HTTP 403%s%.200s): abctl pulled anonymously; "
+                                       "give it credentials (--authfile) or make the repository public",
+                                       s->ref.registry, s->ref.repository, x->errlen ? ": " : "", x->errbody);
+        }
         if (cc == CURLE_OK && x->status == 404)
                 return log_error_errno(-ENOENT, "%s/%s has no %s %s (HTTP 404%s%.200s)", s->ref.registry,
                                        s->ref.repository, streq(what, "manifests") ? "image" : "blob", ref,
@@ -654,6 +770,51 @@ static int registry_get(struct oci_source *s, const char *what, const char *ref,
 
 /* ---- the source ----------------------------------------------------------------- */
 
+/* This registry's credentials from the auth file (auth.h) into s->auth.
+ * A missing default file means none; a missing file that was named
+ * (--authfile, $REGISTRY_AUTH_FILE) is an error. The file's bytes are
+ * wiped once parsed. */
+static int auth_load(struct oci_source *s, const char *option) {
+        AuthFileSource src;
+        const char *path = auth_file_pick(option, getenv("REGISTRY_AUTH_FILE"), &src);
+        const char *from = auth_file_source_to_string(src);
+        char why[300];
+        struct stat st;
+        int r;
+
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 && errno == ENOENT && src == AUTH_FILE_FALLBACK)
+                return 0;
+        if (fd < 0)
+                return log_error_errno(-errno, "Cannot open the auth file %s (%s): %m", path, from);
+        if (fstat(fd, &st) < 0)
+                return log_error_errno(-errno, "Cannot stat the auth file %s (%s): %m", path, from);
+        if (!S_ISREG(st.st_mode))
+                return log_error_errno(-EINVAL, "The auth file %s (%s) is not a regular file", path, from);
+        if ((uint64_t) st.st_size > AUTH_FILE_MAX)
+                return log_error_errno(-EFBIG, "The auth file %s (%s) is %llu bytes, more than the %u abctl reads",
+                                       path, from, (unsigned long long) st.st_size, AUTH_FILE_MAX);
+        size_t n = (size_t) st.st_size;
+        char *buf = calloc(1, n + 1);
+        if (!buf)
+                return log_error_errno(-ENOMEM, "Out of memory");
+        r = pread_full(fd, buf, n, 0);
+        if (r < 0) {
+                free(buf);
+                return log_error_errno(r, "Cannot read the auth file %s (%s): %s", path, from,
+                                       r == -EIO ? "it shrank while abctl read it" : strerror(-r));
+        }
+        r = registry_auth_lookup(buf, n, s->ref.registry, s->ref.repository, &s->auth, why, sizeof(why));
+        auth_wipe(buf, n);
+        free(buf);
+        if (r < 0)
+                return log_error_errno(r, "The auth file %s (%s) is not a containers auth file: %s", path, from, why);
+        (void) snprintf(s->authfile, sizeof(s->authfile), "%s", path);
+        if (r > 0)
+                log_info("Credentials for %s: \"%s\" in %s", s->ref.registry, s->auth.key, path);
+        return 0;
+}
+
 int oci_source_open(struct oci_source *s, const struct oci_ref *ref, const struct oci_options *o) {
         *s = (struct oci_source) { .ref = *ref, .plain_http = o->plain_http,
                                    .timeout_ms = (uint64_t) o->timeout_sec * 1000 };
@@ -667,6 +828,9 @@ int oci_source_open(struct oci_source *s, const struct oci_ref *ref, const struc
                                                "make one with initramfs/mkoci (make oci-image)", ref->dir);
                 return 0;
         }
+        int r = auth_load(s, o->authfile);
+        if (r < 0)
+                return r;
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return log_error_errno(-EIO, "libcurl cannot start");
         s->curl = curl_easy_init();
@@ -706,8 +870,11 @@ void oci_source_close(struct oci_source *s) {
         if (s->curl)
                 curl_easy_cleanup(s->curl);
         s->curl = NULL;
+        if (s->token)
+                auth_wipe(s->token, strlen(s->token));
         free(s->token);
         s->token = NULL;
+        registry_auth_done(&s->auth);
 }
 
 int oci_fetch_blob(struct oci_source *s, const struct oci_blob *b, oci_sink_fn sink, void *userdata) {

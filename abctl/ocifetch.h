@@ -6,12 +6,14 @@
 #include <json-c/json.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "oci.h"
 
 struct oci_options {
         const char *ca;         /* --ca: a PEM bundle to trust instead of the system's */
         bool plain_http;        /* --plain-http: a registry without TLS */
         unsigned timeout_sec;   /* --timeout: give up after this long without progress (oci.c) */
+        const char *authfile;   /* --authfile: credentials (auth.h); NULL: $REGISTRY_AUTH_FILE or the default */
 };
 
 struct oci_source {
@@ -26,6 +28,9 @@ struct oci_source {
         char *token;            /* "Authorization: Bearer ..." once a registry asked for one */
         uint64_t token_renew;   /* when to get a new one (its expires_in) */
         char challenge[1024];   /* the WWW-Authenticate that asked for it */
+        struct registry_auth auth;  /* this registry's credentials from the auth file (secrets) */
+        char authfile[512];     /* the auth file read, for messages; "" when there was none */
+        bool basic;             /* the registry asked for Basic: its requests carry auth's user and password */
         char curl_error[256];   /* CURL_ERROR_SIZE */
 };
 

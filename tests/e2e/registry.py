@@ -55,11 +55,14 @@ class Registry:
         self.storage = self.dir / "storage"
         self.proc = None
 
-    def start(self, issuer=None):
+    def start(self, issuer=None, htpasswd=None):
         """Serves the storage; with issuer (a TokenIssuer), only to its tokens
-        (the registry's own token authentication, auth: token:)."""
+        (the registry's own token authentication, auth: token:); with htpasswd
+        (a file of bcrypt lines, make_htpasswd), only to those users (HTTP Basic)."""
         cfg = self.dir / "config.yml"
         auth = ""
+        if htpasswd:
+            auth = f"auth:\n  htpasswd:\n    realm: abswitch-test\n    path: {htpasswd}\n"
         if issuer:
             auth = ("auth:\n  token:\n"
                     f"    realm: {issuer.realm}\n    service: {issuer.service}\n"
@@ -88,12 +91,14 @@ class Registry:
             self.proc.wait()
             self.proc = None
 
-    def push(self, layout, tag, repo="abswitch/os"):
-        """skopeo copy oci:LAYOUT:TAG docker://127.0.0.1:PORT/REPO:TAG, TLS verified."""
+    def push(self, layout, tag, repo="abswitch/os", creds=None):
+        """skopeo copy oci:LAYOUT:TAG docker://127.0.0.1:PORT/REPO:TAG, TLS verified;
+        creds "user:password" for a registry that wants them (--dest-creds)."""
         certs = self.dir / "skopeo-certs"
         certs.mkdir(exist_ok=True)
         (certs / "ca.crt").write_bytes(self.ca.read_bytes())
-        subprocess.run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(certs), f"oci:{layout}:{tag}",
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(certs),
+                        *(["--dest-creds", creds] if creds else []), f"oci:{layout}:{tag}",
                         f"docker://127.0.0.1:{self.port}/{repo}:{tag}"], check=True, capture_output=True)
 
     def blob_file(self, digest):
@@ -125,6 +130,29 @@ def layout_manifest(layout, tag):
     return json.loads((Path(layout) / "blobs/sha256" / d).read_text())
 
 
+def make_htpasswd(path, users):
+    """An htpasswd file for docker-registry, which takes only bcrypt lines:
+    htpasswd -B (apache2-utils) where installed, else glibc's crypt(3) via
+    python3's crypt module ($2b$, which Go's bcrypt reads)."""
+    lines = []
+    for user, password in users.items():
+        try:
+            r = subprocess.run(["htpasswd", "-nbB", user, password], check=True, capture_output=True, text=True)
+            lines.append(r.stdout.strip())
+        except FileNotFoundError:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                try:
+                    import crypt    # gone in Python 3.13: then htpasswd is needed
+                except ImportError:
+                    raise RuntimeError("no bcrypt here: install apache2-utils (htpasswd -B)") from None
+            # cost 5, not 12: the registry checks it on every request
+            lines.append(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32))}")
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -141,12 +169,17 @@ class TokenIssuer:
     answer(token) -> dict replaces the JSON it sends (a hostile token
     service). requests: the query of each request, parsed. rotate() makes
     a new signing key (self.cert): a registry restarted with it refuses
-    the tokens signed before."""
+    the tokens signed before. users ({name: password}): tokens only for a
+    request with those Basic credentials (else 401), or for a POST with
+    grant_type=refresh_token and a refresh_token in refresh_tokens (OAuth 2,
+    docs/spec/auth/oauth.md; else 401); each request's Authorization header
+    is in requests[i]["authorization"], its method in ["method"]."""
 
     service = "abswitch-test-registry"
     issuer = "abswitch-test-issuer"
 
-    def __init__(self, workdir, tls_dir, grant=("abswitch/os",), answer=None, host="127.0.0.1"):
+    def __init__(self, workdir, tls_dir, grant=("abswitch/os",), answer=None, host="127.0.0.1", users=None,
+                 refresh_tokens=()):
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import padding
@@ -154,6 +187,7 @@ class TokenIssuer:
         self.dir = Path(workdir) / "token-issuer"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.grant, self.answer, self.requests = set(grant), answer, []
+        self.users, self.refresh_tokens = users, set(refresh_tokens)
         self.keys = 0
         outer = self
 
@@ -176,13 +210,31 @@ class TokenIssuer:
             return msg + "." + b64url(outer.key.sign(msg.encode(), padding.PKCS1v15(), hashes.SHA256()))
 
         class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                self.do_GET(urllib.parse.parse_qs(self.rfile.read(n).decode()))
+
+            def do_GET(self, form=None):
                 url = urllib.parse.urlsplit(self.path)
-                q = urllib.parse.parse_qs(url.query)
+                q = urllib.parse.parse_qs(url.query) if form is None else form
+                q["authorization"] = [self.headers.get("Authorization", "")]
+                q["method"] = [self.command]
                 outer.requests.append(q)
                 if url.path != "/token":
                     self.send_error(404)
                     return
+                if outer.users is not None or outer.refresh_tokens:
+                    basic = ["Basic " + base64.b64encode(f"{u}:{p}".encode()).decode() for u, p in
+                             (outer.users or {}).items()]
+                    ok = (q["authorization"][0] in basic if form is None else
+                          q.get("grant_type") == ["refresh_token"] and
+                          q.get("refresh_token", [None])[0] in outer.refresh_tokens)
+                    if not ok:
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="abswitch-test-token"')
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 access = []
                 for scope in q.get("scope", []):
                     kind, _, rest = scope.partition(":")
