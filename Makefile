@@ -265,7 +265,7 @@ tools: $(BUILD)/abctl $(PC)/abctl $(PC)/bootsim $(PC)/cutter e2e-artifacts
 # other, as before. Each stage's wall time, its start and the load average when
 # it started are printed at the end and written to build/test-results/stage-times.json.
 # A short fuzz pass in check; longer runs: make fuzz FUZZ_SECONDS=600.
-CHECK_FUZZ_SECONDS ?= 15
+CHECK_FUZZ_SECONDS ?= 5
 CHECK_SERIAL ?=
 STAGE_TIMES := $(BUILD)/test-results/stage-times
 CHECK_BUILD = all $(addprefix $(BUILD)/unit/test-,$(UNIT_TESTS)) $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS)) \

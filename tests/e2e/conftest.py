@@ -27,3 +27,12 @@ def pytest_collection_modifyitems(config, items):
         for prefix, why in UEFI_ONLY.items():
             if item.nodeid.split("/")[-1].startswith(prefix):
                 item.add_marker(pytest.mark.skip(reason=f"ABSWITCH_SECUREBOOT=1: {why}"))
+
+
+# ---- one signed update, read by several tests (scenarios.py) ----------------------
+from scenarios import SignedUpdate  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def signed_update(tmp_path_factory):
+    return SignedUpdate(tmp_path_factory.mktemp("signed-update"))

@@ -20,6 +20,7 @@ import pytest
 
 import abvm
 import ovmfvars
+from scenarios import SIGNED_UPDATE
 from test_identity import kernel_cmdline
 from test_protocol import boot_until_settled, slots_seen
 
@@ -92,7 +93,8 @@ def initramfs_modules():
     return out
 
 
-def test_secureboot_signed_slots_boot(machine, request):
+@pytest.mark.xdist_group(SIGNED_UPDATE)
+def test_secureboot_signed_slots_boot(signed_update, request):
     # mkinitramfs copies Debian's modules as they are: each keeps its appended
     # signature, which lockdown (module.sig_enforce in effect) requires.
     mods = initramfs_modules()
@@ -100,26 +102,22 @@ def test_secureboot_signed_slots_boot(machine, request):
     unsigned = [p for p, b in mods.items() if not b.endswith(MODULE_SIG_MAGIC)]
     assert not unsigned, f"modules without a signature in the initramfs: {unsigned}"
 
-    # The whole update of test_protocol.py's test_update_commit, Secure Boot on:
-    # signed A installs v2 (B's image and its UKI, signed by make) into B with
-    # abctl, B boots on trial with the watchdog armed and commits itself, then
-    # boots committed.
-    t0 = time.monotonic()
-    a = machine.uki("boot-a.efi", "A-INSTALLER")
-    b = machine.uki("boot-b.efi", "B")
-    machine.make_disk(a, b, a_image="a-installer")
-    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
-                             order=[BOOT_A, BOOT_B])
+    # The whole update of test_protocol.py's test_update_commit, Secure Boot on
+    # (conftest.py's SignedUpdate; the machine has a TPM too, test_tpm.py reads
+    # the same boots): signed A installs v2 (B's image and its UKI, signed by
+    # make) into B with abctl, B boots on trial with the watchdog armed and
+    # commits itself, then boots committed.
+    machine, boots, after = signed_update.machine, signed_update.boots, signed_update.after
 
-    boot = machine.boot()
+    boot = boots["A-committed"]
     assert boot.root and boot.root["slot"] == "A", boot.tail()
     assert_secure(boot)
     assert boot.record["root"]["roothash"] == abvm.roothash("A-INSTALLER")
     assert "ABSWITCH-RUN rc=0 /usr/bin/abctl install /images/v2 /images/v2.efi" in boot.console, boot.tail(30)
-    assert machine.slot_state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
-    assert machine.varstore().boot_next() == BOOT_B
+    assert after["A-committed"]["B"] == {"priority": 2, "tries": 2, "successful": False, "armed": True}
+    assert after["A-committed"]["boot_next"] == BOOT_B
 
-    boot = machine.boot()
+    boot = boots["B-trial"]
     assert boot.root and boot.root["slot"] == "B", boot.tail()
     assert_secure(boot)
     rec = boot.record
@@ -133,14 +131,14 @@ def test_secureboot_signed_slots_boot(machine, request):
     assert machine.esp_file("/EFI/abswitch/boot-b.efi") == v2
     assert machine.esp_file("/EFI/BOOT/BOOTX64.EFI") == v2
 
-    boot = machine.boot()
+    boot = boots["B-committed"]
     assert boot.root and boot.root["slot"] == "B", boot.tail()
     assert_secure(boot)
     assert boot.record["decision"]["reason"] == "committed"
     assert boot.record["decision"]["gpt_writes"] == 0 and boot.record["decision"]["nvram_writes"] == 0
-    assert machine.slot_state("B") == {"priority": 2, "tries": 0, "successful": True, "armed": False}
-    assert machine.varstore().boot_order()[0] == BOOT_B
-    report(request, machine.boots, time.monotonic() - t0, "signed update under Secure Boot")
+    assert after["B-committed"]["B"] == {"priority": 2, "tries": 0, "successful": True, "armed": False}
+    assert after["B-committed"]["boot_order"][0] == BOOT_B
+    report(request, list(boots.values()), signed_update.seconds, "signed update under Secure Boot")
 
 
 # The unsigned UKI spends B's two remaining tries (three refusals); the

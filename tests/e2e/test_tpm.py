@@ -1,9 +1,10 @@
 """Measured boot in real firmware: OVMF with a TPM 2.0 (swtpm, QEMU's
 tpm-crb), the slot's init extending PCR 15 and writing the userspace event
-log. One machine, three boots, the install/trial/commit flow of
-test_protocol.py: A committed, B on trial (its root runs abctl mark-good),
-B committed. Both tests read the same boots (a module fixture): the boots
-are the expensive part, the checks are not.
+log. One machine, three boots, with Secure Boot on (as a fleet machine has both):
+conftest.py's SignedUpdate, A committed (its root installs v2 into B), B on
+trial (its root runs abctl mark-good), B committed. Both tests, and
+test_secureboot_signed_slots_boot, read the same boots: the boots are the
+expensive part, the checks are not.
 
 Independent of the init's code: the host computes each expected PCR value
 from the slot, identity source, root hash and mode with hashlib, and
@@ -20,10 +21,8 @@ import pytest
 import yaml
 
 import abvm
+from scenarios import SIGNED_UPDATE
 
-BOOT_A, BOOT_B = 0x1000, 0x1001
-PATH_A = r"\EFI\abswitch\boot-a.efi"
-PATH_B = r"\EFI\abswitch\boot-b.efi"
 PCR = 15
 HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
@@ -60,33 +59,23 @@ class TpmBoot:
         return sorted(b for (b, n) in self.pcrs if n == pcr)
 
 
-@pytest.fixture(scope="module")
-def tpm_boots(tmp_path_factory):
-    m = abvm.Machine(tmp_path_factory.mktemp("tpm"), tpm=True)
-    a = m.uki("boot-a.efi", "A")
-    b = m.uki("boot-b.efi", "B-COMMIT")
-    m.make_disk(a, b, b_image="b-commit")
-    m.set_slot_state("A", priority=1, successful=True)
-    m.set_slot_state("B", priority=0)
-    m.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)}, order=[BOOT_A, BOOT_B])
-    boots = {"A-committed": m.boot()}
-    # What abctl install leaves: B at a higher priority, its first try armed, BootNext.
-    m.set_slot_state("B", priority=2, tries=2, armed=True)
-    m.add_boot_entries({}, boot_next=BOOT_B)
-    boots["B-trial"] = m.boot()      # its root commits it (abctl mark-good)
-    boots["B-committed"] = m.boot()
-    for name, bt in boots.items():
+@pytest.fixture
+def tpm_boots(signed_update):
+    """conftest.py's SignedUpdate (Secure Boot on, a TPM): A committed, B on
+    trial, B committed; the same boots test_secureboot_signed_slots_boot reads."""
+    for name, bt in signed_update.boots.items():
         assert bt.root is not None, f"{name}: the root's init never ran:\n{bt.tail()}"
-    return m, {k: TpmBoot(v) for k, v in boots.items()}
+    return signed_update.machine, {k: TpmBoot(v) for k, v in signed_update.boots.items()}
 
 
 EXPECTED = {
-    "A-committed": ("A", "A", "committed"),
+    "A-committed": ("A", "A-INSTALLER", "committed"),
     "B-trial": ("B", "B-COMMIT", "trial"),
     "B-committed": ("B", "B-COMMIT", "committed"),
 }
 
 
+@pytest.mark.xdist_group(SIGNED_UPDATE)
 def test_tpm_pcr_matches_event_log(tpm_boots):
     m, boots = tpm_boots
     for name, t in boots.items():
@@ -128,6 +117,7 @@ def test_tpm_pcr_matches_event_log(tpm_boots):
         assert f"Measured into PCR 15: {want}" in t.boot.console
 
 
+@pytest.mark.xdist_group(SIGNED_UPDATE)
 def test_tpm_slots_measure_differently(tpm_boots):
     m, boots = tpm_boots
     pcr15 = {name: t.pcrs[("sha256", PCR)] for name, t in boots.items()}
