@@ -74,10 +74,13 @@ def test_panic_before_init_falls_back(machine):
 
 def test_never_marked_good_falls_back(machine):
     # B boots fine but nobody commits it: after its tries, back on A for good.
-    installed_trial(machine)
+    # Two tries here (abctl install --tries 2), not the default three: the
+    # counting over three is test_panic_before_init_falls_back's and the unit
+    # tests', and two boots less keep make check under 15 minutes.
+    installed_trial(machine, tries_left=1)
     boots = boot_until_settled(machine, limit=10)
-    assert slots_seen(boots) == ["B", "-", "B", "-", "B", "A"]
-    for b in boots[0::2][:3]:
+    assert slots_seen(boots) == ["B", "-", "B", "A"]
+    for b in boots[0::2][:2]:
         assert b.record["decision"]["trial"] is True
         assert b.record["decision"]["reason"] == "trial"
     assert machine.slot_state("B")["priority"] == 0
