@@ -31,7 +31,7 @@ PKGS=(musl-tools gcc make autoconf automake autopoint libtool gettext pkgconf
       systemd-boot-efi cgpt python3-pytest python3-pytest-xdist libcmocka-dev clang cppcheck clang-tidy
       libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev libcurl4-openssl-dev libmbedtls-dev
       docker-registry skopeo debootstrap openssl python3-cryptography
-      sbsigntool swtpm swtpm-tools tpm2-tools libssl-dev)
+      sbsigntool swtpm swtpm-tools tpm2-tools efitools python3-yaml libssl-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do
