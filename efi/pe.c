@@ -6,22 +6,34 @@
 #include "../common/unaligned.h"
 #include "efi.h"
 
+/* The DOS stub's pointer to "PE\0\0" and the COFF file header after it:
+ * the offset of the optional header (e_lfanew + 24), its declared size and
+ * the number of sections. -EBADMSG when the first n bytes do not hold them. */
+static int pe_headers(const uint8_t *h, size_t n, uint64_t *ret_opt, uint64_t *ret_opt_size, unsigned *ret_sections) {
+        if (n < 0x40 || h[0] != 'M' || h[1] != 'Z')
+                return -EBADMSG;
+        uint64_t pe = le32(h + 0x3c);
+        if (pe > n || n - pe < 24 || memcmp(h + pe, "PE\0\0", 4) != 0)
+                return -EBADMSG;
+        const uint8_t *coff = h + pe + 4;
+        *ret_sections = le16(coff + 2);
+        *ret_opt_size = le16(coff + 16);
+        *ret_opt = pe + 24;
+        return 0;
+}
+
 int efi_pe_find_section(const void *head, size_t n, uint64_t file_size, const char *name, uint64_t *ret_offset,
                         uint64_t *ret_size) {
         const uint8_t *h = head;
         size_t namelen = strlen(name);
+        uint64_t opt, opt_size;
+        unsigned sections;
 
         if (namelen == 0 || namelen > 8)
                 return -EINVAL;
-        if (n < 0x40 || h[0] != 'M' || h[1] != 'Z')
+        if (pe_headers(h, n, &opt, &opt_size, &sections) < 0)
                 return -EBADMSG;
-        uint32_t pe = le32(h + 0x3c);
-        if (pe > n || n - pe < 24 || memcmp(h + pe, "PE\0\0", 4) != 0)
-                return -EBADMSG;
-        const uint8_t *coff = h + pe + 4;
-        unsigned sections = le16(coff + 2);
-        size_t opt = le16(coff + 16);
-        size_t table = (size_t) pe + 24 + opt;
+        uint64_t table = opt + opt_size;
         if (table > n || sections > 96 || (n - table) / 40 < sections)
                 return -EBADMSG;
 
@@ -64,16 +76,12 @@ static int add_range(struct efi_pe_authenticode *a, uint64_t offset, uint64_t si
 int efi_pe_authenticode(const void *image, size_t n, struct efi_pe_authenticode *ret) {
         const uint8_t *h = image;
         struct efi_pe_authenticode a = {};
+        uint64_t opt, opt_size;
+        unsigned sections;
         int r;
 
-        if (n < 0x40 || h[0] != 'M' || h[1] != 'Z')
+        if (pe_headers(h, n, &opt, &opt_size, &sections) < 0)
                 return -EBADMSG;
-        uint64_t pe = le32(h + 0x3c);
-        if (pe > n || n - pe < 24 || memcmp(h + pe, "PE\0\0", 4) != 0)
-                return -EBADMSG;
-        const uint8_t *coff = h + pe + 4;
-        unsigned sections = le16(coff + 2);
-        uint64_t opt = pe + 24, opt_size = le16(coff + 16);
         if (opt_size > n - opt || opt_size < 2)
                 return -EBADMSG;
         uint16_t magic = le16(h + opt);

@@ -114,11 +114,11 @@ int uki_read_info(const char *path, struct uki_info *ret) {
 }
 
 /* A section of the UKI in memory, NUL-terminated in a new string; NULL
- * when absent, malformed or larger than UKI_SECTION_MAX. */
+ * when absent, malformed or larger than UKI_SECTION_MAX (efi_pe_find_section
+ * refuses a section outside the size bytes). */
 static char *section_from_memory(const uint8_t *data, size_t size, const char *name) {
         uint64_t off, len;
-        if (efi_pe_find_section(data, size, size, name, &off, &len) < 0 || len > UKI_SECTION_MAX ||
-            off > size || len > size - off)
+        if (efi_pe_find_section(data, size, size, name, &off, &len) < 0 || len > UKI_SECTION_MAX)
                 return NULL;
         char *s = malloc((size_t) len + 1);
         if (s) {

@@ -47,7 +47,9 @@ def env():
 
 
 def roothash(slot):
-    return (E2E / f"slot-{slot.lower()}.roothash").read_text().strip()
+    """The root hash of test image slot-SLOT, or of the image whose .roothash file slot is (a Path)."""
+    path = slot if isinstance(slot, Path) else E2E / f"slot-{slot.lower()}.roothash"
+    return path.read_text().strip()
 
 
 class Boot:

@@ -33,8 +33,9 @@ class SignedUpdate:
         for name in self.NAMES:
             self.boots[name] = m.boot()
             # What each boot left: the tests compare it with what the next one found.
+            v = m.varstore()
             self.after[name] = {"A": m.slot_state("A"), "B": m.slot_state("B"),
-                                "boot_next": m.varstore().boot_next(), "boot_order": m.varstore().boot_order()}
+                                "boot_next": v.boot_next(), "boot_order": v.boot_order()}
         self.seconds = time.monotonic() - t0
 
 
