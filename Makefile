@@ -67,9 +67,9 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/oci.c abctl/ociparse.c abctl/auth.c abctl/signature.c
+             abctl/util.c abctl/oci.c abctl/ociparse.c abctl/auth.c abctl/signature.c abctl/origin.c
 ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/auth.h abctl/source.h abctl/esp.h abctl/blockdev.h \
-             abctl/signature.h
+             abctl/signature.h abctl/origin.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;
 # OpenSSL's libcrypto (its own cache directory) for UKI signatures
 # (abctl/signature.c: PKCS#7, which mbedtls 2.28 lacks). The init links neither.
@@ -115,6 +115,12 @@ $(BUILD)/unit/test-record: tests/unit/test-record.c $(RECORD_SRC) common/io.c co
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< $(RECORD_SRC) common/io.c -lcmocka -ljson-c
 UNIT_TESTS += record
+
+# A slot's origin on the ESP (abctl/origin.c): json-c.
+$(BUILD)/unit/test-origin: tests/unit/test-origin.c abctl/origin.c abctl/util.c abctl/origin.h $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) efi/uki.c tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -I/usr/include/blkid -o $@ $< abctl/origin.c abctl/util.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) efi/uki.c -lcmocka -ljson-c -lz -lblkid
+UNIT_TESTS += origin
 
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
 # fuzz targets, power cuts or pytest workers (pytest-xdist) at a time.

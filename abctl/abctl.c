@@ -19,6 +19,7 @@
 
 #include "abctl.h"
 #include "esp.h"
+#include "origin.h"
 #include "ocifetch.h"
 
 static void help(void) {
@@ -189,11 +190,15 @@ static const char *state_word(struct slot_state s, bool present) {
 
 static int status(struct ctx *c) {
         struct uki_info info[_SLOT_MAX] = {};
+        struct slot_origin origin[_SLOT_MAX];
+        bool has_origin[_SLOT_MAX] = {};
         const char *esp = esp_find_mounted(c);
         for (int s = 0; esp && s < _SLOT_MAX; s++) {
                 _cleanup_free_ char *path = NULL;
                 if (esp_uki_path(esp, s, &path) >= 0)
                         (void) uki_read_info(path, &info[s]);
+                /* Only the origin of the image the UKI pins (origin.h). */
+                has_origin[s] = info[s].roothash[0] && origin_read(esp, s, info[s].roothash, &origin[s]) >= 0;
         }
 
         if (c->json) {
@@ -220,6 +225,15 @@ static int status(struct ctx *c) {
                                 json_object_object_add(j, "name", json_object_new_string(info[s].name));
                         if (info[s].roothash[0])
                                 json_object_object_add(j, "roothash", json_object_new_string(info[s].roothash));
+                        if (has_origin[s]) {
+                                json_object *g = json_object_new_object();
+                                json_object_object_add(g, "kind", json_object_new_string(origin_kind_to_string(origin[s].kind)));
+                                json_object_object_add(g, "reference", json_object_new_string(origin[s].reference));
+                                if (origin[s].digest[0])
+                                        json_object_object_add(g, "digest", json_object_new_string(origin[s].digest));
+                                json_object_object_add(g, "installed", json_object_new_string(origin[s].installed));
+                                json_object_object_add(j, "origin", g);
+                        }
                         int e = slots_view_entry(&c->view, s);
                         if (e >= 0) {
                                 (void) snprintf(buf, sizeof(buf), "%04X", e);
@@ -265,6 +279,9 @@ static int status(struct ctx *c) {
                                info[s].name[0] || info[s].version[0] ? ", " : "",
                                info[s].roothash[0] ? "root hash " : "", info[s].roothash,
                                info[s].roothash[0] ? "..." : "");
+                if (has_origin[s])
+                        printf("         installed %s from %s%s%.19s%s\n", origin[s].installed, origin[s].reference,
+                               origin[s].digest[0] ? " (" : "", origin[s].digest, origin[s].digest[0] ? "...)" : "");
         }
         if (c->view.vars.boot_next >= 0)
                 printf("BootNext: Boot%04X\n", c->view.vars.boot_next);

@@ -11,6 +11,7 @@
 #include "../common/log.h"
 #include "blockdev.h"
 #include "esp.h"
+#include "origin.h"
 
 #define COPY_CHUNK (1024 * 1024)
 #define RUN_DIR "/run/abswitch"
@@ -98,9 +99,11 @@ int esp_temp_path(const char *dst, char **ret) {
 }
 
 int esp_remove_stale(const char *dir) {
-        for (Slot s = 0; s < _SLOT_MAX; s++) {
+        for (unsigned i = 0; i < 2 * _SLOT_MAX; i++) {
                 _cleanup_free_ char *dst = NULL, *tmp = NULL;
-                int r = esp_uki_path(dir, s, &dst);
+                Slot s = (Slot) (i % _SLOT_MAX);
+                /* The UKIs' temporaries, then the origins' (origin.c). */
+                int r = i < _SLOT_MAX ? esp_uki_path(dir, s, &dst) : origin_path(dir, s, &dst);
                 if (r >= 0)
                         r = esp_temp_path(dst, &tmp);
                 if (r < 0)

@@ -39,6 +39,7 @@
 #include "abctl.h"
 #include "blockdev.h"
 #include "esp.h"
+#include "origin.h"
 #include "ocifetch.h"
 #include "signature.h"
 #include "source.h"
@@ -370,6 +371,20 @@ static int write_system(struct image_source *src, Slot t, const struct part_dev 
 
 /* ---- the pipeline ------------------------------------------------------------ */
 
+/* Where the image came from, next to its UKI (origin.h): after the UKI is in
+ * place, so an origin names the root hash of the UKI beside it or is stale
+ * (and ignored by its readers). Without it the slot is still complete:
+ * warned, not failed. */
+static void record_origin(const char *esp_dir, Slot t, const struct image_source *src) {
+        struct slot_origin o = { .kind = src->kind };
+        (void) snprintf(o.reference, sizeof(o.reference), "%s", src->label);
+        (void) snprintf(o.digest, sizeof(o.digest), "%s", src->digest);
+        (void) snprintf(o.roothash, sizeof(o.roothash), "%s", src->roothash);
+        (void) snprintf(o.version, sizeof(o.version), "%s", src->version);
+        if (origin_write(esp_dir, t, &o) < 0)
+                log_warning("Slot %s works without it; 'abctl repair' cannot fetch from its source", slot_to_string(t));
+}
+
 static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         const struct slot_partitions *p = &c->view.layout.slot[t];
         _cleanup_free_ char *dst = NULL, *tmp = NULL;
@@ -459,6 +474,8 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
 
         old = critical_begin();
         r = esp_put_in_place(tmp, dst);
+        if (r >= 0)
+                record_origin(esp.dir, t, src);
         interrupt.tmp = NULL;
         interrupt.mountpoint = c->esp_mount = NULL;
         esp_close(&esp);  /* written back before the slot is armed */

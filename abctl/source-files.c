@@ -91,7 +91,7 @@ static const struct image_source_ops files_ops = {
 };
 
 int image_source_open_files(struct image_source *ret, const char *prefix, const char *uki) {
-        struct image_source s = { .ops = &files_ops, .label = prefix };
+        struct image_source s = { .ops = &files_ops, .label = prefix, .kind = ORIGIN_FILES };
         struct stat si, sh, su;
         struct uki_info info;
         int r;

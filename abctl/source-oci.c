@@ -61,6 +61,7 @@ int image_source_open_oci(struct image_source *ret, const char *reference, const
         r = oci_ref_parse(reference, &ref, why, sizeof(why));
         if (r < 0)
                 return log_error_errno(r, "%s", why);
+        s.kind = ref.kind == OCI_REF_REGISTRY ? ORIGIN_REGISTRY : ORIGIN_OCI_LAYOUT;
         r = oci_source_open(&o->src, &ref, opts);
         if (r < 0)
                 return r;

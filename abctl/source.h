@@ -11,6 +11,7 @@
 
 #include "../efi/cmdline.h"
 #include "abctl.h"
+#include "origin.h"
 
 /* Gets a chunk of a stream at offset; a negative errno stops it (the sink
  * says why). A stream that starts over calls it from 0 again. */
@@ -33,6 +34,7 @@ struct image_source_ops {
 struct image_source {
         const struct image_source_ops *ops;
         const char *label;                      /* what to call it: PREFIX, REFERENCE */
+        OriginKind kind;                        /* what the origin record calls it (origin.h) */
         char name[128], version[64];            /* from its metadata; may be empty */
         char digest[80];                        /* OCI: the manifest's; else empty */
         char roothash[ROOTHASH_HEX_MAX + 1];    /* what the source says its UKI pins */
