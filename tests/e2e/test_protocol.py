@@ -6,7 +6,10 @@ armed bit, BootNext), written with cgpt, sgdisk and the VARS writer, then
 boots real OVMF until the machine settles. "Reboot" is QEMU exiting
 (-no-reboot) and starting again with the same disk and VARS file."""
 
+import pytest
+
 import abvm
+from scenarios import SIGNED_UPDATE
 
 BOOT_A, BOOT_B = 0x1000, 0x1001
 PATH_A = r"\EFI\abswitch\boot-a.efi"
@@ -169,23 +172,24 @@ def test_trial_commit_in_the_guest(machine):
     assert rec["decision"]["nvram_writes"] == 0
 
 
-def test_update_commit(machine):
+@pytest.mark.xdist_group(SIGNED_UPDATE)
+def test_update_commit(signed_update):
     # Slot A's system installs v2 into B with abctl, B boots on trial and
-    # commits itself; B stays, first in BootOrder.
-    a = machine.uki("boot-a.efi", "A-INSTALLER")
-    b = machine.uki("boot-b.efi", "B")
-    machine.make_disk(a, b, a_image="a-installer")
-    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
-                             order=[BOOT_A, BOOT_B])
+    # commits itself; B stays, first in BootOrder. The boots are the signed
+    # update's (scenarios.py: this very flow, on a machine with Secure Boot
+    # and a TPM, which test_secureboot.py and test_tpm.py read too); the same
+    # flow without Secure Boot boots in test_registry.py's installs and
+    # test_systemd.py. One machine's three boots instead of two machines' six.
+    machine, boots, after = signed_update.machine, signed_update.boots, signed_update.after
 
-    boot = machine.boot()
+    boot = boots["A-committed"]
     assert boot.root["slot"] == "A"
     assert "ABSWITCH-RUN rc=0 /usr/bin/abctl install /images/v2 /images/v2.efi" in boot.console, boot.tail(30)
-    assert machine.slot_state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
-    assert machine.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
-    assert machine.varstore().boot_next() == BOOT_B
+    assert after["A-committed"]["B"] == {"priority": 2, "tries": 2, "successful": False, "armed": True}
+    assert after["A-committed"]["A"] == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+    assert after["A-committed"]["boot_next"] == BOOT_B
 
-    boot = machine.boot()
+    boot = boots["B-trial"]
     assert boot.root["slot"] == "B"
     assert boot.record["decision"]["trial"] is True
     assert boot.record["root"]["roothash"] == abvm.roothash("B-COMMIT")
@@ -195,11 +199,11 @@ def test_update_commit(machine):
     assert machine.esp_file("/EFI/abswitch/boot-b.efi") == v2
     assert machine.esp_file("/EFI/BOOT/BOOTX64.EFI") == v2
 
-    boot = machine.boot()
+    boot = boots["B-committed"]
     assert boot.root["slot"] == "B"
     assert boot.record["decision"]["reason"] == "committed"
-    assert machine.varstore().boot_order()[0] == BOOT_B
-    assert machine.slot_state("B") == {"priority": 2, "tries": 0, "successful": True, "armed": False}
+    assert after["B-committed"]["boot_order"][0] == BOOT_B
+    assert after["B-committed"]["B"] == {"priority": 2, "tries": 0, "successful": True, "armed": False}
 
 
 def test_install_refuses_mismatched_hash(machine):
