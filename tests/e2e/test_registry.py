@@ -5,6 +5,7 @@ QEMU's user network; the image is build/e2e/oci-v2 (initramfs/mkoci of B's
 "commit" image and its UKI). Slot A's test root (root-a-net) brings the
 network up and runs what each test passes it with -fw_cfg."""
 
+import json
 import re
 
 import pytest
@@ -84,6 +85,13 @@ def test_install_from_registry(machine, registry):
     assert proxy.cuts == 1
     assert "(resuming)" in boot.console, boot.tail(40)
     assert re.search(r"Wrote [\d.]+ MiB into slot B", boot.console)
+    # Where B's image came from, next to its UKI (abctl/origin.h): what
+    # abctl repair and abctl update read.
+    origin = json.loads(machine.esp_file("/EFI/abswitch/boot-b.origin"))
+    assert origin["kind"] == "registry"
+    assert origin["reference"] == registry.guest_ref("v2", port=proxy.port)
+    assert origin["digest"] == layout_index_digest(LAYOUT, "v2")
+    assert origin["roothash"] == abvm.roothash("B-COMMIT")
     armed_then_committed(machine)
 
 
