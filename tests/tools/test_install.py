@@ -8,6 +8,7 @@ installs, stale temporaries and long paths. The same installs inside
 QEMU, through the partition nodes sysfs names, are in tests/e2e."""
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -242,6 +243,9 @@ def test_long_esp_path_gets_the_whole_name(m, tmp_path):
     files = files_under(tmp_path / "e")
     m.esp = esp
     r = m.abctl("install", E2E / "slot-b-commit", m.ukis["b-commit"])
-    assert files_under(tmp_path / "e") == files, "a file was created where it does not belong"
+    # The one new file: B's origin, next to its UKI (abctl/origin.h).
+    origin = esp / "EFI/abswitch/boot-b.origin"
+    assert files_under(tmp_path / "e") == sorted(files + [str(origin)]), "a file was created where it does not belong"
+    assert json.loads(origin.read_text())["reference"] == str(E2E / "slot-b-commit")
     assert (esp / "EFI/abswitch/boot-b.efi").read_bytes() == m.ukis["b-commit"].read_bytes()
     installed(m, r)
