@@ -123,6 +123,13 @@ $(BUILD)/unit/test-origin: tests/unit/test-origin.c abctl/origin.c abctl/util.c 
 	$(HOST_CC) $(SAN_CFLAGS) -I/usr/include/blkid -o $@ $< abctl/origin.c abctl/util.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) efi/uki.c -lcmocka -ljson-c -lz -lblkid
 UNIT_TESTS += origin
 
+# The update agent's pure parts: windows, update.conf, rollouts, FleetLock's body (json-c, mbedtls's HMAC).
+UPDATE_PURE_SRC := abctl/updateconf.c abctl/rollout.c abctl/fleetlock.c
+$(BUILD)/unit/test-update: tests/unit/test-update.c $(UPDATE_PURE_SRC) abctl/update.h abctl/origin.h common/log.c tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -I/usr/include/blkid -o $@ $< $(UPDATE_PURE_SRC) common/log.c -lcmocka -ljson-c -lmbedcrypto -lcurl
+UNIT_TESTS += update
+
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
 # fuzz targets, power cuts or pytest workers (pytest-xdist) at a time.
 TEST_JOBS ?= $(shell nproc)

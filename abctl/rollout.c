@@ -116,8 +116,11 @@ int rollout_from_manifest(const char *json, size_t len, struct rollout *ret, cha
         json_tokener *tok = json_tokener_new();
         if (!tok)
                 return -ENOMEM;
-        json_object *root = json_tokener_parse_ex(tok, json, (int) MIN(len, (size_t) INT32_MAX));
-        bool complete = json_tokener_get_error(tok) == json_tokener_success;
+        if (len > INT32_MAX)
+                len = INT32_MAX;
+        json_object *root = json_tokener_parse_ex(tok, json, (int) len);
+        /* The whole document: nothing after the object. */
+        bool complete = json_tokener_get_error(tok) == json_tokener_success && tok->char_offset == (int) len;
         json_tokener_free(tok);
         int e = 0;
         if (!root || !complete || !json_object_is_type(root, json_type_object)) {

@@ -13,6 +13,7 @@
  * The pure parts take text, times and ids and return decisions, so the unit
  * tests enumerate them (tests/unit/test-update.c). */
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
