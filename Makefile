@@ -386,7 +386,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot updateconf
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.
@@ -401,6 +401,11 @@ $(BUILD)/fuzz/fuzz-oci: tests/fuzz/fuzz-oci.c tests/fuzz/fuzz.h $(COMMON_SRC) ab
 $(BUILD)/fuzz/fuzz-auth: tests/fuzz/fuzz-auth.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/auth.c abctl/auth.h
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/auth.c -ljson-c -lmbedcrypto
+
+# update.conf and a manifest's rollout annotations (abctl/updateconf.c, rollout.c).
+$(BUILD)/fuzz/fuzz-updateconf: tests/fuzz/fuzz-updateconf.c tests/fuzz/fuzz.h $(COMMON_SRC) $(UPDATE_PURE_SRC) abctl/update.h
+	@mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(UPDATE_PURE_SRC) -ljson-c -lmbedcrypto -lcurl
 
 # TPM responses (init/tpm2.c): from hardware, on some machines from a bus an attacker reaches.
 $(BUILD)/fuzz/fuzz-tpm2: tests/fuzz/fuzz-tpm2.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(TPM_SRC) $(INIT_HDR)
