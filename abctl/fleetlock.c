@@ -67,10 +67,11 @@ void fleetlock_error_describe(long status, const char *body, size_t len, char *r
         json_tokener *tok = json_tokener_new();
         json_object *o = tok ? json_tokener_parse_ex(tok, body, (int) MIN(len, (size_t) FLEETLOCK_ANSWER_MAX)) : NULL;
         json_object *kind, *value;
-        char k[64], v[256];
+        char v[256];
         if (o && json_tokener_get_error(tok) == json_tokener_success && json_object_is_type(o, json_type_object) &&
             json_object_object_get_ex(o, "kind", &kind) && json_object_is_type(kind, json_type_string) &&
             json_object_object_get_ex(o, "value", &value) && json_object_is_type(value, json_type_string)) {
+                char k[64];
                 printable(json_object_get_string(kind), (size_t) json_object_get_string_len(kind), k, sizeof(k));
                 printable(json_object_get_string(value), (size_t) json_object_get_string_len(value), v, sizeof(v));
                 (void) snprintf(ret, size, "HTTP %ld, %s: %s", status, k, v);

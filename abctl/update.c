@@ -75,7 +75,7 @@ static int read_text(const char *path, size_t max, char **ret, size_t *ret_len) 
 
 static int config_load(const char *path, struct update_config *ret) {
         _cleanup_free_ char *text = NULL;
-        size_t len;
+        size_t len = 0;
         char why[600];
         int r = read_text(path, UPDATE_CONF_MAX, &text, &len);
         if (r == -ENOENT)
@@ -95,13 +95,13 @@ static const char *fmt_time(time_t t, bool local, char buf[static 40]) {
         struct tm tm;
         if (!local) {
                 if (!gmtime_r(&t, &tm) || strftime(buf, 40, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-                        strcpy(buf, "?");
+                        (void) snprintf(buf, 40, "?");
                 return buf;
         }
         char z[8];
         if (!localtime_r(&t, &tm) || strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm) == 0 ||
             strftime(z, sizeof(z), "%z", &tm) != 5) {
-                strcpy(buf, "?");
+                (void) snprintf(buf, 40, "?");
                 return buf;
         }
         (void) snprintf(buf + strlen(buf), 40 - strlen(buf), "%.3s:%.2s", z, z + 3);
@@ -138,7 +138,7 @@ static int state_write(const char *dir, const char *name, const char *text) {
 
 static json_object *state_read(const char *dir, const char *name) {
         _cleanup_free_ char *path = NULL, *text = NULL;
-        size_t len;
+        size_t len = 0;
         if (abctl_path(&path, "%s/%s", dir, name) < 0 || read_text(path, STATE_FILE_MAX, &text, &len) < 0)
                 return NULL;
         json_object *o = json_tokener_parse(text);
@@ -196,7 +196,7 @@ static const char *digest_of(const struct slots_origin *so, Slot s) {
 
 static int machine_ids(const struct update_config *cfg, char machine_id[static 33], char lock_id[static 33]) {
         _cleanup_free_ char *text = NULL;
-        size_t len;
+        size_t len = 0;
         int r = read_text(cfg->machine_id_file, 4096, &text, &len);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the machine id from %s: %m. It gives this machine its place "
@@ -219,7 +219,6 @@ static int fleetlock_until(const struct update_config *cfg, FleetLockOp op, cons
         const char *what = op == FLEETLOCK_PRE_REBOOT ? "take the reboot lock" : "give the reboot lock back";
         uint64_t deadline = now_monotonic_ms() + (uint64_t) cfg->fleetlock_wait * 1000;
         unsigned backoff = 1, attempts = 0;
-        bool down = false;
         char why[700];
         for (;;) {
                 attempts++;
@@ -230,7 +229,7 @@ static int fleetlock_until(const struct update_config *cfg, FleetLockOp op, cons
                                  cfg->fleetlock_group, id, attempts);
                         return 0;
                 }
-                down = r == -EHOSTUNREACH;
+                bool down = r == -EHOSTUNREACH;
                 uint64_t t = now_monotonic_ms();
                 if (t >= deadline)
                         return log_error_errno(down ? -EHOSTUNREACH : -EBUSY,
@@ -358,14 +357,16 @@ static int resolve(struct agent *a) {
 }
 
 static void report_check(struct agent *a) {
-        char t[40], at[40];
+        char t[40];
         _cleanup_(json_putp) json_object *o = json_object_new_object();
         json_object_object_add(o, "checked", json_object_new_string(fmt_time(time(NULL), false, t)));
         json_object_object_add(o, "reference", json_object_new_string(a->cfg.reference));
         json_object_object_add(o, "available", json_object_new_string(a->available));
-        if (a->rollout.staged)
+        if (a->rollout.staged) {
+                char at[40];
                 json_object_object_add(o, "admitted_at",
                                        json_object_new_string(fmt_time(rollout_admitted_at(&a->rollout, a->wariness), false, at)));
+        }
         int r = state_write(a->cfg.state_dir, CHECK_FILE,
                             json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         if (r < 0)
@@ -544,7 +545,7 @@ int abctl_update(struct ctx *c, const char *config, bool check, time_t at) {
 void abctl_update_status(const struct ctx *c, const char *config, json_object *json) {
         struct update_config cfg;
         _cleanup_free_ char *text = NULL;
-        size_t len;
+        size_t len = 0;
         char why[600], tb[40];
         int r = read_text(config, UPDATE_CONF_MAX, &text, &len);
         if (r == -ENOENT)

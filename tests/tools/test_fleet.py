@@ -225,6 +225,16 @@ def test_fleet_reboots_one_at_a_time(tmp_path, images):
             assert a.m.slot("B")["successful"] and a.m.slot("B")["priority"] > a.m.slot("A")["priority"]
             assert not (a.state / "fleetlock.json").exists()
         assert json.loads(urllib.request.urlopen(f"{lock.url}/holders").read()) == {"default": []}
+
+        # abctl status: what runs, what the last check saw, the windows.
+        st = fleet[0].abctl("status")
+        assert st.returncode == 0, st.stderr
+        assert f"Update:  following {ref}" in st.stdout, st.stdout
+        assert f"installed {d2} (slot B)" in st.stdout, st.stdout
+        assert f"available {d2} (checked " in st.stdout and ": up to date" in st.stdout, st.stdout
+        assert "no maintenance windows: reboots at any time" in st.stdout, st.stdout
+        j = json.loads(fleet[0].abctl("--json", "status").stdout)["update"]
+        assert j["installed"] == j["available"] == d2 and j["inside_window"] is True, j
     finally:
         lock.close()
 

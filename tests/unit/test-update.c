@@ -371,7 +371,8 @@ static void test_admits(void **state) {
         assert_true(rollout_admits(&r, 0.5, 1001800));
         assert_true(rollout_admits(&r, 0.99999, 1003600));
         /* Once admitted, admitted for every later time, for every wariness. */
-        for (double w = 0; w < 1; w += 0.01) {
+        for (int k = 0; k < 100; k++) {
+                double w = k / 100.0;
                 bool was = false;
                 for (time_t t = 999000; t < 1004000; t += 17) {
                         bool now = rollout_admits(&r, w, t);
