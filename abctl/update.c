@@ -485,9 +485,9 @@ static int run(struct agent *a) {
                         return reboot_step(a, other, false);
                 json_object_object_add(a->report, "action", json_object_new_string("none"));
                 if (committed(c, other))
-                        say(a, "message", "Slot %s holds %s, committed, but slot %s runs: an operator chose it "
-                            "(abctl set-active %s to move)", slot_to_string(other), a->available,
-                            slot_to_string(c->running), slot_to_string(other));
+                        say(a, "message", "%s names %s, which committed slot %s holds; slot %s runs another image. "
+                            "Not switching by itself: abctl rollback goes back to slot %s", a->cfg.reference,
+                            a->available, slot_to_string(other), slot_to_string(c->running), slot_to_string(other));
                 else
                         say(a, "message", "%s failed in slot %s before: not installing it again (abctl install "
                             "--force %s to retry it)", a->available, slot_to_string(other), a->cfg.reference);
