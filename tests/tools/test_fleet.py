@@ -347,3 +347,35 @@ def test_staged_rollout_admits_a_growing_share(tmp_path, images):
     assert rep["action"] == "install-and-reboot" and rep["inside_window"] is True, rep
     assert rep["window_closes"] == "2026-12-13T01:00:00Z", rep
     assert probe.fingerprint() == before
+
+
+def test_update_refuses_bad_config_changing_nothing(tmp_path):
+    # A mistake in update.conf names its line and what to write; nothing
+    # is fetched, installed or written.
+    m = new_machine(tmp_path / "m")
+    conf = tmp_path / "update.conf"
+    before = m.fingerprint()
+
+    def run(*args):
+        return subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp,
+                               "--record", "/nonexistent", "--running", "A", "--config", conf, *args],
+                              capture_output=True, text=True, env=ENV)
+
+    r = run("update")
+    assert r.returncode == 1 and f"{conf} does not exist: write the tag to follow" in r.stderr, r.stderr
+    for text, says in (("reference = r.example.com/os:1\nwindow = Sat 23:30 90x\n",
+                        "line 2: '90x' is not a length from 1 minute to a week"),
+                       ("reference = r.example.com/os:1\n\nfleetlock-group = a_b\n", "line 3: fleetlock-group 'a_b'"),
+                       ("window = Sat 23:30 90m\n", "no reference: write the tag to follow")):
+        conf.write_text(text)
+        r = run("update", "--check")
+        assert r.returncode == 1, r.stderr
+        assert says in r.stderr and "Nothing was changed" in r.stderr, r.stderr
+    r = run("update", "--at", "tomorrow")
+    assert r.returncode == 1 and "--at 'tomorrow' is not a time" in r.stderr, r.stderr
+    r = run("status", "--check")
+    assert r.returncode == 1 and "options of abctl update, not of status" in r.stderr, r.stderr
+    # abctl status says the file is unusable instead of failing.
+    r = run("status")
+    assert r.returncode == 0 and f"Update:  {conf} is not usable: no reference" in r.stdout, r.stdout
+    assert m.fingerprint() == before
