@@ -103,15 +103,20 @@ class Agent:
                 return path
         raise AssertionError("the firmware finds nothing to boot")
 
-    def reboot(self):
-        """The machine goes down and comes up: the firmware's choice, the init (bootsim)."""
-        path = self.firmware()
-        r = subprocess.run([PC / "bootsim", "--disk", self.m.disk, "--efivars", self.m.efivars, "--loader-path", path,
-                            "--root-ok", "AB"], capture_output=True, text=True, env=ENV)
-        assert r.returncode == 0, r.stderr
-        d = json.loads(r.stdout)
-        assert d["action"] == "boot", d
-        self.running = d["target"]
+    def reboot(self, root_ok="AB"):
+        """The machine goes down and comes up: the firmware's choice, the init
+        (bootsim), again while the init sends it elsewhere. root_ok: the
+        slots whose root verifies. Returns the boots it took."""
+        for boots in range(1, 6):
+            path = self.firmware()
+            r = subprocess.run([PC / "bootsim", "--disk", self.m.disk, "--efivars", self.m.efivars,
+                                "--loader-path", path, "--root-ok", root_ok], capture_output=True, text=True, env=ENV)
+            assert r.returncode == 0, r.stderr
+            d = json.loads(r.stdout)
+            if d["action"] == "boot":
+                self.running = d["target"]
+                return boots
+        raise AssertionError(f"not up after {boots} boots: {d}")
 
 
 @pytest.fixture
@@ -268,6 +273,31 @@ def test_fleetlock_down_means_no_reboot(tmp_path, images):
     assert a.reboots_asked() == []
     assert a.m.slot("B")["armed"]
     assert not (a.state / "fleetlock.json").exists()
+
+
+def test_fallback_gives_the_lock_back(tmp_path, images):
+    # The new image does not come up (its root does not verify): the init
+    # falls back to A, which is committed, so the agent gives the lock back
+    # and does not install the image that failed again.
+    reg, v1, v2 = images
+    ref = f"127.0.0.1:{reg.port}/{REPO}:stable"
+    reg.push(v2, "stable")
+    lock = FleetLockServer(slots=1)
+    try:
+        a = Agent(tmp_path, 0, reg, ref, lock.url, wait=10)
+        a.seed_origin(layout_index_digest(v1, "stable"), ref)
+        r = a.update()
+        assert r.returncode == 0 and len(a.reboots_asked()) == 1, r.stdout + r.stderr
+        assert a.reboot(root_ok="A") >= 2 and a.running == "A"
+        assert not a.m.slot("B")["successful"] and a.m.slot("B")["priority"] == 0
+        r = a.update()
+        assert r.returncode == 0, r.stderr
+        assert "Gave back the reboot lock" in r.stdout, r.stdout
+        assert "failed in slot B before: not installing it again" in r.stdout, r.stdout
+        assert json.loads(urllib.request.urlopen(f"{lock.url}/holders").read()) == {"default": []}
+        assert len(a.reboots_asked()) == 1
+    finally:
+        lock.close()
 
 
 # ---- staged rollouts --------------------------------------------------------------
