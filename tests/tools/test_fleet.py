@@ -359,6 +359,7 @@ def test_staged_rollout_admits_a_growing_share(tmp_path, images):
         assert admitted_before <= admitted          # the admitted set only grows
         admitted_before = admitted
         shares.append(len(admitted) / n)
+    print("admitted shares", shares)
     assert shares[0] == 0 and shares[-1] == 1, shares
     for frac, share in zip((0.25, 0.5, 0.75), shares[1:4]):
         assert abs(share - frac) <= 0.2, shares         # about linear
