@@ -7,6 +7,7 @@
 #include "unit.h"
 
 #include <json-c/json.h>
+#include <time.h>
 
 #include "../../abctl/update.h"
 #include "../../common/macro.h"
@@ -146,6 +147,16 @@ static void test_minute_of_week(void **state) {
         assert_int_equal(update_minute_of_week(t + 60, false), 1);
         assert_int_equal(update_minute_of_week(t - 60, false), MINUTES_PER_WEEK - 1);
         assert_int_equal(update_minute_of_week(t + 5 * 86400 + 23 * 3600 + 30 * 60, false), 5 * 1440 + 23 * 60 + 30);
+        /* Local time: Monday 00:00 in New York is 05:00 UTC in December
+         * (EST) and 04:00 UTC in June (EDT). */
+        assert_int_equal(setenv("TZ", "America/New_York", 1), 0);
+        tzset();
+        assert_int_equal(update_minute_of_week(t + 5 * 3600, true), 0);
+        assert_int_equal(update_minute_of_week(t, true), MINUTES_PER_WEEK - 5 * 60);
+        assert_int_equal(rollout_parse_time("2026-06-08T04:00:00Z", &t), 0);     /* a Monday */
+        assert_int_equal(update_minute_of_week(t, true), 0);
+        assert_int_equal(unsetenv("TZ"), 0);
+        tzset();
 }
 
 /* ---- update.conf -------------------------------------------------------------- */
