@@ -147,7 +147,8 @@ int fleetlock_request(const struct update_config *cfg, FleetLockOp op, const cha
         CURLcode cc = curl_easy_perform(curl);
         if (cc != CURLE_OK) {
                 (void) snprintf(why, whysize, "%s: %s", url, err[0] ? err : curl_easy_strerror(cc));
-                return -EHOSTUNREACH;
+                return cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+                       cc == CURLE_COULDNT_RESOLVE_PROXY ? -ECONNREFUSED : -EHOSTUNREACH;
         }
         (void) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
         if (status == 200) {

@@ -214,22 +214,33 @@ static int machine_ids(const struct update_config *cfg, char machine_id[static 3
 /* ---- FleetLock, with retries ------------------------------------------------------ */
 
 /* Asks until the server says yes or fleetlock-wait seconds have passed,
- * waiting 1, 2, 4 ... 30 s between attempts. */
-static int fleetlock_until(const struct update_config *cfg, FleetLockOp op, const char *id) {
+ * waiting 1, 2, 4 ... 30 s between attempts. *ret_unsure (may be NULL):
+ * whether the server may have done it all the same (the last answer it
+ * gave, if any, came before a request whose answer was lost). */
+static int fleetlock_until(const struct update_config *cfg, FleetLockOp op, const char *id, bool *ret_unsure) {
         const char *what = op == FLEETLOCK_PRE_REBOOT ? "take the reboot lock" : "give the reboot lock back";
         uint64_t deadline = now_monotonic_ms() + (uint64_t) cfg->fleetlock_wait * 1000;
         unsigned backoff = 1, attempts = 0;
+        bool unsure = false;
         char why[700];
         for (;;) {
                 attempts++;
                 int r = fleetlock_request(cfg, op, id, why, sizeof(why));
+                /* A lost answer leaves it open; an answer settles it (the
+                 * protocol's lock is recursive: 200 to its holder again). */
+                if (r == -EHOSTUNREACH)
+                        unsure = true;
+                else if (r != -ECONNREFUSED)
+                        unsure = false;
+                if (ret_unsure)
+                        *ret_unsure = unsure;
                 if (r >= 0) {
                         log_info("FleetLock: %s (group %s, id %s): done after %u attempt(s)",
                                  op == FLEETLOCK_PRE_REBOOT ? "took the reboot lock" : "gave the reboot lock back",
                                  cfg->fleetlock_group, id, attempts);
                         return 0;
                 }
-                bool down = r == -EHOSTUNREACH;
+                bool down = r == -EHOSTUNREACH || r == -ECONNREFUSED;
                 uint64_t t = now_monotonic_ms();
                 if (t >= deadline)
                         return log_error_errno(down ? -EHOSTUNREACH : -EBUSY,
@@ -288,13 +299,38 @@ static void say(struct agent *a, const char *key, const char *fmt, ...) {
                 printf("%s\n", line);
 }
 
+/* STATE/fleetlock.json: the lock asked for (before the request) or taken
+ * (after the server's yes), for the run after the reboot to give back. */
+static int lock_record(struct agent *a, Slot t, const char *what) {
+        char tb[40];
+        _cleanup_(json_putp) json_object *l = json_object_new_object();
+        if (!l)
+                return -ENOMEM;
+        json_object_object_add(l, what, json_object_new_string(fmt_time(time(NULL), false, tb)));
+        json_object_object_add(l, "id", json_object_new_string(a->lock_id));
+        json_object_object_add(l, "group", json_object_new_string(a->cfg.fleetlock_group));
+        json_object_object_add(l, "url", json_object_new_string(a->cfg.fleetlock_url));
+        json_object_object_add(l, "slot", json_object_new_string(slot_to_string(t)));
+        json_object_object_add(l, "digest", json_object_new_string(a->available));
+        return state_write(a->cfg.state_dir, LOCK_FILE,
+                           json_object_to_json_string_ext(l, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static int lock_forget(struct agent *a) {
+        _cleanup_free_ char *path = NULL;
+        int r = abctl_path(&path, "%s/" LOCK_FILE, a->cfg.state_dir);
+        if (r >= 0 && unlink(path) < 0 && errno != ENOENT)
+                r = log_error_errno(-errno, "Cannot remove %s: %m", path);
+        return r;
+}
+
 /* Step 1: a lock held from before the last reboot. >0: the run stops here. */
 static int settle_lock(struct agent *a) {
         _cleanup_(json_putp) json_object *held = state_read(a->cfg.state_dir, LOCK_FILE);
         char t[40];
         if (!held)
                 return 0;
-        const char *since = jstr(held, "taken");
+        const char *since = jstr(held, "taken") ?: jstr(held, "asked");
         json_object_object_add(a->report, "lock_held_since", json_object_new_string(strempty(since)));
         if (!committed(a->c, a->c->running)) {
                 say(a, "message", "Slot %s is on trial: the reboot lock taken at %s stays held until it is "
@@ -311,13 +347,13 @@ static int settle_lock(struct agent *a) {
                 log_warning("A reboot lock is recorded (%s/" LOCK_FILE ") but update.conf names no fleetlock-url "
                             "any more: forgetting it", a->cfg.state_dir);
         else {
-                int r = fleetlock_until(&a->cfg, FLEETLOCK_STEADY_STATE, a->lock_id);
+                int r = fleetlock_until(&a->cfg, FLEETLOCK_STEADY_STATE, a->lock_id, NULL);
                 if (r < 0)
-                        return r;
+                        return log_error_errno(r, "Keeping the record of the reboot lock; the next run gives it back");
         }
-        _cleanup_free_ char *path = NULL;
-        if (abctl_path(&path, "%s/" LOCK_FILE, a->cfg.state_dir) >= 0 && unlink(path) < 0 && errno != ENOENT)
-                return log_error_errno(-errno, "Cannot remove %s: %m", path);
+        int r = lock_forget(a);
+        if (r < 0)
+                return r;
         say(a, "lock", "Gave back the reboot lock taken at %s: slot %s is committed (%s)", strempty(since),
             slot_to_string(a->c->running), fmt_time(a->now, false, t));
         return 0;
@@ -403,23 +439,32 @@ static int reboot_step(struct agent *a, Slot t, bool installed_now) {
         }
 
         if (a->cfg.fleetlock_url[0]) {
-                int r = fleetlock_until(&a->cfg, FLEETLOCK_PRE_REBOOT, a->lock_id);
+                /* The record first, then the request: a power cut between
+                 * the server's yes and our record would leave a lock held
+                 * that no run knows to give back. A record of a lock never
+                 * taken costs one steady-state, which the protocol allows
+                 * (UnlockIfHeld). */
+                int r = lock_record(a, t, "asked");
                 if (r < 0)
+                        return log_error_errno(r, "Cannot record the reboot lock in %s/" LOCK_FILE ": %m. Not "
+                                               "rebooting", a->cfg.state_dir);
+                bool unsure = false;
+                r = fleetlock_until(&a->cfg, FLEETLOCK_PRE_REBOOT, a->lock_id, &unsure);
+                if (r < 0) {
+                        /* Refused, or never reached: not held, no record. */
+                        if (!unsure)
+                                lock_forget(a);
                         return log_error_errno(r, "Not rebooting: no reboot lock from %s. Slot %s stays armed; the "
-                                               "next run asks again", a->cfg.fleetlock_url, slot_to_string(t));
-                _cleanup_(json_putp) json_object *l = json_object_new_object();
-                json_object_object_add(l, "taken", json_object_new_string(fmt_time(time(NULL), false, tb)));
-                json_object_object_add(l, "id", json_object_new_string(a->lock_id));
-                json_object_object_add(l, "group", json_object_new_string(a->cfg.fleetlock_group));
-                json_object_object_add(l, "url", json_object_new_string(a->cfg.fleetlock_url));
-                json_object_object_add(l, "slot", json_object_new_string(slot_to_string(t)));
-                json_object_object_add(l, "digest", json_object_new_string(a->available));
-                r = state_write(a->cfg.state_dir, LOCK_FILE,
-                                json_object_to_json_string_ext(l, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+                                               "next run asks again%s", a->cfg.fleetlock_url, slot_to_string(t),
+                                               unsure ? " (an answer was lost: it gives back the lock first, in "
+                                                        "case the server gave it)" : "");
+                }
+                r = lock_record(a, t, "taken");
                 if (r < 0) {
                         log_error_errno(r, "Cannot record the reboot lock in %s/" LOCK_FILE ": %m. Giving it back; "
                                         "not rebooting", a->cfg.state_dir);
-                        (void) fleetlock_until(&a->cfg, FLEETLOCK_STEADY_STATE, a->lock_id);
+                        if (fleetlock_until(&a->cfg, FLEETLOCK_STEADY_STATE, a->lock_id, NULL) >= 0)
+                                lock_forget(a);
                         return r;
                 }
         }
@@ -427,11 +472,8 @@ static int reboot_step(struct agent *a, Slot t, bool installed_now) {
         int r = run_reboot(a->cfg.reboot_command);
         if (r < 0) {
                 log_error("The reboot command '%s' failed; giving the reboot lock back", a->cfg.reboot_command);
-                if (a->cfg.fleetlock_url[0] && fleetlock_until(&a->cfg, FLEETLOCK_STEADY_STATE, a->lock_id) >= 0) {
-                        _cleanup_free_ char *path = NULL;
-                        if (abctl_path(&path, "%s/" LOCK_FILE, a->cfg.state_dir) >= 0)
-                                (void) unlink(path);
-                }
+                if (a->cfg.fleetlock_url[0] && fleetlock_until(&a->cfg, FLEETLOCK_STEADY_STATE, a->lock_id, NULL) >= 0)
+                        lock_forget(a);
                 return r;
         }
         return 0;
@@ -601,8 +643,10 @@ void abctl_update_status(const struct ctx *c, const char *config, json_object *j
                         json_object_object_add(json, "admitted_at", json_object_new_string(adm));
                 json_object_object_add(json, "inside_window", json_object_new_boolean(inside));
                 json_object_object_add(json, "window", json_object_new_string(window));
-                if (held)
-                        json_object_object_add(json, "lock_held_since", json_object_new_string(strempty(jstr(held, "taken"))));
+                if (held && jstr(held, "taken"))
+                        json_object_object_add(json, "lock_held_since", json_object_new_string(jstr(held, "taken")));
+                else if (held)
+                        json_object_object_add(json, "lock_asked", json_object_new_string(strempty(jstr(held, "asked"))));
                 return;
         }
         printf("Update:  following %s\n", cfg.reference);
@@ -614,7 +658,10 @@ void abctl_update_status(const struct ctx *c, const char *config, json_object *j
         else
                 printf("         available: not checked yet (abctl update --check)\n");
         printf("         %s\n", window);
-        if (held)
-                printf("         holding the FleetLock reboot lock since %s (group %s)\n", strempty(jstr(held, "taken")),
+        if (held && jstr(held, "taken"))
+                printf("         holding the FleetLock reboot lock since %s (group %s)\n", jstr(held, "taken"),
                        strempty(jstr(held, "group")));
+        else if (held)
+                printf("         asked for the FleetLock reboot lock at %s and got no answer: the next run gives it "
+                       "back in case the server took it\n", strempty(jstr(held, "asked")));
 }

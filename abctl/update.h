@@ -135,8 +135,10 @@ void fleetlock_error_describe(long status, const char *body, size_t len, char *r
 bool fleetlock_group_valid(const char *g);
 
 /* One request. 0: the server answered 200. -EBUSY: it answered with an
- * error (the lock is full, or another refusal); -EHOSTUNREACH: no answer
- * (down, refused, timed out). why says what happened, for a person. */
+ * error (the lock is full, or another refusal). -ECONNREFUSED: the request
+ * never reached a server (no connection). -EHOSTUNREACH: no answer after
+ * the request may have been sent (timed out, cut): the server may have
+ * done it. why says what happened, for a person. */
 int fleetlock_request(const struct update_config *cfg, FleetLockOp op, const char *id, char *why, size_t whysize);
 
 /* ---- the agent (update.c) ---- */

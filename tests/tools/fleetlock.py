@@ -37,6 +37,7 @@ GROUP_RE = re.compile(r"^[a-zA-Z0-9.-]+$")
 class FleetLockServer:
     def __init__(self, slots=1, base="/fleet"):
         self.slots = slots
+        self.lose_answers = False   # act on each request, then close without answering (a lost answer)
         self.base = base
         self.holders = {}           # group -> [ids] in the order they locked
         self.events = []            # (monotonic time, "lock"|"unlock"|"refused"|"relock", group, id)
@@ -91,11 +92,17 @@ class FleetLockServer:
                             server.events.append((now, "lock", group, ident))
                         else:
                             server.events.append((now, "refused", group, ident))
+                            if server.lose_answers:
+                                self.close_connection = True
+                                return
                             return self.error(409, "failed_lock_semaphore_full",
                                               "semaphore currently full, all slots are locked already")
                     elif ident in held:
                         held.remove(ident)
                         server.events.append((now, "unlock", group, ident))
+                    if server.lose_answers:
+                        self.close_connection = True
+                        return
                 self.answer(200, {})
 
             def log_message(self, *args):

@@ -300,6 +300,45 @@ def test_fallback_gives_the_lock_back(tmp_path, images):
         lock.close()
 
 
+def test_lost_answer_lock_given_back_after_reboot(tmp_path, images):
+    # The server takes the lock but its answers never arrive: the agent
+    # does not reboot, and keeps its record of the lock it asked for. The
+    # machine then reboots anyway (a power cut): on the new slot, once
+    # committed, the agent gives back the lock the server did take.
+    # (Before the record was written ahead of the request, a lock taken
+    # this way stayed held for good: the group could not reboot again.)
+    reg, v1, v2 = images
+    ref = f"127.0.0.1:{reg.port}/{REPO}:stable"
+    reg.push(v2, "stable")
+    lock = FleetLockServer(slots=1)
+    try:
+        a = Agent(tmp_path, 0, reg, ref, lock.url, wait=3)
+        a.seed_origin(layout_index_digest(v1, "stable"), ref)
+        lock.lose_answers = True
+        r = a.update()
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "Not rebooting: no reboot lock" in r.stderr and "an answer was lost" in r.stderr, r.stderr
+        assert a.reboots_asked() == []
+        assert "asked" in json.loads((a.state / "fleetlock.json").read_text())
+        me = json.loads(a.abctl("--json", "update", "--check").stdout)["fleetlock_id"]
+        assert lock.holders == {"default": [me]}
+        st = a.abctl("status")
+        assert "asked for the FleetLock reboot lock at" in st.stdout, st.stdout
+
+        lock.lose_answers = False
+        assert a.reboot() == 1 and a.running == "B"      # the power cut: B, armed, boots
+        r = a.update()
+        assert "stays held until it is committed" in r.stdout, r.stdout
+        assert a.abctl("mark-good").returncode == 0
+        r = a.update()
+        assert r.returncode == 0, r.stderr
+        assert "Gave back the reboot lock" in r.stdout, r.stdout
+        assert lock.holders == {"default": []}
+        assert not (a.state / "fleetlock.json").exists()
+    finally:
+        lock.close()
+
+
 # ---- staged rollouts --------------------------------------------------------------
 
 START = "2026-12-09T12:00:00Z"            # a Wednesday
