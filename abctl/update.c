@@ -552,9 +552,7 @@ static int run(struct agent *a) {
                 if (r < 0)
                         return log_error_errno(r, "The reference is too long: %m");
                 c->install_slot = other;
-                r = abctl_lock_install(c);
-                if (r >= 0)
-                        r = abctl_install(c, pinned, NULL, &o);
+                r = abctl_install(c, pinned, NULL, &o);
                 if (r < 0)
                         return log_error_errno(r, "Update to %s failed (see above); the next run tries again", a->available);
         }
@@ -571,6 +569,17 @@ int abctl_update(struct ctx *c, const char *config, bool check, time_t at) {
         r = machine_ids(&a.cfg, a.machine_id, a.lock_id);
         if (r < 0)
                 return r;
+        /* One agent run at a time, and none beside an install: a second run
+         * (the timer and an operator) waits, then sees what the first did. */
+        if (!check) {
+                r = abctl_lock_install(c);
+                if (r < 0)
+                        return r;
+                /* The state as it is now that this run has the disk. */
+                r = slots_view_read(&c->view);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the slots' state from the GPT of %s: %m", c->disk);
+        }
         read_origins(c, &a.so);
         json_object_object_add(report, "reference", json_object_new_string(a.cfg.reference));
         json_object_object_add(report, "at", json_object_new_string(fmt_time(a.now, false, t)));
