@@ -67,9 +67,10 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/oci.c abctl/ociparse.c abctl/auth.c abctl/signature.c abctl/origin.c
+             abctl/util.c abctl/oci.c abctl/ociparse.c abctl/auth.c abctl/signature.c abctl/origin.c \
+             abctl/update.c abctl/updateconf.c abctl/rollout.c abctl/fleetlock.c
 ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/auth.h abctl/source.h abctl/esp.h abctl/blockdev.h \
-             abctl/signature.h abctl/origin.h
+             abctl/signature.h abctl/origin.h abctl/update.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;
 # OpenSSL's libcrypto (its own cache directory) for UKI signatures
 # (abctl/signature.c: PKCS#7, which mbedtls 2.28 lacks). The init links neither.
@@ -121,6 +122,13 @@ $(BUILD)/unit/test-origin: tests/unit/test-origin.c abctl/origin.c abctl/util.c 
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(SAN_CFLAGS) -I/usr/include/blkid -o $@ $< abctl/origin.c abctl/util.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) efi/uki.c -lcmocka -ljson-c -lz -lblkid
 UNIT_TESTS += origin
+
+# The update agent's pure parts: windows, update.conf, rollouts, FleetLock's body (json-c, mbedtls's HMAC).
+UPDATE_PURE_SRC := abctl/updateconf.c abctl/rollout.c abctl/fleetlock.c
+$(BUILD)/unit/test-update: tests/unit/test-update.c $(UPDATE_PURE_SRC) abctl/update.h abctl/origin.h common/log.c tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -I/usr/include/blkid -o $@ $< $(UPDATE_PURE_SRC) common/log.c -lcmocka -ljson-c -lmbedcrypto -lcurl
+UNIT_TESTS += update
 
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
 # fuzz targets, power cuts or pytest workers (pytest-xdist) at a time.
@@ -378,7 +386,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot updateconf
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.
@@ -393,6 +401,11 @@ $(BUILD)/fuzz/fuzz-oci: tests/fuzz/fuzz-oci.c tests/fuzz/fuzz.h $(COMMON_SRC) ab
 $(BUILD)/fuzz/fuzz-auth: tests/fuzz/fuzz-auth.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/auth.c abctl/auth.h
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/auth.c -ljson-c -lmbedcrypto
+
+# update.conf and a manifest's rollout annotations (abctl/updateconf.c, rollout.c).
+$(BUILD)/fuzz/fuzz-updateconf: tests/fuzz/fuzz-updateconf.c tests/fuzz/fuzz.h $(COMMON_SRC) $(UPDATE_PURE_SRC) abctl/update.h
+	@mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(UPDATE_PURE_SRC) -ljson-c -lmbedcrypto -lcurl
 
 # TPM responses (init/tpm2.c): from hardware, on some machines from a bus an attacker reaches.
 $(BUILD)/fuzz/fuzz-tpm2: tests/fuzz/fuzz-tpm2.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE_SRC) $(TPM_SRC) $(INIT_HDR)

@@ -21,6 +21,7 @@
 #include "esp.h"
 #include "origin.h"
 #include "ocifetch.h"
+#include "update.h"
 
 static void help(void) {
         printf("abctl: A/B boot slots, as abswitch's init sees them\n\n"
@@ -39,7 +40,12 @@ static void help(void) {
                "  abctl install REFERENCE      the same from an OS image in a registry or a layout:\n"
                "                               HOST[:PORT]/REPO:TAG, HOST/REPO@sha256:DIGEST,\n"
                "                               oci:DIR[:TAG]; streamed into the slot, every digest and\n"
-               "                               the root hash checked before the slot is armed\n\n"
+               "                               the root hash checked before the slot is armed\n"
+               "  abctl update [--check] [--at TIME]\n"
+               "                               the update agent: install what the tag in update.conf names\n"
+               "                               now once the rollout admits this machine, reboot into it\n"
+               "                               inside a maintenance window under the FleetLock lock;\n"
+               "                               --check says what it would do and changes nothing\n\n"
                "Options:\n"
                "  --json             machine-readable output (status)\n"
                "  --disk PATH        the disk holding the slots (default: from " RECORD ")\n"
@@ -58,7 +64,10 @@ static void help(void) {
                "  --timeout SEC      give up after SEC seconds without progress from the registry (default 300)\n"
                "  --authfile FILE    registry credentials, in the containers auth file format podman and\n"
                "                     skopeo write (default: $REGISTRY_AUTH_FILE, else " AUTH_FILE_DEFAULT ",\n"
-               "                     which may be missing)\n\n"
+               "                     which may be missing)\n"
+               "  --config FILE      the update agent's configuration (default " UPDATE_CONF_DEFAULT ")\n"
+               "  --check            update: report only\n"
+               "  --at TIME          update: decide as at TIME (RFC 3339, or @SECONDS since 1970), for planning\n\n"
                "State lives in the GPT attribute bits of system-a and system-b (cgpt show, sgdisk -A):\n"
                "48-51 priority, 52-55 tries left, 56 successful, 57 armed. Nothing reboots by itself:\n"
                "rebooting is the caller's choice. Exit status 0 on success, 1 when refused or failed,\n"
@@ -188,7 +197,7 @@ static const char *state_word(struct slot_state s, bool present) {
         return s.tries > 0 || s.armed ? "on trial" : "exhausted";
 }
 
-static int status(struct ctx *c) {
+static int status(struct ctx *c, const char *update_config) {
         struct uki_info info[_SLOT_MAX] = {};
         struct slot_origin origin[_SLOT_MAX];
         bool has_origin[_SLOT_MAX] = {};
@@ -251,6 +260,12 @@ static int status(struct ctx *c) {
                         json_object_array_add(order, json_object_new_string(buf));
                 }
                 json_object_object_add(o, "boot_order", order);
+                json_object *u = json_object_new_object();
+                abctl_update_status(c, update_config, u);
+                if (json_object_object_length(u) > 0)
+                        json_object_object_add(o, "update", u);
+                else
+                        json_object_put(u);
                 json_object_object_add(o, "gpt_primary_valid", json_object_new_boolean(c->view.gpt.primary_valid));
                 json_object_object_add(o, "gpt_backup_valid", json_object_new_boolean(c->view.gpt.backup_valid));
                 if (!c->view.gpt.primary_valid)
@@ -296,6 +311,7 @@ static int status(struct ctx *c) {
                 printf("     primary GPT refused: %s\n", c->view.gpt.primary_reason);
         if (!c->view.gpt.backup_valid)
                 printf("     backup GPT refused: %s\n", c->view.gpt.backup_reason);
+        abctl_update_status(c, update_config, NULL);
         return 0;
 }
 
@@ -394,12 +410,18 @@ int main(int argc, char **argv) {
                 { "timeout", required_argument, NULL, 'T' },
                 { "authfile", required_argument, NULL, 'A' },
                 { "allow-downgrade", no_argument, NULL, 'D' },
+                { "config", required_argument, NULL, 'c' },
+                { "check", no_argument, NULL, 'k' },
+                { "at", required_argument, NULL, 'a' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
                          .install_slot = _SLOT_INVALID,
                          .tries = SLOT_TRIES_DEFAULT };
         struct oci_options oo = { .timeout_sec = 300 };
+        const char *update_config = UPDATE_CONF_DEFAULT;
+        bool update_check = false;
+        time_t update_at = -1;
         int o;
 
         log_setup("abctl", LOG_TARGET_STDERR);
@@ -461,6 +483,26 @@ int main(int argc, char **argv) {
                                 return 1;
                         }
                         break;
+                case 'c':
+                        update_config = optarg;
+                        break;
+                case 'k':
+                        update_check = true;
+                        break;
+                case 'a': {
+                        unsigned long long secs;
+                        char *end;
+                        errno = 0;
+                        if (optarg[0] == '@' && optarg[1] >= '0' && optarg[1] <= '9' &&
+                            (secs = strtoull(optarg + 1, &end, 10), !*end && errno == 0) && secs < (1ull << 40))
+                                update_at = (time_t) secs;
+                        else if (rollout_parse_time(optarg, &update_at) < 0 || update_at < 0) {
+                                log_error("--at '%s' is not a time: write RFC 3339 (2026-12-06T23:45:00Z) or "
+                                          "@SECONDS since 1970", optarg);
+                                return 1;
+                        }
+                        break;
+                }
                 case 's':
                         c.install_slot = slot_from_string(optarg);
                         if (c.install_slot < 0) {
@@ -488,6 +530,7 @@ int main(int argc, char **argv) {
                 { "set-active", 1, 1, "abctl set-active A|B" },
                 { "rollback", 0, 0, "abctl rollback" },
                 { "install", 1, 2, "abctl install PREFIX UKI, or abctl install REFERENCE" },
+                { "update", 0, 0, "abctl update [--check] [--at TIME] [--config FILE]" },
         };
         const char *verb = argv[optind];
         int nargs = argc - optind - 1;
@@ -513,6 +556,10 @@ int main(int argc, char **argv) {
         }
         const char *arg = nargs > 0 ? argv[optind + 1] : NULL;
         bool is_install = streq(verb, "install");
+        if ((update_check || update_at >= 0) && !streq(verb, "update")) {
+                log_error("--check and --at are options of abctl update, not of %s", verb);
+                return 1;
+        }
         Slot target = arg && !is_install ? slot_from_string(arg) : _SLOT_INVALID;
         if (arg && !is_install && target < 0) {
                 log_error("'%s' is not a slot: use A or B", arg);
@@ -527,7 +574,9 @@ int main(int argc, char **argv) {
         if (is_install)
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);
         else if (streq(verb, "status"))
-                r = status(&c);
+                r = status(&c, update_config);
+        else if (streq(verb, "update"))
+                r = abctl_update(&c, update_config, update_check, update_at);
         else if (streq(verb, "mark-good"))
                 r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
         else if (streq(verb, "mark-bad"))

@@ -1012,3 +1012,37 @@ out:
         free(m.data);
         return r;
 }
+
+/* The bytes of the manifest with digest (its annotations are the update
+ * agent's, update.c: a rollout's start and duration), checked against
+ * the digest; free() *ret. */
+int oci_fetch_manifest(struct oci_source *s, const char *digest, char **ret, size_t *ret_len) {
+        struct membuf m = {};
+        char ct[128], d[OCI_DIGEST_MAX + 1];
+        int r;
+
+        if (!oci_digest_valid(digest))
+                return -EINVAL;
+        if (s->ref.kind == OCI_REF_LAYOUT) {
+                struct oci_blob b = { .size = 0 };
+                struct stat st;
+                char p[700];
+                (void) snprintf(p, sizeof(p), "%s/blobs/sha256/%s", s->ref.dir, digest + 7);
+                if (stat(p, &st) < 0)
+                        return log_error_errno(-errno, "Cannot read %s: %m", p);
+                memcpy(b.digest, digest, OCI_DIGEST_MAX + 1);
+                b.size = (uint64_t) st.st_size;
+                r = oci_fetch_small(s, &b, OCI_MANIFEST_MAX, ret);
+                if (r >= 0)
+                        *ret_len = (size_t) b.size;
+                return r;
+        }
+        r = fetch_manifest_doc(s, digest, &m, ct, sizeof(ct), d);
+        if (r < 0) {
+                free(m.data);
+                return r;
+        }
+        *ret = m.data ? m.data : strdup("");
+        *ret_len = m.len;
+        return *ret ? 0 : -ENOMEM;
+}

@@ -48,3 +48,6 @@ int oci_resolve(struct oci_source *s, struct oci_manifest *ret, char ret_digest[
 int oci_fetch_blob(struct oci_source *s, const struct oci_blob *b, oci_sink_fn sink, void *userdata);
 /* A small blob (the config) into memory, NUL-terminated; free() it. */
 int oci_fetch_small(struct oci_source *s, const struct oci_blob *b, size_t max, char **ret);
+/* The manifest with that digest, its bytes as the registry (or layout)
+ * holds them, checked against the digest; free() *ret. */
+int oci_fetch_manifest(struct oci_source *s, const char *digest, char **ret, size_t *ret_len);
