@@ -46,7 +46,7 @@ IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 # The TPM commands, by hand (init/tpm2.c says why), and their I/O.
 TPM_SRC    := init/tpm2.c
 INIT_SRC   := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c \
-              init/switchroot.c init/measure.c $(TPM_SRC) slots/partitions.c verity/verity.c
+              init/switchroot.c init/watch.c init/measure.c $(TPM_SRC) slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
 # No unwind tables: nothing in a C init unwinds (no C++, no backtraces), and the
@@ -173,7 +173,7 @@ SB_KEYS := $(KEYS)/snakeoil.key $(KEYS)/snakeoil.pem $(KEYS)/stranger.key $(KEYS
 
 # A test root per slot: different contents, so a test can tell them apart.
 $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
-	tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
+	CURL=$(MUSL_PREFIX)/bin/curl tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
 	@touch $@
 
 # Slot A's test root that installs v2 (B's "commit" image and its UKI) with abctl. The UKIs the
