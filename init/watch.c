@@ -19,7 +19,8 @@
  *      a reboot), and reboots itself after WATCH_REBOOT_TIMEOUT_SEC.
  *
  * With no slot to fall back to it writes no state, says so on the console
- * and stays up: EIO mode never restarts, so no boot loops. */
+ * (and in /run/abswitch/damaged) and stays up: EIO mode never restarts, so
+ * no boot loops. */
 
 #include <poll.h>
 #include <signal.h>
@@ -37,6 +38,7 @@
 #include "init.h"
 
 #define WATCH_PID_PATH "/run/abswitch/watch.pid"
+#define WATCH_DAMAGED_PATH "/run/abswitch/damaged"
 #define WATCH_COLLECT_MS 2000u        /* after the first block, more of the same read */
 #define WATCH_REBOOT_TIMEOUT_SEC 30u  /* for the root's init to reboot cleanly */
 
@@ -108,6 +110,14 @@ static void watch_act(struct boot *b, struct slot_damage *d) {
         }
         r = slots_apply_op(&req, b->view.st, &res, why, sizeof(why));
         if (r < 0) {
+                /* For the root's services (and the test root): this slot runs damaged. */
+                char text[DAMAGE_TEXT_MAX];
+                int n = damage_format(d, text, sizeof(text));
+                FILE *f = n > 0 ? fopen(WATCH_DAMAGED_PATH, "we") : NULL;
+                if (f) {
+                        fputs(text, f);
+                        fclose(f);
+                }
                 log_emerg("Staying up on the damaged slot %s without a reboot: %s. Reads of the damaged blocks "
                           "fail with EIO; nothing was written to the slots' state. Install a new image (abctl "
                           "install) or repair it from another boot (abctl repair).", slot_to_string(x), why);
@@ -194,7 +204,7 @@ void watch_start(void *userdata) {
                         fclose(f);
                 }
                 log_info("Corruption watcher (PID %d) watches %s: on a damaged block it records it and falls "
-                         "back to slot %s", (int) pid, b->root_dev, slot_to_string(slot_other(b->id.slot)));
+                         "back to slot %s if that one can boot", (int) pid, b->root_dev, slot_to_string(slot_other(b->id.slot)));
                 return;
         }
         /* The child: no signal the root's init sends its children before

@@ -26,7 +26,7 @@
  * (with /etc/abswitch-test-read-all, block by block past errors, adding
  * errors=<blocks that failed>). When the read failed and the init's
  * corruption watcher runs (/run/abswitch/watch.pid), the root stays up to
- * 20 s for it. SIGINT (what the watcher sends PID 1 to reboot, as systemd
+ * 20 s for it, or until it says it stays up too (/run/abswitch/damaged). SIGINT (what the watcher sends PID 1 to reboot, as systemd
  * takes it) prints
  *   ABSWITCH-SIGINT
  * and reboots.
@@ -328,6 +328,12 @@ static void copy_fw_cfg_files(void) {
 
 static int sig_con = STDOUT_FILENO;
 
+static void wait_for_watcher(int err) {
+        for (int i = 0; err && i < 80 && access("/run/abswitch/watch.pid", F_OK) == 0 &&
+                        access("/run/abswitch/damaged", F_OK) < 0; i++)
+                usleep(250 * 1000);
+}
+
 /* As systemd takes SIGINT (ctrl-alt-del.target): reboot. */
 static void on_sigint(int sig) {
         (void) sig;
@@ -412,8 +418,7 @@ int main(void) {
                 if (rfd >= 0)
                         close(rfd);
                 dprintf(con, "ABSWITCH-READ bytes=%lld errno=%d errors=%lld\n", total, err, errors);
-                for (int i = 0; err && i < 20 && access("/run/abswitch/watch.pid", F_OK) == 0; i++)
-                        sleep(1);
+                wait_for_watcher(err);
         } else if (rpath[0]) {
                 int rfd = open(rpath, O_RDONLY | O_CLOEXEC);
                 long long total = 0;
@@ -430,8 +435,7 @@ int main(void) {
                 if (rfd >= 0)
                         close(rfd);
                 dprintf(con, "ABSWITCH-READ bytes=%lld errno=%d\n", total, err);
-                for (int i = 0; err && i < 20 && access("/run/abswitch/watch.pid", F_OK) == 0; i++)
-                        sleep(1);
+                wait_for_watcher(err);
         }
 
         /* A root that hangs in userspace, for the watchdog test. */
