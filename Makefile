@@ -67,9 +67,9 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/oci.c abctl/ranges.c abctl/ociparse.c abctl/auth.c abctl/signature.c abctl/origin.c
+             abctl/util.c abctl/oci.c abctl/ranges.c abctl/delta.c abctl/delta-tree.c abctl/ociparse.c abctl/auth.c abctl/signature.c abctl/origin.c
 ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/auth.h abctl/source.h abctl/esp.h abctl/blockdev.h \
-             abctl/signature.h abctl/origin.h abctl/ranges.h
+             abctl/signature.h abctl/origin.h abctl/ranges.h abctl/delta.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;
 # OpenSSL's libcrypto (its own cache directory) for UKI signatures
 # (abctl/signature.c: PKCS#7, which mbedtls 2.28 lacks). The init links neither.
@@ -121,6 +121,12 @@ $(BUILD)/unit/test-origin: tests/unit/test-origin.c abctl/origin.c abctl/util.c 
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(SAN_CFLAGS) -I/usr/include/blkid -o $@ $< abctl/origin.c abctl/util.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) efi/uki.c -lcmocka -ljson-c -lz -lblkid
 UNIT_TESTS += origin
+
+# Delta installs' pure parts (abctl/ranges.c, abctl/delta-tree.c): mbedtls's SHA-256.
+$(BUILD)/unit/test-delta: tests/unit/test-delta.c abctl/ranges.c abctl/delta-tree.c abctl/ranges.h abctl/delta.h tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/ranges.c abctl/delta-tree.c -lcmocka -lmbedcrypto
+UNIT_TESTS += delta
 
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
 # fuzz targets, power cuts or pytest workers (pytest-xdist) at a time.

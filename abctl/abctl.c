@@ -55,6 +55,8 @@ static void help(void) {
                "  --slot A|B         the slot to install into (default: the one not running)\n"
                "  --ca FILE          trust this PEM CA bundle for the registry instead of the system's\n"
                "  --plain-http       the registry speaks HTTP, not HTTPS\n"
+               "  --delta auto|yes|no  fetch only the blocks this machine does not have (auto: for registries\n"
+               "                     and OCI layouts; yes: image files too; no: always the whole image)\n"
                "  --timeout SEC      give up after SEC seconds without progress from the registry (default 300)\n"
                "  --authfile FILE    registry credentials, in the containers auth file format podman and\n"
                "                     skopeo write (default: $REGISTRY_AUTH_FILE, else " AUTH_FILE_DEFAULT ",\n"
@@ -394,6 +396,7 @@ int main(int argc, char **argv) {
                 { "timeout", required_argument, NULL, 'T' },
                 { "authfile", required_argument, NULL, 'A' },
                 { "allow-downgrade", no_argument, NULL, 'D' },
+                { "delta", required_argument, NULL, 'X' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
@@ -441,6 +444,14 @@ int main(int argc, char **argv) {
                         break;
                 case 'D':
                         c.allow_downgrade = true;
+                        break;
+                case 'X':
+                        c.delta = streq(optarg, "auto") ? DELTA_AUTO : streq(optarg, "yes") ? DELTA_YES
+                                  : streq(optarg, "no") ? DELTA_NO : _DELTA_MODE_INVALID;
+                        if (c.delta < 0) {
+                                log_error("--delta must be auto, yes or no, not '%s'", optarg);
+                                return 1;
+                        }
                         break;
                 case 'C':
                         oo.ca = optarg;

@@ -15,12 +15,21 @@
 
 #define RECORD BOOT_RECORD_PATH
 
+typedef enum DeltaMode {
+        DELTA_AUTO,             /* registries and OCI layouts: a delta; files: the whole image */
+        DELTA_YES,              /* a delta for every source that has ranges (files too) */
+        DELTA_NO,               /* always the whole image */
+        _DELTA_MODE_MAX,
+        _DELTA_MODE_INVALID = -EINVAL,
+} DeltaMode;
+
 struct ctx {
         const char *disk, *efivars, *record, *esp;
         Slot running;
         Slot install_slot;      /* --slot, or _SLOT_INVALID for the one not running */
         bool json, force;
         bool allow_downgrade;    /* install an image older than the committed slot's */
+        DeltaMode delta;         /* --delta */
         unsigned tries;
         char record_disk[320], record_source[64];
         struct slots_view view;  /* layout, GPT state, boot variables: re-read under the lock */
