@@ -67,7 +67,7 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/oci.c abctl/ranges.c abctl/delta.c abctl/delta-tree.c abctl/ociparse.c abctl/auth.c abctl/signature.c abctl/origin.c
+             abctl/util.c abctl/oci.c abctl/ranges.c abctl/delta.c abctl/delta-tree.c abctl/ociparse.c abctl/auth.c abctl/signature.c abctl/origin.c abctl/repair.c
 ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/auth.h abctl/source.h abctl/esp.h abctl/blockdev.h \
              abctl/signature.h abctl/origin.h abctl/ranges.h abctl/delta.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;

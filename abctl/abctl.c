@@ -11,8 +11,10 @@
 #include <json-c/linkhash.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../common/log.h"
+#include "../efi/damage.h"
 #include "../efi/efi.h"
 #include "../efi/uki.h"
 #include "../slots/slots.h"
@@ -33,6 +35,10 @@ static void help(void) {
                "  abctl set-active A|B         prefer a slot; one not yet committed gets a trial\n"
                "                               (a try is spent and BootNext armed)\n"
                "  abctl rollback               prefer the other, committed slot and arm it\n"
+               "  abctl repair [A|B]           rewrite only the blocks of a damaged slot (default: the\n"
+               "                               damaged one not running) that fail its pinned hash tree,\n"
+               "                               from the other slot or its origin's registry (Range);\n"
+               "                               verify it and return it to service\n"
                "  abctl install PREFIX UKI     write PREFIX.img and PREFIX.verity (from mkslot) and the\n"
                "                               slot's UKI into the inactive slot, verify them, give it\n"
                "                               the top priority with --tries attempts, arm the first\n"
@@ -194,6 +200,16 @@ static int status(struct ctx *c) {
         struct uki_info info[_SLOT_MAX] = {};
         struct slot_origin origin[_SLOT_MAX];
         bool has_origin[_SLOT_MAX] = {};
+        struct slot_damage damage[_SLOT_MAX];
+        bool has_damage[_SLOT_MAX] = {};
+        for (int s = 0; c->efi && s < _SLOT_MAX; s++) {
+                char why[256];
+                int r = damage_read(c->efivars, s, &damage[s], why, sizeof(why));
+                if (r == -EBADMSG)
+                        log_warning("Slot %s's damage record (%s-%s) is malformed, ignoring it: %s", slot_to_string(s),
+                                    damage_var_name(s), EFI_ABSWITCH_GUID, why);
+                has_damage[s] = r >= 0;
+        }
         const char *esp = esp_find_mounted(c);
         for (int s = 0; esp && s < _SLOT_MAX; s++) {
                 _cleanup_free_ char *path = NULL;
@@ -235,6 +251,21 @@ static int status(struct ctx *c) {
                                         json_object_object_add(g, "digest", json_object_new_string(origin[s].digest));
                                 json_object_object_add(g, "installed", json_object_new_string(origin[s].installed));
                                 json_object_object_add(j, "origin", g);
+                        }
+                        if (has_damage[s]) {
+                                json_object *g = json_object_new_object(), *bl = json_object_new_array();
+                                json_object_object_add(g, "roothash", json_object_new_string(damage[s].roothash));
+                                json_object_object_add(g, "time", json_object_new_int64((int64_t) damage[s].time));
+                                for (unsigned i = 0; i < damage[s].n; i++) {
+                                        json_object *k = json_object_new_object();
+                                        json_object_object_add(k, "kind", json_object_new_string(
+                                                                       damage_kind_to_string(damage[s].blocks[i].kind)));
+                                        json_object_object_add(k, "block",
+                                                               json_object_new_int64((int64_t) damage[s].blocks[i].block));
+                                        json_object_array_add(bl, k);
+                                }
+                                json_object_object_add(g, "blocks", bl);
+                                json_object_object_add(j, "damage", g);
                         }
                         int e = slots_view_entry(&c->view, s);
                         if (e >= 0) {
@@ -284,6 +315,20 @@ static int status(struct ctx *c) {
                 if (has_origin[s])
                         printf("         installed %s from %s%s%.19s%s\n", origin[s].installed, origin[s].reference,
                                origin[s].digest[0] ? " (" : "", origin[s].digest, origin[s].digest[0] ? "...)" : "");
+                if (has_damage[s]) {
+                        char when[64] = "?";
+                        time_t t = (time_t) damage[s].time;
+                        struct tm tm;
+                        if (gmtime_r(&t, &tm))
+                                (void) strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+                        printf("         DAMAGED: %u block(s) failed dm-verity after boot at %s:", damage[s].n, when);
+                        for (unsigned i = 0; i < damage[s].n && i < 8; i++)
+                                printf("%s %s %llu", i ? "," : "", damage_kind_to_string(damage[s].blocks[i].kind),
+                                       (unsigned long long) damage[s].blocks[i].block);
+                        printf("%s\n", damage[s].n > 8 ? ", ..." : "");
+                        printf("         %s\n", s == c->running ? "boot the other slot to repair it (abctl repair there)"
+                                                                 : "abctl repair rewrites only those blocks");
+                }
         }
         if (c->view.vars.boot_next >= 0)
                 printf("BootNext: Boot%04X\n", c->view.vars.boot_next);
@@ -498,6 +543,7 @@ int main(int argc, char **argv) {
                 { "mark-bad", 0, 1, "abctl mark-bad [A|B]" },
                 { "set-active", 1, 1, "abctl set-active A|B" },
                 { "rollback", 0, 0, "abctl rollback" },
+                { "repair", 0, 1, "abctl repair [A|B]" },
                 { "install", 1, 2, "abctl install PREFIX UKI, or abctl install REFERENCE" },
         };
         const char *verb = argv[optind];
@@ -533,7 +579,9 @@ int main(int argc, char **argv) {
                 return 1;
 
         int r;
-        if (is_install && abctl_lock_install(&c) < 0)
+        bool is_repair = streq(verb, "repair");
+        /* A repair writes a slot's blocks: never beside an install. */
+        if ((is_install || is_repair) && abctl_lock_install(&c) < 0)
                 return 1;
         if (is_install)
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);
@@ -543,6 +591,8 @@ int main(int argc, char **argv) {
                 r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
         else if (streq(verb, "mark-bad"))
                 r = abctl_apply(&c, SLOT_OP_MARK_BAD, target >= 0 ? target : c.running);
+        else if (is_repair)
+                r = abctl_repair(&c, target, &oo);
         else if (streq(verb, "set-active"))
                 r = abctl_apply(&c, SLOT_OP_SET_ACTIVE, target);
         else

@@ -54,6 +54,12 @@ int abctl_lock_install(struct ctx *c);
 struct oci_options;
 int abctl_install(struct ctx *c, const char *image, const char *uki, const struct oci_options *o);
 
+/* Rewrites the blocks of target (not running; _SLOT_INVALID: the damaged
+ * slot that is not running) that fail its pinned hash tree, from the other
+ * slot or its origin's registry, verifies it and returns it to service
+ * (repair.c, README "Self-healing"). Call under the install lock. */
+int abctl_repair(struct ctx *c, Slot target, const struct oci_options *o);
+
 /* ---- small helpers (util.c) ---- */
 
 /* Formats a path into *ret (free() it). Never truncates: -ENAMETOOLONG
