@@ -45,3 +45,62 @@ def test_no_good_slot_stays_up_without_loop(machine):
     rec = damage_record(machine, "A")
     assert rec and rec["slot"] == "A" and rec["roothash"] == abvm.roothash("a-reader") and rec["data"], rec
     print(f"no good slot: stayed up, damage recorded in {boot.seconds:.1f} s")
+
+
+# ---- one scenario, two tests (scenarios.py Heal, four boots) ---------------------
+
+import pytest  # noqa: E402
+from scenarios import HEAL  # noqa: E402
+
+COMMITTED = {"tries": 0, "successful": True, "armed": False}
+
+
+@pytest.mark.xdist_group(HEAL)
+def test_corrupt_committed_slot_falls_back_without_loop(heal):
+    # B, committed, reads two corrupted blocks after boot: the watcher
+    # records them and falls back; the next boot runs A. Two boots from the
+    # corruption to the other slot running (the bound is three).
+    trial, damaged, repairs = heal.boots["B-trial"], heal.boots["B-damaged"], heal.boots["A-repairs"]
+    assert trial.root["slot"] == "B" and heal.after["B-trial"]["B"] == {"priority": 2, **COMMITTED}, trial.tail(30)
+    assert damaged.root["slot"] == "B" and damaged.record["decision"]["reason"] == "committed", damaged.tail(30)
+    m = re.search(r"ABSWITCH-READ bytes=(\d+) errno=(\d+) errors=(\d+)", damaged.console)
+    assert m and int(m.group(2)) == 5 and int(m.group(3)) == len(heal.blocks), damaged.tail(30)
+    assert "abswitch-watch: Slot B is damaged" in damaged.console, damaged.tail(30)
+    assert "slot A takes over" in damaged.console, damaged.tail(30)
+    assert "ABSWITCH-SIGINT" in damaged.console and damaged.exited, damaged.tail(30)
+    after = heal.after["B-damaged"]
+    assert after["B"] == {"priority": 0, **COMMITTED}, after
+    assert after["A"] == {"priority": 2, "tries": 0, "successful": True, "armed": True}, after
+    assert after["boot_next"] == heal.BOOT_A
+    rec = after["damage"].decode()
+    assert "slot=B\n" in rec and f"roothash={abvm.roothash('b-commit')}\n" in rec, rec
+    assert sorted(int(l[5:]) for l in rec.splitlines() if l.startswith("data=")) == heal.blocks, rec
+    # The next boot: A, committed; abctl status there shows the damage.
+    assert repairs.root["slot"] == "A", repairs.tail(30)
+    assert repairs.record["decision"]["reason"] == "committed"
+    assert "DAMAGED: 2 block(s) failed dm-verity after boot" in repairs.console, repairs.tail(40)
+    boots = 2
+    seconds = damaged.seconds + int(repairs.root["boottime_ms"]) / 1000
+    print(f"corrupted committed slot B -> slot A running: {boots} boots, {seconds:.1f} s "
+          f"(B's boot {damaged.seconds:.1f} s, A to its root {int(repairs.root['boottime_ms']) / 1000:.1f} s)")
+    assert boots <= 3 and seconds < 120
+
+
+@pytest.mark.xdist_group(HEAL)
+def test_repair_refetches_only_bad_blocks(heal):
+    # In A: abctl repair B takes the block A holds (curl's) from A's disk and
+    # fetches only the other from the registry, by Range; B verifies and is
+    # back in service as the fallback; the record is gone.
+    boot = heal.boots["A-repairs"]
+    assert re.search(r"^ABSWITCH-RUN rc=0 " + re.escape(heal.repair) + r"\r?$", boot.console, re.M), boot.tail(40)
+    assert "Rewrote 2 block(s) of slot B: 1 from slot A, 1 from the registry (4096 bytes in 1 request(s))" \
+        in boot.console, boot.tail(40)
+    assert "Slot B verifies against the root hash its UKI pins and is back in service" in boot.console
+    after = heal.after["A-repairs"]
+    assert after["B"] == {"priority": 1, **COMMITTED}, after
+    assert after["A"]["priority"] == 2 and after["A"]["successful"]
+    assert after["damage"] is None
+    image = (abvm.E2E / "slot-b-commit.img").stat().st_size
+    print(f"repair: {heal.repair_sent} bytes sent by the registry (TLS, manifest and config included) "
+          f"for one 4096-byte block of a {image}-byte image")
+    assert heal.repair_sent < 64 * 1024, heal.repair_sent
