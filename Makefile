@@ -210,6 +210,15 @@ $(E2E)/oci-v2/index.json: $(E2E)/slot-b-commit.img $(E2E)/v2-boot-b.efi initramf
 	initramfs/mkoci --image $(E2E)/slot-b-commit --uki $(E2E)/v2-boot-b.efi --name "abswitch test" --version 2 \
 	  --tag v2 --output $(@D)
 
+# The image the self-healing scenario installs from the registry (tests/e2e/test_heal.py): B's
+# commit root plus /data/blob; not in slot A's net root, whose OCI layout holds every block of v2.
+$(E2E)/v2heal-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-heal.img initramfs/mkuki $(SB_KEYS)
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
+	  --roothash @$(E2E)/slot-b-heal.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
+$(E2E)/oci-heal/index.json: $(E2E)/slot-b-heal.img $(E2E)/v2heal-boot-b.efi initramfs/mkoci
+	initramfs/mkoci --image $(E2E)/slot-b-heal --uki $(E2E)/v2heal-boot-b.efi --name "abswitch heal test" --version 2 \
+	  --tag v2 --output $(@D)
+
 $(E2E)/root-a-net/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/oci-v2/index.json
 	CURL=$(MUSL_PREFIX)/bin/curl KERNEL_ROOT=$(KERNEL_ROOT) KERNEL_VERSION=$(KERNEL_VERSION) OCI_LAYOUT=$(E2E)/oci-v2 \
 	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) net
@@ -233,7 +242,7 @@ $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 
 e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
               $(E2E)/slot-a-reader.img \
-              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img \
+              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img $(E2E)/oci-heal/index.json \
               $(E2E)/slot-debian.img $(SB_KEYS) $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env

@@ -255,7 +255,7 @@ static int from_registry(struct repair *rp, const char *esp, const struct oci_op
         if (n == 0)
                 return 0;
         ranges = calloc(n + 1, sizeof(*ranges));
-        want = calloc(n, sizeof(*want));
+        want = calloc(n, sizeof(struct needed *)); /* NOLINT(bugprone-sizeof-expression): pointers */
         rp->fetched = calloc(n, DELTA_BLOCK);
         if (!ranges || !want || !rp->fetched)
                 return log_error_errno(-ENOMEM, "Out of memory");
@@ -392,7 +392,7 @@ int abctl_repair(struct ctx *c, Slot target, const struct oci_options *oo) {
                                                      odata = PART_DEV_NULL, ohash = PART_DEV_NULL;
         _cleanup_(esp_close) struct esp esp = {};
         struct repair rp = { .data_fd = -1, .hash_fd = -1 };
-        struct slot_damage dmg;
+        struct slot_damage dmg = {};
         struct uki_info info = {};
         _cleanup_free_ char *uki = NULL;
         char why[512];

@@ -149,8 +149,8 @@ static _Noreturn void watch_run(struct boot *b, int fd, dev_t dev) {
                 if (k < 0 && errno != EINTR)
                         break;
                 if (k > 0) {
-                        DamageKind kind;
-                        uint64_t block;
+                        DamageKind kind = DAMAGE_DATA;
+                        uint64_t block = 0;
                         unsigned before = d.n;
                         while (watch_receive(fd, dev, &kind, &block) > 0)
                                 (void) damage_add(&d, kind, block);
@@ -172,7 +172,7 @@ static _Noreturn void watch_run(struct boot *b, int fd, dev_t dev) {
 void watch_start(void *userdata) {
         struct boot *b = userdata;
         struct stat st;
-        int fd, r;
+        int fd;
 
         if (b->cmdline.verity_error != VERITY_ERROR_FALLBACK || !b->root_dev)
                 return;
@@ -190,7 +190,7 @@ void watch_start(void *userdata) {
         }
         pid_t pid = fork();
         if (pid < 0) {
-                r = -errno;
+                int r = -errno;
                 close(fd);
                 log_error_errno(r, "Cannot start the corruption watcher: %m");
                 return;

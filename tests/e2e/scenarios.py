@@ -47,7 +47,8 @@ HEAL = "heal"
 
 class Heal:
     """A committed slot rots and heals (tests/e2e/test_heal.py): slot A (the
-    net root, committed) installs v2 from a real registry into B (through a
+    net root, committed) installs oci-heal (B's commit root plus /data/blob)
+    from a real registry into B (through a
     Proxy that counts what the registry sends); B's trial commits; the host
     corrupts two blocks of B's /data/blob, one that A holds too (8 blocks
     of the static curl A carries) and one only B's image has; B, committed,
@@ -61,7 +62,7 @@ class Heal:
         from registry import Proxy, Registry
         m = self.machine = abvm.Machine(workdir)
         self.registry = Registry(workdir / "registry").start()
-        self.registry.push(abvm.E2E / "oci-v2", "v2")
+        self.registry.push(abvm.E2E / "oci-heal", "v2")
         self.proxy = Proxy(self.registry.port)
         a = m.uki("boot-a.efi", "A-NET")
         b = m.uki("boot-b.efi", "B")
@@ -74,7 +75,7 @@ class Heal:
         self.install = f"/usr/bin/abctl install --ca {self.CA} {self.registry.guest_ref('v2', port=self.proxy.port)}"
         self.repair = f"/usr/bin/abctl repair --ca {self.CA}"
 
-        image = (abvm.E2E / "slot-b-commit.img").read_bytes()
+        image = (abvm.E2E / "slot-b-heal.img").read_bytes()
         curl = (abvm.E2E / "root-a-net/usr/bin/curl").read_bytes()
         shared = image.find(curl[4096:8192])
         own = image.find(b"ABSWITCH-B-BLOB-LINE-%010d\n" % 1000)

@@ -73,7 +73,7 @@ def test_corrupt_committed_slot_falls_back_without_loop(heal):
     assert after["A"] == {"priority": 2, "tries": 0, "successful": True, "armed": True}, after
     assert after["boot_next"] == heal.BOOT_A
     rec = after["damage"].decode()
-    assert "slot=B\n" in rec and f"roothash={abvm.roothash('b-commit')}\n" in rec, rec
+    assert "slot=B\n" in rec and f"roothash={abvm.roothash('b-heal')}\n" in rec, rec
     assert sorted(int(l[5:]) for l in rec.splitlines() if l.startswith("data=")) == heal.blocks, rec
     # The next boot: A, committed; abctl status there shows the damage.
     assert repairs.root["slot"] == "A", repairs.tail(30)
@@ -100,7 +100,7 @@ def test_repair_refetches_only_bad_blocks(heal):
     assert after["B"] == {"priority": 1, **COMMITTED}, after
     assert after["A"]["priority"] == 2 and after["A"]["successful"]
     assert after["damage"] is None
-    image = (abvm.E2E / "slot-b-commit.img").stat().st_size
+    image = (abvm.E2E / "slot-b-heal.img").stat().st_size
     print(f"repair: {heal.repair_sent} bytes sent by the registry (TLS, manifest and config included) "
           f"for one 4096-byte block of a {image}-byte image")
     assert heal.repair_sent < 64 * 1024, heal.repair_sent
