@@ -217,6 +217,9 @@ static int status(struct ctx *c) {
                         (void) uki_read_info(path, &info[s]);
                 /* Only the origin of the image the UKI pins (origin.h). */
                 has_origin[s] = info[s].roothash[0] && origin_read(esp, s, info[s].roothash, &origin[s]) >= 0;
+                /* A record for an image installed over since is stale (abctl repair deletes it). */
+                if (has_damage[s] && info[s].roothash[0] && !streq(info[s].roothash, damage[s].roothash))
+                        has_damage[s] = false;
         }
 
         if (c->json) {

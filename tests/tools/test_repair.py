@@ -224,3 +224,18 @@ def test_repair_registry_block_that_does_not_verify(tmp_path, registry):
     assert m.a_partitions() == a_before
     assert m.slot("B") == {"priority": 0, "tries": 0, "successful": True, "armed": False}
     assert has_record(m, "B")
+
+
+def test_repair_stale_record(tmp_path):
+    # A record for another image than the one B's UKI pins now (B was
+    # installed over since): status does not show it, repair deletes it and
+    # writes nothing else.
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    damaged_b(m)
+    record(m, "B", E2E / "slot-b-commit", [3])
+    assert "DAMAGED" not in m.abctl("status").stdout
+    disk = hashlib.sha256(m.disk.read_bytes()).hexdigest()
+    r = m.abctl("repair", "B")
+    assert r.returncode == 1 and "a new image was installed since; deleting the stale record" in r.stderr, r.stderr
+    assert not has_record(m, "B")
+    assert hashlib.sha256(m.disk.read_bytes()).hexdigest() == disk
