@@ -40,13 +40,13 @@ COMMON_SRC := common/log.c common/io.c common/version.c
 # The boot record (json-c): the init writes it, abctl reads it.
 RECORD_SRC := common/record.c
 PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c \
-              efi/secureboot.c
+              efi/secureboot.c efi/damage.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 # The TPM commands, by hand (init/tpm2.c says why), and their I/O.
 TPM_SRC    := init/tpm2.c
 INIT_SRC   := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c \
-              init/switchroot.c init/measure.c $(TPM_SRC) slots/partitions.c verity/verity.c
+              init/switchroot.c init/watch.c init/measure.c $(TPM_SRC) slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
 # No unwind tables: nothing in a C init unwinds (no C++, no backtraces), and the
@@ -67,10 +67,11 @@ $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 # abctl: static too, so it runs in any root, however small.
 ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.c verity/verity.c efi/uki.c abctl/abctl.c \
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
-             abctl/util.c abctl/oci.c abctl/ociparse.c abctl/auth.c abctl/signature.c abctl/origin.c \
-             abctl/update.c abctl/updateconf.c abctl/rollout.c abctl/fleetlock.c
+             abctl/util.c abctl/oci.c abctl/ranges.c abctl/delta.c abctl/delta-tree.c abctl/ociparse.c abctl/auth.c \
+             abctl/signature.c abctl/origin.c abctl/repair.c abctl/update.c abctl/updateconf.c abctl/rollout.c \
+             abctl/fleetlock.c
 ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/auth.h abctl/source.h abctl/esp.h abctl/blockdev.h \
-             abctl/signature.h abctl/origin.h abctl/update.h
+             abctl/signature.h abctl/origin.h abctl/ranges.h abctl/delta.h abctl/update.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;
 # OpenSSL's libcrypto (its own cache directory) for UKI signatures
 # (abctl/signature.c: PKCS#7, which mbedtls 2.28 lacks). The init links neither.
@@ -88,7 +89,7 @@ $(BUILD)/test-rootinit: tests/e2e/rootinit.c $(BUILD)/deps.mk
 # ---- unit tests: glibc, ASan + UBSan, cmocka ---------------------------------
 SAN_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
               -fno-omit-frame-pointer -DUNIT_TEST
-UNIT_TESTS := cmdline identity efi state gpt ops version secureboot
+UNIT_TESTS := cmdline identity efi state gpt ops version secureboot damage
 
 $(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) $(INIT_HDR) tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
@@ -129,6 +130,12 @@ $(BUILD)/unit/test-update: tests/unit/test-update.c $(UPDATE_PURE_SRC) abctl/upd
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(SAN_CFLAGS) -I/usr/include/blkid -o $@ $< $(UPDATE_PURE_SRC) common/log.c -lcmocka -ljson-c -lmbedcrypto -lcurl
 UNIT_TESTS += update
+
+# Delta installs' pure parts (abctl/ranges.c, abctl/delta-tree.c): mbedtls's SHA-256.
+$(BUILD)/unit/test-delta: tests/unit/test-delta.c abctl/ranges.c abctl/delta-tree.c abctl/ranges.h abctl/delta.h tests/unit/unit.h
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/ranges.c abctl/delta-tree.c -lcmocka -lmbedcrypto
+UNIT_TESTS += delta
 
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
 # fuzz targets, power cuts or pytest workers (pytest-xdist) at a time.
@@ -181,7 +188,7 @@ SB_KEYS := $(KEYS)/snakeoil.key $(KEYS)/snakeoil.pem $(KEYS)/stranger.key $(KEYS
 
 # A test root per slot: different contents, so a test can tell them apart.
 $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
-	tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
+	CURL=$(MUSL_PREFIX)/bin/curl tests/e2e/mkroot $(BUILD)/test-rootinit $(firstword $(subst -, ,$*)) $(@D) $(word 2,$(subst -, ,$*))
 	@touch $@
 
 # Slot A's test root that installs v2 (B's "commit" image and its UKI) with abctl. The UKIs the
@@ -212,6 +219,15 @@ $(E2E)/oci-v2/index.json: $(E2E)/slot-b-commit.img $(E2E)/v2-boot-b.efi initramf
 	initramfs/mkoci --image $(E2E)/slot-b-commit --uki $(E2E)/v2-boot-b.efi --name "abswitch test" --version 2 \
 	  --tag v2 --output $(@D)
 
+# The image the self-healing scenario installs from the registry (tests/e2e/test_heal.py): B's
+# commit root plus /data/blob; not in slot A's net root, whose OCI layout holds every block of v2.
+$(E2E)/v2heal-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-heal.img initramfs/mkuki $(SB_KEYS)
+	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
+	  --roothash @$(E2E)/slot-b-heal.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
+$(E2E)/oci-heal/index.json: $(E2E)/slot-b-heal.img $(E2E)/v2heal-boot-b.efi initramfs/mkoci
+	initramfs/mkoci --image $(E2E)/slot-b-heal --uki $(E2E)/v2heal-boot-b.efi --name "abswitch heal test" --version 2 \
+	  --tag v2 --output $(@D)
+
 $(E2E)/root-a-net/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/oci-v2/index.json
 	CURL=$(MUSL_PREFIX)/bin/curl KERNEL_ROOT=$(KERNEL_ROOT) KERNEL_VERSION=$(KERNEL_VERSION) OCI_LAYOUT=$(E2E)/oci-v2 \
 	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) net
@@ -235,7 +251,7 @@ $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 
 e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
               $(E2E)/slot-a-reader.img \
-              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img \
+              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img $(E2E)/oci-heal/index.json \
               $(E2E)/slot-debian.img $(SB_KEYS) $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
@@ -386,7 +402,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot updateconf
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot updateconf damage
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.

@@ -11,8 +11,10 @@
 #include <json-c/linkhash.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../common/log.h"
+#include "../efi/damage.h"
 #include "../efi/efi.h"
 #include "../efi/uki.h"
 #include "../slots/slots.h"
@@ -34,6 +36,10 @@ static void help(void) {
                "  abctl set-active A|B         prefer a slot; one not yet committed gets a trial\n"
                "                               (a try is spent and BootNext armed)\n"
                "  abctl rollback               prefer the other, committed slot and arm it\n"
+               "  abctl repair [A|B]           rewrite only the blocks of a damaged slot (default: the\n"
+               "                               damaged one not running) that fail its pinned hash tree,\n"
+               "                               from the other slot or its origin's registry (Range);\n"
+               "                               verify it and return it to service\n"
                "  abctl install PREFIX UKI     write PREFIX.img and PREFIX.verity (from mkslot) and the\n"
                "                               slot's UKI into the inactive slot, verify them, give it\n"
                "                               the top priority with --tries attempts, arm the first\n"
@@ -61,6 +67,8 @@ static void help(void) {
                "  --slot A|B         the slot to install into (default: the one not running)\n"
                "  --ca FILE          trust this PEM CA bundle for the registry instead of the system's\n"
                "  --plain-http       the registry speaks HTTP, not HTTPS\n"
+               "  --delta auto|yes|no  fetch only the blocks this machine does not have (auto: for registries\n"
+               "                     and OCI layouts; yes: image files too; no: always the whole image)\n"
                "  --timeout SEC      give up after SEC seconds without progress from the registry (default 300)\n"
                "  --authfile FILE    registry credentials, in the containers auth file format podman and\n"
                "                     skopeo write (default: $REGISTRY_AUTH_FILE, else " AUTH_FILE_DEFAULT ",\n"
@@ -201,6 +209,16 @@ static int status(struct ctx *c, const char *update_config) {
         struct uki_info info[_SLOT_MAX] = {};
         struct slot_origin origin[_SLOT_MAX];
         bool has_origin[_SLOT_MAX] = {};
+        struct slot_damage damage[_SLOT_MAX];
+        bool has_damage[_SLOT_MAX] = {};
+        for (int s = 0; c->efi && s < _SLOT_MAX; s++) {
+                char why[256];
+                int r = damage_read(c->efivars, s, &damage[s], why, sizeof(why));
+                if (r == -EBADMSG)
+                        log_warning("Slot %s's damage record (%s-%s) is malformed, ignoring it: %s", slot_to_string(s),
+                                    damage_var_name(s), EFI_ABSWITCH_GUID, why);
+                has_damage[s] = r >= 0;
+        }
         const char *esp = esp_find_mounted(c);
         for (int s = 0; esp && s < _SLOT_MAX; s++) {
                 _cleanup_free_ char *path = NULL;
@@ -208,6 +226,9 @@ static int status(struct ctx *c, const char *update_config) {
                         (void) uki_read_info(path, &info[s]);
                 /* Only the origin of the image the UKI pins (origin.h). */
                 has_origin[s] = info[s].roothash[0] && origin_read(esp, s, info[s].roothash, &origin[s]) >= 0;
+                /* A record for an image installed over since is stale (abctl repair deletes it). */
+                if (has_damage[s] && info[s].roothash[0] && !streq(info[s].roothash, damage[s].roothash))
+                        has_damage[s] = false;
         }
 
         if (c->json) {
@@ -242,6 +263,21 @@ static int status(struct ctx *c, const char *update_config) {
                                         json_object_object_add(g, "digest", json_object_new_string(origin[s].digest));
                                 json_object_object_add(g, "installed", json_object_new_string(origin[s].installed));
                                 json_object_object_add(j, "origin", g);
+                        }
+                        if (has_damage[s]) {
+                                json_object *g = json_object_new_object(), *bl = json_object_new_array();
+                                json_object_object_add(g, "roothash", json_object_new_string(damage[s].roothash));
+                                json_object_object_add(g, "time", json_object_new_int64((int64_t) damage[s].time));
+                                for (unsigned i = 0; i < damage[s].n; i++) {
+                                        json_object *k = json_object_new_object();
+                                        json_object_object_add(k, "kind", json_object_new_string(
+                                                                       damage_kind_to_string(damage[s].blocks[i].kind)));
+                                        json_object_object_add(k, "block",
+                                                               json_object_new_int64((int64_t) damage[s].blocks[i].block));
+                                        json_object_array_add(bl, k);
+                                }
+                                json_object_object_add(g, "blocks", bl);
+                                json_object_object_add(j, "damage", g);
                         }
                         int e = slots_view_entry(&c->view, s);
                         if (e >= 0) {
@@ -297,6 +333,20 @@ static int status(struct ctx *c, const char *update_config) {
                 if (has_origin[s])
                         printf("         installed %s from %s%s%.19s%s\n", origin[s].installed, origin[s].reference,
                                origin[s].digest[0] ? " (" : "", origin[s].digest, origin[s].digest[0] ? "...)" : "");
+                if (has_damage[s]) {
+                        char when[64] = "?";
+                        time_t t = (time_t) damage[s].time;
+                        struct tm tm;
+                        if (gmtime_r(&t, &tm))
+                                (void) strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+                        printf("         DAMAGED: %u block(s) failed dm-verity after boot at %s:", damage[s].n, when);
+                        for (unsigned i = 0; i < damage[s].n && i < 8; i++)
+                                printf("%s %s %llu", i ? "," : "", damage_kind_to_string(damage[s].blocks[i].kind),
+                                       (unsigned long long) damage[s].blocks[i].block);
+                        printf("%s\n", damage[s].n > 8 ? ", ..." : "");
+                        printf("         %s\n", s == c->running ? "boot the other slot to repair it (abctl repair there)"
+                                                                 : "abctl repair rewrites only those blocks");
+                }
         }
         if (c->view.vars.boot_next >= 0)
                 printf("BootNext: Boot%04X\n", c->view.vars.boot_next);
@@ -413,6 +463,7 @@ int main(int argc, char **argv) {
                 { "config", required_argument, NULL, 'c' },
                 { "check", no_argument, NULL, 'k' },
                 { "at", required_argument, NULL, 'a' },
+                { "delta", required_argument, NULL, 'X' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
@@ -463,6 +514,14 @@ int main(int argc, char **argv) {
                         break;
                 case 'D':
                         c.allow_downgrade = true;
+                        break;
+                case 'X':
+                        c.delta = streq(optarg, "auto") ? DELTA_AUTO : streq(optarg, "yes") ? DELTA_YES
+                                  : streq(optarg, "no") ? DELTA_NO : _DELTA_MODE_INVALID;
+                        if (c.delta < 0) {
+                                log_error("--delta must be auto, yes or no, not '%s'", optarg);
+                                return 1;
+                        }
                         break;
                 case 'C':
                         oo.ca = optarg;
@@ -529,6 +588,7 @@ int main(int argc, char **argv) {
                 { "mark-bad", 0, 1, "abctl mark-bad [A|B]" },
                 { "set-active", 1, 1, "abctl set-active A|B" },
                 { "rollback", 0, 0, "abctl rollback" },
+                { "repair", 0, 1, "abctl repair [A|B]" },
                 { "install", 1, 2, "abctl install PREFIX UKI, or abctl install REFERENCE" },
                 { "update", 0, 0, "abctl update [--check] [--at TIME] [--config FILE]" },
         };
@@ -569,7 +629,9 @@ int main(int argc, char **argv) {
                 return 1;
 
         int r;
-        if (is_install && abctl_lock_install(&c) < 0)
+        bool is_repair = streq(verb, "repair");
+        /* A repair writes a slot's blocks: never beside an install. */
+        if ((is_install || is_repair) && abctl_lock_install(&c) < 0)
                 return 1;
         if (is_install)
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);
@@ -581,6 +643,8 @@ int main(int argc, char **argv) {
                 r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
         else if (streq(verb, "mark-bad"))
                 r = abctl_apply(&c, SLOT_OP_MARK_BAD, target >= 0 ? target : c.running);
+        else if (is_repair)
+                r = abctl_repair(&c, target, &oo);
         else if (streq(verb, "set-active"))
                 r = abctl_apply(&c, SLOT_OP_SET_ACTIVE, target);
         else

@@ -15,12 +15,21 @@
 
 #define RECORD BOOT_RECORD_PATH
 
+typedef enum DeltaMode {
+        DELTA_AUTO,             /* registries and OCI layouts: a delta; files: the whole image */
+        DELTA_YES,              /* a delta for every source that has ranges (files too) */
+        DELTA_NO,               /* always the whole image */
+        _DELTA_MODE_MAX,
+        _DELTA_MODE_INVALID = -EINVAL,
+} DeltaMode;
+
 struct ctx {
         const char *disk, *efivars, *record, *esp;
         Slot running;
         Slot install_slot;      /* --slot, or _SLOT_INVALID for the one not running */
         bool json, force;
         bool allow_downgrade;    /* install an image older than the committed slot's */
+        DeltaMode delta;         /* --delta */
         unsigned tries;
         char record_disk[320], record_source[64];
         struct slots_view view;  /* layout, GPT state, boot variables: re-read under the lock */
@@ -44,6 +53,12 @@ int abctl_lock_install(struct ctx *c);
  * (HOST/REPO:TAG or @sha256:DIGEST), fetched with o (source-oci.c, oci.c). */
 struct oci_options;
 int abctl_install(struct ctx *c, const char *image, const char *uki, const struct oci_options *o);
+
+/* Rewrites the blocks of target (not running; _SLOT_INVALID: the damaged
+ * slot that is not running) that fail its pinned hash tree, from the other
+ * slot or its origin's registry, verifies it and returns it to service
+ * (repair.c, README "Self-healing"). Call under the install lock. */
+int abctl_repair(struct ctx *c, Slot target, const struct oci_options *o);
 
 /* ---- small helpers (util.c) ---- */
 

@@ -38,6 +38,7 @@
 #include "../efi/uki.h"
 #include "abctl.h"
 #include "blockdev.h"
+#include "delta.h"
 #include "esp.h"
 #include "origin.h"
 #include "ocifetch.h"
@@ -339,11 +340,23 @@ static int system_sink(void *userdata, uint64_t offset, const uint8_t *buf, size
         return 0;
 }
 
-/* The system image into the slot's partitions, flushed and out of the cache. */
-static int write_system(struct image_source *src, Slot t, const struct part_dev *data, const struct part_dev *hash) {
+/* A delta (delta.c) when the source has ranges and --delta allows it:
+ * registries and layouts by default, files with --delta=yes. */
+static bool delta_wanted(const struct ctx *c, const struct image_source *src) {
+        if (!src->ops->fetch_system_ranges || c->delta == DELTA_NO)
+                return false;
+        return c->delta == DELTA_YES || src->kind != ORIGIN_FILES;
+}
+
+/* The system image into the slot's partitions, flushed and out of the
+ * cache: by delta from the blocks on this machine (running: the running
+ * slot's data partition, read-only, or NULL) when wanted and possible,
+ * else the whole stream. */
+static int write_system(const struct ctx *c, struct image_source *src, Slot t, const struct part_dev *data,
+                        const struct part_dev *hash, const struct part_dev *running) {
         char what[64];
         (void) snprintf(what, sizeof(what), "slot %s", slot_to_string(t));
-        _cleanup_close_ int data_fd = open(data->path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_close_ int data_fd = open(data->path, O_RDWR | O_CLOEXEC | O_NOCTTY);
         _cleanup_close_ int hash_fd = open(hash->path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
         struct system_sink ss = { .data_fd = data_fd, .hash_fd = hash_fd, .data_size = src->data_size,
                                   .total = src->data_size + src->hash_size, .what = what,
@@ -352,14 +365,19 @@ static int write_system(struct image_source *src, Slot t, const struct part_dev 
 
         if (data_fd < 0 || hash_fd < 0)
                 return log_error_errno(-errno, "Cannot open %s for writing: %m", data_fd < 0 ? data->path : hash->path);
-        r = src->ops->fetch_system(src, system_sink, &ss);
-        if (ss.tty)
-                fprintf(stderr, "\n");
-        if (r < 0)
+        r = delta_wanted(c, src) ? delta_write_system(src, what, data_fd, hash_fd, running ? running->path : NULL)
+                                 : -EOPNOTSUPP;
+        if (r == -EOPNOTSUPP) {
+                r = src->ops->fetch_system(src, system_sink, &ss);
+                if (ss.tty)
+                        fprintf(stderr, "\n");
+                if (r < 0)
+                        return r;
+                double secs = (double) (now_monotonic_ms() - ss.started_ms) / 1000;
+                log_info("Wrote %.1f MiB into slot %s in %.1f s (%.1f MiB/s, %u retries)", (double) ss.total / 1048576,
+                         slot_to_string(t), secs, secs > 0 ? (double) ss.total / 1048576 / secs : 0.0, src->retries);
+        } else if (r < 0)
                 return r;
-        double secs = (double) (now_monotonic_ms() - ss.started_ms) / 1000;
-        log_info("Wrote %.1f MiB into slot %s in %.1f s (%.1f MiB/s, %u retries)", (double) ss.total / 1048576,
-                 slot_to_string(t), secs, secs > 0 ? (double) ss.total / 1048576 / secs : 0.0, src->retries);
         r = blockdev_flush(data_fd);
         if (r < 0)
                 return log_error_errno(r, "Flushing %s failed: %m", data->path);
@@ -391,6 +409,7 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         _cleanup_(esp_close) struct esp esp = {};
         _cleanup_(part_dev_release) struct part_dev data = PART_DEV_NULL;
         _cleanup_(part_dev_release) struct part_dev hash = PART_DEV_NULL;
+        _cleanup_(part_dev_release) struct part_dev running = PART_DEV_NULL;
         _cleanup_(uki_buffer_done) struct uki_buffer uki = {};
         /* Last, so restored first: the handler never sees what the
          * cleanups above free. */
@@ -443,6 +462,14 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 r = partition_dev(c, p->hash_partno, p->hash_start, p->hash_size, &hash);
         if (r < 0)
                 return r;
+        /* The running slot's blocks for a delta: read-only, and not needed. */
+        if (delta_wanted(c, src) && c->running >= 0 && c->running != t && c->view.layout.slot[c->running].present) {
+                const struct slot_partitions *q = &c->view.layout.slot[c->running];
+                int e = part_dev_get(c->disk, q->data_partno, q->data_start, q->data_size, false, &running);
+                if (e < 0)
+                        log_info("The running slot %s's data partition cannot be read (%s): a delta takes blocks "
+                                 "from slot %s only", slot_to_string(c->running), strerror(-e), slot_to_string(t));
+        }
         /* The UKI, next to the slot's current one; renamed over it last. */
         interrupt.tmp = tmp;
         r = write_uki(src, &uki, tmp);
@@ -462,7 +489,7 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 return log_error_errno(r, "Failed to mark slot %s not bootable before writing it", slot_to_string(t));
         }
 
-        r = write_system(src, t, &data, &hash);
+        r = write_system(c, src, t, &data, &hash, running.path ? &running : NULL);
         /* What is on the disk now, against the root hash the UKI pins. */
         if (r >= 0)
                 r = abctl_verify_image(data.path, hash.path, src->roothash);

@@ -95,6 +95,11 @@ struct hashed {
         oci_sink_fn sink;
         void *userdata;
         int error;                    /* the sink's, or -EFBIG */
+        /* A Range request (oci_fetch_ranges): bytes [base, base + size) of
+         * the blob, not hashed (the caller checks them), never the whole
+         * blob instead. */
+        bool range;
+        uint64_t base;
 };
 
 static void hashed_start(struct hashed *h) {
@@ -118,7 +123,8 @@ static int hashed_feed(struct hashed *h, const uint8_t *buf, size_t n) {
                                                    "accepts for it", (unsigned long long) h->size);
                 return h->error;
         }
-        (void) mbedtls_sha256_update_ret(&h->sha, buf, n);
+        if (!h->range)
+                (void) mbedtls_sha256_update_ret(&h->sha, buf, n);
         int r = h->sink(h->userdata, h->pos, buf, n);
         if (r < 0) {
                 h->error = r;
@@ -222,7 +228,7 @@ struct xfer {
         char content_type[128];
         char auth[1024];              /* WWW-Authenticate */
         char retry_after[32];
-        char content_range_start[32];
+        char content_range[96];       /* after "bytes ": "FIRST-LAST/SIZE" */
         char errbody[512];            /* the start of an error response */
         size_t errlen;
 };
@@ -237,12 +243,12 @@ static size_t header_cb(char *line, size_t size, size_t n, void *userdata) {
                 { "content-type:", offsetof(struct xfer, content_type), sizeof(((struct xfer *) 0)->content_type) },
                 { "www-authenticate:", offsetof(struct xfer, auth), sizeof(((struct xfer *) 0)->auth) },
                 { "retry-after:", offsetof(struct xfer, retry_after), sizeof(((struct xfer *) 0)->retry_after) },
-                { "content-range: bytes ", offsetof(struct xfer, content_range_start),
-                  sizeof(((struct xfer *) 0)->content_range_start) },
+                { "content-range: bytes ", offsetof(struct xfer, content_range),
+                  sizeof(((struct xfer *) 0)->content_range) },
         };
         if (len > 7 && strncmp(line, "HTTP/", 5) == 0) {
                 /* a new response (after a redirect): forget the last one's headers */
-                x->content_type[0] = x->auth[0] = x->retry_after[0] = x->content_range_start[0] = 0;
+                x->content_type[0] = x->auth[0] = x->retry_after[0] = x->content_range[0] = 0;
                 x->headers_done = false;
                 return len;
         }
@@ -268,19 +274,48 @@ static size_t header_cb(char *line, size_t size, size_t n, void *userdata) {
         return len;
 }
 
+/* A 206's Content-Range ("FIRST-LAST/SIZE" or "FIRST-LAST/UNKNOWN" with a star) is exactly
+ * first-last. */
+static bool content_range_is(const char *v, uint64_t first, uint64_t last) {
+        char *e;
+        errno = 0;
+        unsigned long long a = strtoull(v, &e, 10);
+        if (errno || e == v || *e != '-' || a != first)
+                return false;
+        const char *p = e + 1;
+        unsigned long long b = strtoull(p, &e, 10);
+        return !errno && e != p && *e == '/' && b == last;
+}
+
 static size_t write_cb(char *buf, size_t size, size_t n, void *userdata) {
         struct xfer *x = userdata;
         size_t len = size * n;
         if (!x->started) {
                 x->started = true;
                 (void) curl_easy_getinfo(x->s->curl, CURLINFO_RESPONSE_CODE, &x->status);
-                if (x->status == 200 && x->h->pos > 0) {
+                if (x->h->range && (x->status == 200 || x->status == 206)) {
+                        uint64_t first = x->h->base + x->h->pos, last = x->h->base + x->h->size - 1;
+                        if (x->status == 200 || !content_range_is(x->content_range, first, last)) {
+                                /* Not an error of the registry's: it does not do
+                                 * ranges. The caller falls back and says why. */
+                                if (x->status == 200)
+                                        (void) snprintf(x->s->range_error, sizeof(x->s->range_error),
+                                                        "it answered a Range request with the whole blob (HTTP 200)");
+                                else
+                                        (void) snprintf(x->s->range_error, sizeof(x->s->range_error),
+                                                        "it answered bytes %llu-%llu with Content-Range \"%.40s\"",
+                                                        (unsigned long long) first, (unsigned long long) last,
+                                                        x->content_range);
+                                x->h->error = -EOPNOTSUPP;
+                                return 0;
+                        }
+                } else if (x->status == 200 && x->h->pos > 0) {
                         /* The registry sends the whole blob again: start over. */
                         hashed_restart(x->h);
                         x->restarted = true;
-                } else if (x->status == 206 && strtoull(x->content_range_start, NULL, 10) != x->h->pos) {
-                        x->h->error = log_error_errno(-EPROTO, "The registry resumed at byte %s, not at %llu",
-                                                      x->content_range_start, (unsigned long long) x->h->pos);
+                } else if (x->status == 206 && strtoull(x->content_range, NULL, 10) != x->h->pos) {
+                        x->h->error = log_error_errno(-EPROTO, "The registry resumed at byte %.40s, not at %llu",
+                                                      x->content_range, (unsigned long long) x->h->pos);
                         return 0;
                 }
         }
@@ -626,7 +661,14 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
         }
         if (s->token)
                 hdrs = curl_slist_append(hdrs, s->token);
-        if (x->h->pos > 0) {
+        if (x->h->range) {
+                char range[80];
+                (void) snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
+                                (unsigned long long) (x->h->base + x->h->pos),
+                                (unsigned long long) (x->h->base + x->h->size - 1));
+                hdrs = curl_slist_append(hdrs, range);
+                s->range_requests++;
+        } else if (x->h->pos > 0) {
                 char range[64];
                 (void) snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long) x->h->pos);
                 hdrs = curl_slist_append(hdrs, range);
@@ -642,6 +684,13 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
                 return x->h->error;  /* the sink's own error: disk, size; said already */
         if (cc == CURLE_OK && (x->status == 200 || x->status == 206))
                 return ATTEMPT_DONE;
+        if (cc == CURLE_OK && x->status == 416 && x->h->range) {
+                /* Bytes that are in the blob are not "unsatisfiable": it
+                 * does not do ranges right. */
+                (void) snprintf(s->range_error, sizeof(s->range_error),
+                                "it answered a Range request within the blob with HTTP 416");
+                return -EOPNOTSUPP;
+        }
 
         if (cc == CURLE_OK && x->status == 401) {
                 char cn[900];
@@ -892,6 +941,125 @@ int oci_fetch_blob(struct oci_source *s, const struct oci_blob *b, oci_sink_fn s
                 r = hashed_finish(&h);
         mbedtls_sha256_free(&h.sha);
         return r;
+}
+
+/* ---- ranges --------------------------------------------------------------------- */
+
+/* One request's bytes (gap filler included) to the caller's sink: only
+ * those of the ranges r[i..end), at their blob offsets. Bytes arrive in
+ * order (a request that is cut resumes, it never starts over). */
+struct range_dispatch {
+        const struct oci_range *r;
+        size_t i, end;
+        uint64_t base;                /* the request's first byte in the blob */
+        oci_sink_fn sink;
+        void *userdata;
+        uint64_t received;
+};
+
+static int range_sink(void *userdata, uint64_t offset, const uint8_t *buf, size_t n) {
+        struct range_dispatch *d = userdata;
+        uint64_t at = d->base + offset;
+
+        d->received += n;
+        while (n > 0 && d->i < d->end) {
+                const struct oci_range *q = &d->r[d->i];
+                uint64_t qend = q->offset + q->length;
+                if (at + n <= q->offset)
+                        return 0;  /* filler only */
+                if (at < q->offset) {
+                        size_t skip = (size_t) (q->offset - at);
+                        at += skip, buf += skip, n -= skip;
+                }
+                size_t k = (size_t) MIN((uint64_t) n, qend - at);
+                int r = d->sink(d->userdata, at, buf, k);
+                if (r < 0)
+                        return r;
+                at += k, buf += k, n -= k;
+                if (at == qend)
+                        d->i++;
+        }
+        return 0;
+}
+
+static int layout_ranges(struct oci_source *s, const struct oci_blob *b, const struct oci_range *r, size_t n,
+                         oci_sink_fn sink, void *userdata, uint64_t *ret_bytes) {
+        char path[700];
+        struct stat st;
+        uint64_t got = 0;
+
+        (void) snprintf(path, sizeof(path), "%s/blobs/sha256/%s", s->ref.dir, b->digest + 7);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return log_error_errno(-errno, "Cannot open %s: %m", path);
+        if (fstat(fd, &st) < 0)
+                return log_error_errno(-errno, "Cannot stat %s: %m", path);
+        if ((uint64_t) st.st_size != b->size)
+                return log_error_errno(-EBADMSG, "Blob %s has %llu bytes, its descriptor says %llu", path,
+                                       (unsigned long long) st.st_size, (unsigned long long) b->size);
+        _cleanup_free_ uint8_t *buf = malloc(1024 * 1024);
+        if (!buf)
+                return log_error_errno(-ENOMEM, "Out of memory");
+        for (size_t i = 0; i < n; i++)
+                for (uint64_t o = r[i].offset, end = r[i].offset + r[i].length; o < end;) {
+                        size_t k = (size_t) MIN(end - o, (uint64_t) 1024 * 1024);
+                        int e = pread_full(fd, buf, k, o);
+                        if (e < 0)
+                                return log_error_errno(e, "Reading %s failed: %s", path,
+                                                       e == -EIO ? "it is shorter than it was" : strerror(-e));
+                        e = sink(userdata, o, buf, k);
+                        if (e < 0)
+                                return e;
+                        o += k, got += k;
+                }
+        *ret_bytes = got;
+        return 0;
+}
+
+int oci_fetch_ranges(struct oci_source *s, const struct oci_blob *b, const struct oci_range *r, size_t n,
+                     unsigned max_requests, oci_sink_fn sink, void *userdata, uint64_t *ret_bytes) {
+        char why[200];
+        size_t nreq;
+        int e;
+
+        e = ranges_check(r, n, b->size, why, sizeof(why));
+        if (e < 0)
+                return log_error_errno(e, "Bad ranges of blob %.19s...: %s", b->digest, why);
+        s->range_error[0] = 0;
+        if (n == 0) {
+                *ret_bytes = 0;
+                return 0;
+        }
+        if (s->ref.kind == OCI_REF_LAYOUT)
+                return layout_ranges(s, b, r, n, sink, userdata, ret_bytes);
+
+        _cleanup_free_ struct range_request *req = calloc(n, sizeof(*req));
+        if (!req)
+                return log_error_errno(-ENOMEM, "Out of memory");
+        (void) ranges_coalesce(r, n, max_requests, req, &nreq);
+        struct range_dispatch d = { .r = r, .sink = sink, .userdata = userdata };
+        for (size_t k = 0; k < nreq; k++) {
+                struct hashed h = { .size = req[k].length, .blob = b, .sink = range_sink, .userdata = &d,
+                                    .range = true, .base = req[k].offset };
+                d.i = req[k].first;
+                d.end = req[k].first + req[k].count;
+                d.base = req[k].offset;
+                hashed_start(&h);
+                e = registry_get(s, "blobs", b->digest, NULL, &h, NULL, 0);
+                mbedtls_sha256_free(&h.sha);
+                if (e >= 0 && h.pos != h.size) {
+                        (void) snprintf(s->range_error, sizeof(s->range_error),
+                                        "it answered bytes %llu-%llu with %llu bytes",
+                                        (unsigned long long) req[k].offset,
+                                        (unsigned long long) (req[k].offset + req[k].length - 1),
+                                        (unsigned long long) h.pos);
+                        e = -EOPNOTSUPP;
+                }
+                if (e < 0)
+                        return e;
+        }
+        *ret_bytes = d.received;
+        return 0;
 }
 
 int oci_fetch_small(struct oci_source *s, const struct oci_blob *b, size_t max, char **ret) {

@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "oci.h"
+#include "ranges.h"
 
 struct oci_options {
         const char *ca;         /* --ca: a PEM bundle to trust instead of the system's */
@@ -32,6 +33,8 @@ struct oci_source {
         char authfile[512];     /* the auth file read, for messages; "" when there was none */
         bool basic;             /* the registry asked for Basic: its requests carry auth's user and password */
         char curl_error[256];   /* CURL_ERROR_SIZE */
+        unsigned range_requests;  /* Range requests made (oci_fetch_ranges), retries included */
+        char range_error[200];  /* why the last oci_fetch_ranges got -EOPNOTSUPP */
 };
 
 /* Gets a chunk of a blob at offset; a negative errno stops the transfer
@@ -51,3 +54,13 @@ int oci_fetch_small(struct oci_source *s, const struct oci_blob *b, size_t max, 
 /* The manifest with that digest, its bytes as the registry (or layout)
  * holds them, checked against the digest; free() *ret. */
 int oci_fetch_manifest(struct oci_source *s, const char *digest, char **ret, size_t *ret_len);
+/* Ranges r[0..n) of blob b (sorted, not overlapping), with HTTP Range requests (a
+ * layout: pread of its blob file). Neighbours are coalesced so that at most
+ * max_requests requests are made; sink gets exactly the requested bytes at their blob
+ * offsets (gap filler is dropped). -EOPNOTSUPP when the registry ignores Range (200 with
+ * the whole blob, or a Content-Range that is not the one asked; s->range_error says
+ * which, nothing is logged). *ret_bytes: bytes received. The caller verifies content
+ * (against the hash tree). Timeouts, retries, resumption, auth and tokens as
+ * oci_fetch_blob. */
+int oci_fetch_ranges(struct oci_source *s, const struct oci_blob *b, const struct oci_range *r, size_t n,
+                     unsigned max_requests, oci_sink_fn sink, void *userdata, uint64_t *ret_bytes);

@@ -26,6 +26,17 @@ static int oci_fetch_system(struct image_source *s, image_sink_fn sink, void *us
         return r;
 }
 
+static int oci_fetch_system_ranges(struct image_source *s, const struct oci_range *r, size_t n,
+                                   unsigned max_requests, image_sink_fn sink, void *userdata, uint64_t *ret_bytes) {
+        struct oci *o = s->impl;
+        int e = oci_fetch_ranges(&o->src, &o->m.system, r, n, max_requests, sink, userdata, ret_bytes);
+        s->retries = o->src.retries;
+        s->requests = o->src.range_requests;
+        if (e == -EOPNOTSUPP)
+                (void) snprintf(s->why_unsupported, sizeof(s->why_unsupported), "%s", o->src.range_error);
+        return e;
+}
+
 static void oci_free(struct oci *o) {
         if (!o)
                 return;
@@ -44,6 +55,7 @@ static void oci_close(struct image_source *s) {
 static const struct image_source_ops oci_ops = {
         .fetch_uki = oci_fetch_uki,
         .fetch_system = oci_fetch_system,
+        .fetch_system_ranges = oci_fetch_system_ranges,
         .close = oci_close,
 };
 

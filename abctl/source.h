@@ -12,6 +12,7 @@
 #include "../efi/cmdline.h"
 #include "abctl.h"
 #include "origin.h"
+#include "ranges.h"
 
 /* Gets a chunk of a stream at offset; a negative errno stops it (the sink
  * says why). A stream that starts over calls it from 0 again. */
@@ -28,6 +29,14 @@ struct image_source_ops {
         /* The system image: data_size bytes of file system, then
          * hash_size bytes of dm-verity hash tree, as one stream. */
         int (*fetch_system)(struct image_source *s, image_sink_fn sink, void *userdata);
+        /* Ranges r[0..n) of that stream (sorted, not overlapping), in at
+         * most max_requests requests; sink gets exactly their bytes at
+         * their stream offsets. -EOPNOTSUPP, with why_unsupported set and
+         * nothing logged, when the source cannot (a registry that ignores
+         * Range). *ret_bytes: bytes received (gap filler included). The
+         * caller checks the content (the hash tree). NULL: no ranges. */
+        int (*fetch_system_ranges)(struct image_source *s, const struct oci_range *r, size_t n,
+                                   unsigned max_requests, image_sink_fn sink, void *userdata, uint64_t *ret_bytes);
         void (*close)(struct image_source *s);
 };
 
@@ -40,6 +49,8 @@ struct image_source {
         char roothash[ROOTHASH_HEX_MAX + 1];    /* what the source says its UKI pins */
         uint64_t uki_size, data_size, hash_size;
         unsigned retries;                       /* transfers that were started over */
+        unsigned requests;                      /* range requests made (fetch_system_ranges) */
+        char why_unsupported[200];              /* fetch_system_ranges' -EOPNOTSUPP: why */
         void *impl;
 };
 

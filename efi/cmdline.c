@@ -12,6 +12,7 @@ static const char *const verity_error_names[_VERITY_ERROR_MAX] = {
         [VERITY_ERROR_RESTART] = "restart",
         [VERITY_ERROR_PANIC] = "panic",
         [VERITY_ERROR_EIO] = "eio",
+        [VERITY_ERROR_FALLBACK] = "fallback",
 };
 
 const char *verity_error_policy_to_string(VerityErrorPolicy p) {
@@ -112,7 +113,7 @@ static void parse_one(struct cmdline *c, const char *key, const char *value,
                         if (streq(value, verity_error_names[i]))
                                 p = i;
                 if (p < 0)
-                        complain(fn, u, key, value, "must be restart, panic or eio; using restart");
+                        complain(fn, u, key, value, "must be fallback, restart, panic or eio; using fallback");
                 else
                         c->verity_error = p;
         } else if (streq(key, "ab.debug")) {
@@ -133,7 +134,7 @@ int cmdline_parse(const char *line, struct cmdline *ret, cmdline_complaint_fn fn
                 .identity_sources = IDENTITY_MASK_ALL,
                 .timeout_ms = 10000,
                 .watchdog_sec = 120,
-                .verity_error = VERITY_ERROR_RESTART,
+                .verity_error = VERITY_ERROR_FALLBACK,
                 .init = "/sbin/init",
         };
 

@@ -11,7 +11,9 @@
  *   ab.identity=SRC[,SRC...]  which identity sources to consult (names as in
  *                             identity_source_to_string); default all
  *   ab.timeout=SECONDS        how long to wait for the slot's partitions (default 10)
- *   ab.verity_error=restart|panic|eio   dm-verity corruption policy (default restart)
+ *   ab.verity_error=fallback|restart|panic|eio   dm-verity corruption policy (default
+ *                             fallback: EIO, and the init's watcher records the damage
+ *                             and falls back to the other slot; README "Self-healing")
  *   ab.watchdog=SECONDS       hardware watchdog timeout on a trial boot (default 120)
  *   ab.debug                  log at debug level
  *   init=PATH                 the root's init (default /sbin/init)
@@ -30,6 +32,7 @@ typedef enum VerityErrorPolicy {
         VERITY_ERROR_RESTART,
         VERITY_ERROR_PANIC,
         VERITY_ERROR_EIO,
+        VERITY_ERROR_FALLBACK,   /* EIO, plus init/watch.c */
         _VERITY_ERROR_MAX,
         _VERITY_ERROR_INVALID = -22,
 } VerityErrorPolicy;

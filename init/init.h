@@ -88,8 +88,15 @@ struct measure_record_hex {
 void measure_record(const struct boot *b, struct boot_record *r, struct measure_record_hex *hex);
 
 /* Moves /dev, /proc, /sys and /run under newroot, frees the initramfs,
- * makes newroot the root and execs init. Returns only on failure. */
-int switch_root(const char *newroot, const char *init, char **argv);
+ * makes newroot the root, calls before_exec (if given) there, and execs
+ * init. Returns only on failure. */
+int switch_root(const char *newroot, const char *init, char **argv, void (*before_exec)(void *userdata),
+                void *userdata);
+
+/* watch.c: under ab.verity_error=fallback, forks the corruption watcher
+ * (README "Self-healing") for the root b set up; userdata is the struct
+ * boot. Called in the new root, before its init. */
+void watch_start(void *userdata);
 
 
 /* What the boot sequence needs from its surroundings: the init passes

@@ -319,6 +319,7 @@ static int setup_verity(struct boot *b) {
                 [VERITY_ERROR_RESTART] = VERITY_POLICY_RESTART,
                 [VERITY_ERROR_PANIC] = VERITY_POLICY_PANIC,
                 [VERITY_ERROR_EIO] = VERITY_POLICY_EIO,
+                [VERITY_ERROR_FALLBACK] = VERITY_POLICY_EIO,  /* and the watcher (watch.c) */
         };
         struct verity_setup s = {
                 .data_dev = b->view.layout.slot[b->id.slot].data_dev,
@@ -622,6 +623,6 @@ int main(int argc, char **argv) {
                  (unsigned long long) (b.t_phase[PHASE_MOUNT] - b.t_phase[PHASE_VERITY]) / 1000);
         devkmsg_restore(&b);
 
-        r = switch_root(NEWROOT, b.cmdline.init, argv);
+        r = switch_root(NEWROOT, b.cmdline.init, argv, watch_start, &b);
         stop(&b, "switching root", "%s could not be executed: %s", b.cmdline.init, strerror(-r));
 }

@@ -37,7 +37,8 @@ static void remove_on_device(int dirfd, dev_t dev) {
         closedir(d);
 }
 
-int switch_root(const char *newroot, const char *init, char **argv) {
+int switch_root(const char *newroot, const char *init, char **argv, void (*before_exec)(void *userdata),
+                void *userdata) {
         static const char *const moves[] = { "/dev", "/proc", "/sys", "/run" };
         char target[256];
         struct stat root_st, new_st;
@@ -76,6 +77,9 @@ int switch_root(const char *newroot, const char *init, char **argv) {
                 return log_error_errno(-errno, "Failed to enter the new root: %m");
 
         argv[0] = (char *) init;
+        /* In the new root, before its init: the corruption watcher (watch.c). */
+        if (before_exec)
+                before_exec(userdata);
         log_close();
         execv(init, argv);
         log_setup("abswitch", LOG_TARGET_KMSG);

@@ -13,6 +13,8 @@ static const char *const op_names[_SLOT_OP_MAX] = {
         [SLOT_OP_MARK_BAD] = "mark-bad",
         [SLOT_OP_SET_ACTIVE] = "set-active",
         [SLOT_OP_ROLLBACK] = "rollback",
+        [SLOT_OP_DAMAGED] = "damaged",
+        [SLOT_OP_REPAIRED] = "repair",
 };
 
 const char *slot_op_to_string(SlotOp op) {
@@ -176,6 +178,73 @@ int slots_apply_op(const struct slot_op_request *req, const struct slot_state in
                 r.t.boot_order = true;
                 r.t.order_first = target;
                 r.t.arm = target;
+                break;
+
+        case SLOT_OP_DAMAGED: {
+                /* Only the running slot's init sees its blocks fail. */
+                Slot other = slot_other(target);
+                if (target != running) {
+                        (void) snprintf(why, why_size, "only the running slot (%s) can be found damaged",
+                                        slot_to_string(running));
+                        return -EINVAL;
+                }
+                if (!slot_state_is_candidate(in[other])) {
+                        (void) snprintf(why, why_size,
+                                        "slot %s cannot boot (failed, or on trial with no tries left): there is "
+                                        "no good slot to fall back to", slot_to_string(other));
+                        return -EBUSY;
+                }
+                if (in[other].successful && in[other].armed) {
+                        /* The bound slots_decide_boot keeps (may_arm): a
+                         * committed slot armed before that never reached its
+                         * init; the firmware ignores BootNext, and another
+                         * reboot would loop (found by test-state's model
+                         * check with damage). */
+                        (void) snprintf(why, why_size,
+                                        "slot %s was armed before and never reached its init (the firmware "
+                                        "ignores BootNext?): rebooting again could loop", slot_to_string(other));
+                        return -EBUSY;
+                }
+                /* Like mark-bad, the successful bit stays: a damaged
+                 * committed slot is the last resort when nothing else can
+                 * boot (slots_decide_boot's last_resort), and abctl repair
+                 * returns it to service. */
+                st[target].priority = 0;
+                st[target].tries = 0;
+                st[target].armed = false;
+                prefer(st, other);
+                /* Arming costs a try unless the slot is committed. */
+                if (!st[other].successful)
+                        st[other].tries--;
+                st[other].armed = true;
+                r.t.arm = other;
+                r.t.boot_order = true;
+                r.t.order_first = other;
+                r.target = other;
+                break;
+        }
+
+        case SLOT_OP_REPAIRED:
+                if (target == running) {
+                        (void) snprintf(why, why_size, "slot %s is the running slot; boot slot %s to repair it",
+                                        slot_to_string(target), slot_to_string(slot_other(target)));
+                        return -EBUSY;
+                }
+                if (!in[target].successful) {
+                        (void) snprintf(why, why_size, "slot %s was never committed: install an image into it "
+                                        "instead", slot_to_string(target));
+                        return -ESTALE;
+                }
+                /* Committed again, as the fallback behind a running slot
+                 * that can boot; on top when the running slot itself failed. */
+                st[target].tries = 0;
+                st[target].armed = false;
+                st[target].priority = 1;
+                if (in[running].priority > 0)
+                        prefer(st, running);
+                else
+                        prefer(st, target);
+                r.t.boot_order = true;
                 break;
 
         default:

@@ -328,6 +328,11 @@ typedef enum SlotOp {
         SLOT_OP_MARK_BAD,    /* fail target */
         SLOT_OP_SET_ACTIVE,  /* prefer target from now on (armed if not yet committed) */
         SLOT_OP_ROLLBACK,    /* prefer the other, committed slot again */
+        SLOT_OP_DAMAGED,     /* a block of the running slot failed verification after boot (init/watch.c):
+                              * fail it (a committed one keeps its successful bit: the last resort) and
+                              * arm the other slot, if that one can boot */
+        SLOT_OP_REPAIRED,    /* target, not running, was repaired and verifies again (abctl repair):
+                              * back in service as the fallback (or the top slot if the running one failed) */
         _SLOT_OP_MAX,
         _SLOT_OP_INVALID = -22,
 } SlotOp;
@@ -351,8 +356,11 @@ SlotOp slot_op_from_string(const char *s);
 /* Applies an operation to both slots' state. -EBUSY: it would touch the
  * running slot where it must not (install, mark the running slot bad
  * without a committed fallback), or the only committed slot while the
- * running one is still on trial (without force); -ESTALE: rollback to a
- * slot that is not committed, set-active of a failed slot; -EINVAL:
+ * running one is still on trial (without force), damage of the running
+ * slot with no other slot that can boot (the init's watcher then stays up
+ * in EIO mode), repair of the running slot; -ESTALE: rollback to a
+ * slot that is not committed, set-active of a failed slot, repair of a
+ * slot never committed; -EINVAL:
  * nonsense (tries 0 for install, mark-good of a slot that is not
  * running). why names the reason for a person. */
 int slots_apply_op(const struct slot_op_request *req, const struct slot_state in[_SLOT_MAX],

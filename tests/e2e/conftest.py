@@ -30,9 +30,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 # ---- one signed update, read by several tests (scenarios.py) ----------------------
-from scenarios import SignedUpdate  # noqa: E402
+from scenarios import Heal, SignedUpdate  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def signed_update(tmp_path_factory):
     return SignedUpdate(tmp_path_factory.mktemp("signed-update"))
+
+
+@pytest.fixture(scope="session")
+def heal(tmp_path_factory):
+    h = Heal(tmp_path_factory.mktemp("heal"))
+    yield h
+    h.close()

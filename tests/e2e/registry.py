@@ -404,3 +404,80 @@ class Proxy:
     def close(self):
         self.closing = True
         self.sock.close()
+
+
+class HttpFront:
+    """An HTTPS front of a Registry, on loopback with the registry's own
+    certificate (the same --ca works; the guest reaches it at GUEST_HOST
+    like the registry): it forwards every request and streams every answer
+    back, and counts what it served: requests (method, path, the Range
+    header asked, status) and body bytes. ignore_range=True drops the
+    client's Range header, as a registry or CDN that does not do ranges:
+    every blob request then gets 200 and the whole blob."""
+
+    def __init__(self, registry, ignore_range=False):
+        import http.client
+        self.ignore_range = ignore_range
+        self.requests, self.bytes = [], 0
+        self.lock = threading.Lock()
+        outer = self
+        upstream = ssl.create_default_context(cafile=str(registry.ca))
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.forward("GET")
+
+            def do_HEAD(self):
+                self.forward("HEAD")
+
+            def forward(self, method):
+                asked = self.headers.get("Range")
+                drop = {"host", "connection"} | ({"range"} if outer.ignore_range else set())
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in drop}
+                conn = http.client.HTTPSConnection("127.0.0.1", registry.port, context=upstream, timeout=60)
+                try:
+                    conn.request(method, self.path, headers=hdrs)
+                    resp = conn.getresponse()
+                    length = resp.getheader("Content-Length")
+                    body = None if length is not None or method == "HEAD" else resp.read()
+                    with outer.lock:
+                        outer.requests.append((method, self.path, asked, resp.status))
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", length if body is None else str(len(body)))
+                    self.end_headers()
+                    if method == "HEAD":
+                        return
+                    if body is not None:
+                        chunks = [body]
+                    else:
+                        chunks = iter(lambda: resp.read(65536), b"")
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                        with outer.lock:
+                            outer.bytes += len(chunk)
+                finally:
+                    conn.close()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(registry.dir / "tls/server.crt", registry.dir / "tls/server.key")
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def blob_requests(self):
+        """The requests for blobs: (path, Range asked, status)."""
+        return [(p, r, s) for m, p, r, s in self.requests if "/blobs/" in p]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -23,6 +23,13 @@
  * the host is 10.0.2.2). The file named in /etc/abswitch-test-read is read
  * to its end:
  *   ABSWITCH-READ bytes=<n> errno=<0 or the error>
+ * (with /etc/abswitch-test-read-all, block by block past errors, adding
+ * errors=<blocks that failed>). When the read failed and the init's
+ * corruption watcher runs (/run/abswitch/watch.pid), the root stays up to
+ * 20 s for it, or until it says it stays up too (/run/abswitch/damaged). SIGINT (what the watcher sends PID 1 to reboot, as systemd
+ * takes it) prints
+ *   ABSWITCH-SIGINT
+ * and reboots.
  * With a TPM (/sys/class/tpm/tpm0), its PCRs as the kernel reads them, each
  * record of the userspace event log and the firmware's event log (base64,
  * in chunks) follow the record:
@@ -32,6 +39,7 @@
  *   ABSWITCH-EVENTLOG-END bytes=<n> */
 
 #include <errno.h>
+#include <signal.h>
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -318,6 +326,22 @@ static void copy_fw_cfg_files(void) {
         }
 }
 
+static int sig_con = STDOUT_FILENO;
+
+static void wait_for_watcher(int err) {
+        for (int i = 0; err && i < 80 && access("/run/abswitch/watch.pid", F_OK) == 0 &&
+                        access("/run/abswitch/damaged", F_OK) < 0; i++)
+                usleep(250 * 1000);
+}
+
+/* As systemd takes SIGINT (ctrl-alt-del.target): reboot. */
+static void on_sigint(int sig) {
+        (void) sig;
+        dprintf(sig_con, "ABSWITCH-SIGINT\n");
+        sync();
+        reboot(RB_AUTOBOOT);
+}
+
 int main(void) {
         struct timespec ts;
         clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -326,6 +350,8 @@ int main(void) {
         int con = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
         if (con < 0)
                 con = STDOUT_FILENO;
+        sig_con = con;
+        signal(SIGINT, on_sigint);
 
         char slot[32], dm[128] = "", uuid[160] = "", p[256];
         struct stat st;
@@ -370,7 +396,30 @@ int main(void) {
         /* A file read after boot, for the dm-verity corruption policy test. */
         char rpath[256];
         read_line("/etc/abswitch-test-read", rpath, sizeof(rpath));
-        if (rpath[0]) {
+        if (rpath[0] && access("/etc/abswitch-test-read-all", F_OK) == 0) {
+                int rfd = open(rpath, O_RDONLY | O_CLOEXEC);
+                long long total = 0, errors = 0;
+                int err = rfd < 0 ? errno : 0;
+                static char rbuf[4096];
+                for (off_t off = 0; rfd >= 0; off += (off_t) sizeof(rbuf)) {
+                        ssize_t k = pread(rfd, rbuf, sizeof(rbuf), off);
+                        if (k < 0) {
+                                if (!err)
+                                        err = errno;
+                                errors++;
+                                if (errno != EIO)
+                                        break;
+                                continue;
+                        }
+                        if (k == 0)
+                                break;
+                        total += k;
+                }
+                if (rfd >= 0)
+                        close(rfd);
+                dprintf(con, "ABSWITCH-READ bytes=%lld errno=%d errors=%lld\n", total, err, errors);
+                wait_for_watcher(err);
+        } else if (rpath[0]) {
                 int rfd = open(rpath, O_RDONLY | O_CLOEXEC);
                 long long total = 0;
                 int err = rfd < 0 ? errno : 0;
@@ -386,6 +435,7 @@ int main(void) {
                 if (rfd >= 0)
                         close(rfd);
                 dprintf(con, "ABSWITCH-READ bytes=%lld errno=%d\n", total, err);
+                wait_for_watcher(err);
         }
 
         /* A root that hangs in userspace, for the watchdog test. */

@@ -6,6 +6,7 @@ and a TPM (as a fleet machine has both). Tests that use one carry
 (conftest.py's session fixture signed_update)."""
 
 import time
+import uuid
 
 import abvm
 
@@ -39,3 +40,71 @@ class SignedUpdate:
         self.seconds = time.monotonic() - t0
 
 
+
+
+HEAL = "heal"
+
+
+class Heal:
+    """A committed slot rots and heals (tests/e2e/test_heal.py): slot A (the
+    net root, committed) installs oci-heal (B's commit root plus /data/blob)
+    from a real registry into B (through a
+    Proxy that counts what the registry sends); B's trial commits; the host
+    corrupts two blocks of B's /data/blob, one that A holds too (8 blocks
+    of the static curl A carries) and one only B's image has; B, committed,
+    reads them: the init's watcher records them and falls back to A; A runs
+    abctl repair. Four boots."""
+
+    BOOT_A, BOOT_B = 0x1000, 0x1001
+    CA = "/run/abswitch-test/ca"
+
+    def __init__(self, workdir):
+        from registry import Proxy, Registry
+        m = self.machine = abvm.Machine(workdir)
+        self.registry = Registry(workdir / "registry").start()
+        self.registry.push(abvm.E2E / "oci-heal", "v2")
+        self.proxy = Proxy(self.registry.port)
+        a = m.uki("boot-a.efi", "A-NET")
+        b = m.uki("boot-b.efi", "B")
+        m.make_disk(a, b, a_image="a-net", slot_size="32M")
+        m.add_boot_entries({self.BOOT_A: ("abswitch A", r"\EFI\abswitch\boot-a.efi"),
+                            self.BOOT_B: ("abswitch B", r"\EFI\abswitch\boot-b.efi")},
+                           order=[self.BOOT_A, self.BOOT_B])
+        m.net = True
+        m.fw_files["ca"] = self.registry.ca
+        self.install = f"/usr/bin/abctl install --ca {self.CA} {self.registry.guest_ref('v2', port=self.proxy.port)}"
+        self.repair = f"/usr/bin/abctl repair --ca {self.CA}"
+
+        image = (abvm.E2E / "slot-b-heal.img").read_bytes()
+        curl = (abvm.E2E / "root-a-net/usr/bin/curl").read_bytes()
+        shared = image.find(curl[4096:8192])
+        own = image.find(b"ABSWITCH-B-BLOB-LINE-%010d\n" % 1000)
+        assert shared > 0 and shared % 4096 == 0 and image.find(curl[4096:8192], shared + 1) < 0
+        assert own > 0
+        self.blocks = sorted({shared // 4096, own // 4096})
+
+        t0 = time.monotonic()
+        self.boots, self.after = {}, {}
+        m.fw_run = [self.install, "/usr/bin/abctl status"]
+        self._boot("A-installs")
+        m.fw_run = []
+        self._boot("B-trial")
+        for b in self.blocks:
+            m.corrupt_slot("B", offset=b * 4096 + 100)
+        self._boot("B-damaged")
+        m.fw_run = ["/usr/bin/abctl status", self.repair, "/usr/bin/abctl status"]
+        self.sent_before_repair = self.proxy.sent
+        self._boot("A-repairs")
+        self.repair_sent = self.proxy.sent - self.sent_before_repair
+        self.seconds = time.monotonic() - t0
+
+    def _boot(self, name):
+        m = self.machine
+        self.boots[name] = m.boot()
+        v = m.varstore()
+        self.after[name] = {"A": m.slot_state("A"), "B": m.slot_state("B"), "boot_next": v.boot_next(),
+                            "damage": v.get("AbswitchDamageB", uuid.UUID("b9d4c0a3-5e2f-4a1d-8c6b-3f7e2a91d054"))}
+
+    def close(self):
+        self.proxy.close()
+        self.registry.stop()

@@ -29,7 +29,7 @@ static void test_defaults(void **state) {
         assert_string_equal(c.roothash, "");
         assert_int_equal(c.identity_sources, IDENTITY_MASK_ALL);
         assert_int_equal(c.timeout_ms, 10000);
-        assert_int_equal(c.verity_error, VERITY_ERROR_RESTART);
+        assert_int_equal(c.verity_error, VERITY_ERROR_FALLBACK);
         assert_false(c.debug);
         assert_string_equal(c.init, "/sbin/init");
         assert_int_equal(complaints, 0);
@@ -156,11 +156,15 @@ static void test_timeout_policy_init(void **state) {
                 c = parse(bad[i]);
                 assert_int_equal(complaints, 1);
                 assert_int_equal(c.timeout_ms, 10000);
-                assert_int_equal(c.verity_error, VERITY_ERROR_RESTART);
+                assert_int_equal(c.verity_error, VERITY_ERROR_FALLBACK);
                 assert_string_equal(c.init, "/sbin/init");
         }
         c = parse("ab.verity_error=panic");
         assert_int_equal(c.verity_error, VERITY_ERROR_PANIC);
+        c = parse("ab.verity_error=restart");
+        assert_int_equal(c.verity_error, VERITY_ERROR_RESTART);
+        c = parse("ab.verity_error=restart ab.verity_error=fallback");
+        assert_int_equal(c.verity_error, VERITY_ERROR_FALLBACK);
 }
 
 static void test_complaint_names_param(void **state) {

@@ -85,7 +85,35 @@ static void test_exhaustive(void **state) {
                         assert_true(in[t].successful);
                         assert_true(r.t.slot[t].priority > r.t.slot[run].priority);
                         break;
+                case SLOT_OP_DAMAGED:
+                        /* The running slot, damaged: never booted again while
+                         * the other can boot; the other is armed and leads. */
+                        assert_int_equal(tgt, run);
+                        assert_int_equal(t, slot_other(run));
+                        assert_true(slot_state_is_candidate(in[t]));
+                        assert_false(in[t].successful && in[t].armed); /* the redirect bound */
+                        assert_int_equal(r.t.slot[run].priority, 0);
+                        assert_false(r.t.slot[run].armed);
+                        assert_true(r.t.arm == t && r.t.slot[t].armed);
+                        assert_true(r.t.slot[t].priority > 0);
+                        assert_true(r.t.slot[t].successful || r.t.slot[t].tries == in[t].tries - 1);
+                        assert_int_equal(r.t.order_first, t);
+                        break;
+                case SLOT_OP_REPAIRED:
+                        /* Back in service, committed, never the running slot,
+                         * and below a running slot that can boot. */
+                        assert_int_not_equal(t, run);
+                        assert_true(in[t].successful && r.t.slot[t].successful);
+                        assert_true(r.t.slot[t].priority > 0 && !r.t.slot[t].armed);
+                        if (in[run].priority > 0)
+                                assert_true(r.t.slot[run].priority > r.t.slot[t].priority);
+                        assert_int_equal(r.t.arm, _SLOT_INVALID);
+                        break;
                 }
+                /* With no other slot that can boot, damage changes nothing:
+                 * the watcher stays up in EIO mode. */
+                if (op == SLOT_OP_DAMAGED)
+                        assert_true(slot_state_is_candidate(in[slot_other(run)]));
                 /* The last known-good slot survives every operation without
                  * --force while the running slot is on trial (issue 12, defect 7). */
                 Slot o = slot_other(run);
@@ -99,6 +127,62 @@ static void test_exhaustive(void **state) {
                 assert_true(r.t.slot[1].priority <= 2 || r.t.slot[1].priority == in[1].priority);
         }
         print_message("%lu operations applied, %lu refused with a reason\n", ok, refused);
+}
+
+/* The heal story: B committed, damaged while it runs, A takes over; repaired,
+ * B is the fallback again. */
+static void test_damage_story(void **state) {
+        struct slot_state s[2] = { { .priority = 1, .successful = true }, { .priority = 2, .successful = true } };
+        struct slot_op_result r;
+        char why[256];
+
+        assert_int_equal(apply(SLOT_OP_DAMAGED, s, SLOT_B, SLOT_B, 0, &r, why, sizeof(why)), 0);
+        assert_true(slot_state_equal(r.t.slot[SLOT_B], (struct slot_state) { .priority = 0, .successful = true }));
+        assert_true(slot_state_equal(r.t.slot[SLOT_A], (struct slot_state) { .priority = 2, .successful = true,
+                                                                              .armed = true }));
+        assert_int_equal(r.t.arm, SLOT_A);
+        s[0] = r.t.slot[0];
+        s[1] = r.t.slot[1];
+        /* A boots (its init clears armed); the damaged B is never chosen. */
+        struct boot_input in = { .slot = { s[0], s[1] }, .running = SLOT_A };
+        struct boot_decision d;
+        slots_decide_boot(&in, &d);
+        assert_int_equal(d.action, BOOT_ACTION_BOOT);
+        assert_int_equal(d.target, SLOT_A);
+        assert_false(d.t.slot[SLOT_A].armed);
+        /* Later a firmware that starts B anyway: B hands over to A. */
+        in.slot[0] = d.t.slot[0];
+        in.running = SLOT_B;
+        slots_decide_boot(&in, &d);
+        assert_int_equal(d.action, BOOT_ACTION_REBOOT);
+        assert_int_equal(d.target, SLOT_A);
+        /* A firmware that ignored that BootNext starts B again: B, the
+         * last resort, boots, and its damage no longer reboots. */
+        s[0] = d.t.slot[0];
+        assert_true(s[0].armed);
+        in.slot[0] = s[0];
+        in.bootnext_pending = true;
+        slots_decide_boot(&in, &d);
+        assert_int_equal(d.action, BOOT_ACTION_BOOT);
+        assert_int_equal(d.reason, REASON_LAST_RESORT);
+        assert_int_equal(apply(SLOT_OP_DAMAGED, s, SLOT_B, SLOT_B, 0, &r, why, sizeof(why)), -EBUSY);
+        assert_non_null(strstr(why, "ignores BootNext"));
+        s[0].armed = false;
+        assert_int_equal(apply(SLOT_OP_REPAIRED, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), 0);
+        assert_true(slot_state_equal(r.t.slot[SLOT_B], (struct slot_state) { .priority = 1, .successful = true }));
+        assert_int_equal(r.t.slot[SLOT_A].priority, 2);
+}
+
+/* A damaged committed slot is the last resort: with the other failed, it boots. */
+static void test_damaged_is_last_resort(void **state) {
+        struct slot_state s[2] = { { .priority = 0 }, { .priority = 0, .successful = true } };
+        struct boot_input in = { .slot = { s[0], s[1] }, .running = SLOT_B };
+        struct boot_decision d;
+        slots_decide_boot(&in, &d);
+        assert_int_equal(d.action, BOOT_ACTION_BOOT);
+        assert_int_equal(d.reason, REASON_LAST_RESORT);
+        assert_int_equal(d.target, SLOT_B);
+        assert_int_equal(d.t.changed, 0);
 }
 
 static void test_refusals(void **state) {
@@ -117,6 +201,14 @@ static void test_refusals(void **state) {
         assert_int_equal(apply(SLOT_OP_SET_ACTIVE, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -ESTALE);
         assert_int_equal(apply(SLOT_OP_ROLLBACK, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -ESTALE);
         assert_int_equal(apply(_SLOT_OP_MAX, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EINVAL);
+        /* A damaged with B failed: nothing to fall back to, nothing written. */
+        assert_int_equal(apply(SLOT_OP_DAMAGED, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EBUSY);
+        assert_non_null(strstr(why, "no good slot"));
+        assert_int_equal(apply(SLOT_OP_DAMAGED, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -EINVAL);
+        /* Repair: never the running slot, never a slot that was not committed. */
+        assert_int_equal(apply(SLOT_OP_REPAIRED, s, SLOT_A, SLOT_A, 0, &r, why, sizeof(why)), -EBUSY);
+        assert_non_null(strstr(why, "boot slot B"));
+        assert_int_equal(apply(SLOT_OP_REPAIRED, s, SLOT_A, SLOT_B, 0, &r, why, sizeof(why)), -ESTALE);
 }
 
 /* Running B on trial, A the only committed slot: installing over A or
@@ -177,6 +269,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exhaustive),
                 cmocka_unit_test(test_refusals),
+                cmocka_unit_test(test_damage_story),
+                cmocka_unit_test(test_damaged_is_last_resort),
                 cmocka_unit_test(test_update_story),
                 cmocka_unit_test(test_last_good_needs_force),
         };

@@ -208,6 +208,24 @@ static unsigned enc(struct slot_state a, struct slot_state b, int bn) {
 }
 
 static bool model_unsure;
+static bool model_damage;
+
+/* With model_damage, any slot that boots may find a block of its root
+ * damaged after the boot (init/watch.c): it applies SLOT_OP_DAMAGED and
+ * reboots into the other slot, or, refused (no other slot can boot),
+ * stays up in EIO mode, which ends the walk. */
+static void damage_edge(const struct boot_decision *d, unsigned out[64], int *n) {
+        struct slot_op_request req = { .op = SLOT_OP_DAMAGED, .running = d->target, .target = d->target };
+        struct slot_op_result r;
+        char why[256];
+        if (!model_damage || d->action != BOOT_ACTION_BOOT)
+                return;
+        /* The booted slot's init cleared its armed bit before it switched root. */
+        struct slot_state st[2] = { d->t.slot[0], d->t.slot[1] };
+        st[d->target].armed = false;
+        if (slots_apply_op(&req, st, &r, why, sizeof(why)) >= 0)
+                out[(*n)++] = enc(r.t.slot[0], r.t.slot[1], r.t.arm + 1);
+}
 static unsigned char color[NODES];
 static unsigned depth[NODES];
 static unsigned longest;
@@ -245,6 +263,7 @@ static int edges(unsigned node, unsigned out[64]) {
                                 out[n++] = enc(d.t.slot[0], d.t.slot[1], d.target + 1);
                         else if (d.action == BOOT_ACTION_BOOT && d.trial)
                                 out[n++] = enc(d.t.slot[0], d.t.slot[1], bn2); /* hangs, watchdog */
+                        damage_edge(&d, out, &n);
                 }
         }
 
@@ -316,6 +335,18 @@ static void test_no_loops(void **state) {
         /* With tries <= 3 the longest walk is bounded; print it for the record. */
         print_message("no cycles over %u states; longest sequence of unsettled boots: %u\n", NODES, longest);
         assert_true(longest < 32);
+}
+
+/* The heal promise (issue 15): a slot whose blocks rot after boot, on every
+ * boot, never makes the machine loop; the walk settles on the other slot or
+ * stays up in EIO mode. */
+static void test_no_loops_with_damage(void **state) {
+        model_damage = true;
+        test_no_loops(state);
+        model_unsure = true;
+        test_no_loops(state);
+        model_unsure = false;
+        model_damage = false;
 }
 
 static void test_no_loops_with_unsure_boots(void **state) {
@@ -468,6 +499,7 @@ int main(void) {
                 cmocka_unit_test(test_exhaustive_unsure),
                 cmocka_unit_test(test_no_loops),
                 cmocka_unit_test(test_no_loops_with_unsure_boots),
+                cmocka_unit_test(test_no_loops_with_damage),
                 cmocka_unit_test(test_story_update_then_commit_path),
                 cmocka_unit_test(test_story_never_committed),
                 cmocka_unit_test(test_story_panic_before_init),

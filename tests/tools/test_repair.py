@@ -1,0 +1,241 @@
+"""abctl repair (abctl/repair.c) on the host: glibc abctl, the disk image's
+partitions as loop devices, a stand-in efivarfs directory holding the damage
+record the init's watcher writes (efi/damage.h), and for the registry part
+a real docker-registry behind tests/e2e/registry.py's HttpFront, which
+counts what it serves. Refusals change nothing; a repair rewrites only the
+blocks that fail the slot's pinned tree, each checked before it is written,
+and returns the slot to service. The same through real firmware:
+tests/e2e/test_heal.py."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_delta import DeltaMachine, install_through
+from test_hostile import E2E, ENV, PC
+from test_install import partition_bytes
+from test_oci import make_layout
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from registry import HttpFront, Registry  # noqa: E402
+
+GUID = "b9d4c0a3-5e2f-4a1d-8c6b-3f7e2a91d054"
+B = 4096
+PART = {"A": (2, 3), "B": (4, 5)}
+
+
+def roothash(image):
+    return Path(f"{image}.roothash").read_text().strip()
+
+
+def record(m, slot, image, blocks, kind="data"):
+    text = f"abswitch-damage 1\nslot={slot}\nroothash={roothash(image)}\ntime=1764650000\n"
+    text += "".join(f"{kind}={b}\n" for b in blocks)
+    (m.efivars / f"AbswitchDamage{slot}-{GUID}").write_bytes(b"\x07\0\0\0" + text.encode())
+
+
+def has_record(m, slot):
+    return (m.efivars / f"AbswitchDamage{slot}-{GUID}").exists()
+
+
+def part_offset(m, partno):
+    info = subprocess.run(["sgdisk", "-i", str(partno), m.disk], capture_output=True, text=True, check=True).stdout
+    return int(info.split("First sector: ")[1].split()[0]) * 512
+
+
+def corrupt(m, partno, block):
+    with open(m.disk, "r+b") as f:
+        f.seek(part_offset(m, partno) + block * B + 100)
+        data = f.read(16)
+        f.seek(part_offset(m, partno) + block * B + 100)
+        f.write(bytes(x ^ 0xFF for x in data))
+
+
+def fingerprint(m):
+    h = hashlib.sha256(m.disk.read_bytes())
+    for p in sorted(m.efivars.iterdir()):
+        h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def damaged_b(m):
+    """B committed, then failed by the watcher (SLOT_OP_DAMAGED): priority 0, successful."""
+    m.set_state("A", 2, successful=True)
+    m.set_state("B", 0, successful=True)
+    for part in (2, 4):
+        subprocess.run(["sgdisk", "-A", f"{part}:clear:57", m.disk], check=True, capture_output=True)
+
+
+def unique_block(image, other):
+    """A data block of image that other does not hold anywhere."""
+    a = Path(f"{image}.img").read_bytes()
+    o = Path(f"{other}.img").read_bytes()
+    have = {o[i:i + B] for i in range(0, len(o), B)}
+    for i in range(1, len(a) // B):
+        blk = a[i * B:(i + 1) * B]
+        if blk not in have and blk.count(0) < B // 2:
+            return i
+    raise AssertionError("no block of its own")
+
+
+def refused_unchanged(m, r, says):
+    assert r.returncode == 1, r.stderr
+    assert says in r.stderr, r.stderr
+    assert "Nothing was changed" in r.stderr, r.stderr
+
+
+def test_repair_refuses_running_slot(tmp_path):
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    record(m, "A", E2E / "slot-a", [3])
+    before = fingerprint(m)
+    r = m.abctl("repair", "A")
+    refused_unchanged(m, r, "Refusing to repair slot A: it is the running slot")
+    assert "Boot slot B" in r.stderr and "'abctl repair A' there" in r.stderr, r.stderr
+    # The default with only the running slot damaged: the same refusal.
+    r = m.abctl("repair")
+    refused_unchanged(m, r, "it is the running slot")
+    assert fingerprint(m) == before
+
+
+def test_repair_refuses_nothing_recorded(tmp_path):
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    damaged_b(m)
+    before = fingerprint(m)
+    r = m.abctl("repair", "B")
+    refused_unchanged(m, r, "Slot B has no damage record")
+    r = m.abctl("repair")
+    refused_unchanged(m, r, "Slot B has no damage record")
+    assert fingerprint(m) == before
+
+
+def test_repair_from_the_other_slot(tmp_path):
+    # Both slots hold the same image (B's UKI pins it): B's corrupted block
+    # comes back from A, B verifies, returns to service as the fallback, and
+    # its record is gone. A's partitions are not written.
+    m = DeltaMachine(tmp_path, E2E / "slot-b", E2E / "slot-b")
+    damaged_b(m)
+    want = partition_bytes(m.disk, 4)
+    a_before = m.a_partitions()
+    corrupt(m, 4, 5)
+    assert partition_bytes(m.disk, 4) != want
+    record(m, "B", E2E / "slot-b", [5])
+    r = m.abctl("status")
+    assert "DAMAGED: 1 block(s) failed dm-verity after boot at 2025-12-02T04:33:20Z: data 5" in r.stdout, r.stdout
+    r = m.abctl("repair")
+    assert r.returncode == 0, r.stderr
+    assert "Rewrote 1 block(s) of slot B: 1 from slot A, 0 from the registry" in r.stdout, r.stdout
+    assert "back in service" in r.stdout
+    assert partition_bytes(m.disk, 4) == want
+    assert m.a_partitions() == a_before
+    assert m.slot("B") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+    assert m.slot("A")["priority"] == 2
+    assert not has_record(m, "B")
+    assert "DAMAGED" not in m.abctl("status").stdout
+
+
+def test_repair_tree_mismatch(tmp_path):
+    # B's hash tree itself is corrupt (a level-0 block), A holds another
+    # image and B has no origin: nothing to take a good tree from. Refused,
+    # nothing written, B stays out of service.
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    damaged_b(m)
+    corrupt(m, 5, 1)
+    record(m, "B", E2E / "slot-b", [1], kind="hash")
+    before = fingerprint(m)
+    r = m.abctl("repair", "B")
+    refused_unchanged(m, r, "Slot B's hash tree does not verify against the root hash its UKI pins")
+    assert fingerprint(m) == before
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = Registry(tmp_path / "reg").start()
+    yield reg
+    reg.stop()
+
+
+def test_repair_from_the_registry(tmp_path, registry):
+    # B installed from a real registry (its origin records the reference),
+    # committed, then damaged: a block no local slot holds is fetched by
+    # Range, and only that block (plus the manifest and config).
+    image = E2E / "slot-b-commit"
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    blobs = make_layout(tmp_path / "oci", m.ukis["b-commit"], image=image)
+    registry.push(tmp_path / "oci", "v2")
+    front = HttpFront(registry)
+    try:
+        r = install_through(m, registry, front, "--delta", "no")
+        assert r.returncode == 0, r.stderr
+        damaged_b(m)
+        want = partition_bytes(m.disk, 4)
+        blk = unique_block(image, E2E / "slot-a")
+        corrupt(m, 4, blk)
+        record(m, "B", image, [blk])
+        front.requests.clear()
+        front.bytes = 0
+        r = subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record",
+                            "/nonexistent", "--running", "A", "--ca", registry.ca, "repair"],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    finally:
+        front.close()
+    assert r.returncode == 0, r.stderr
+    assert "1 from the registry (4096 bytes in 1 request(s))" in r.stdout, r.stdout
+    assert partition_bytes(m.disk, 4) == want
+    assert m.slot("B") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+    system = [x for x in front.blob_requests() if x[0].endswith(blobs["system"]["digest"])]
+    assert [(rng, st) for _, rng, st in system] == [(f"bytes={blk * B}-{blk * B + B - 1}", 206)], system
+    print(f"repair of one block: {front.bytes} bytes served in {len(front.requests)} requests")
+    assert front.bytes < 64 * 1024, front.bytes
+
+
+def test_repair_registry_block_that_does_not_verify(tmp_path, registry):
+    # The registry's copy of the block is tampered with: fetched, checked
+    # against the tree, not written; the slot stays out of service with its
+    # record, A untouched.
+    image = E2E / "slot-b-commit"
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    blobs = make_layout(tmp_path / "oci", m.ukis["b-commit"], image=image)
+    registry.push(tmp_path / "oci", "v2")
+    front = HttpFront(registry)
+    try:
+        r = install_through(m, registry, front, "--delta", "no")
+        assert r.returncode == 0, r.stderr
+        damaged_b(m)
+        blk = unique_block(image, E2E / "slot-a")
+        corrupt(m, 4, blk)
+        record(m, "B", image, [blk])
+        stored = registry.blob_file(blobs["system"]["digest"])
+        data = bytearray(stored.read_bytes())
+        data[blk * B + 7] ^= 0x01
+        stored.write_bytes(bytes(data))
+        before = partition_bytes(m.disk, 4)
+        a_before = m.a_partitions()
+        r = subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record",
+                            "/nonexistent", "--running", "A", "--ca", registry.ca, "repair", "B"],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    finally:
+        front.close()
+    assert r.returncode == 1, r.stderr
+    assert f"Block {blk} from the registry does not match slot B's hash tree: not written" in r.stderr, r.stderr
+    assert "stays out of service" in r.stderr
+    assert partition_bytes(m.disk, 4) == before
+    assert m.a_partitions() == a_before
+    assert m.slot("B") == {"priority": 0, "tries": 0, "successful": True, "armed": False}
+    assert has_record(m, "B")
+
+
+def test_repair_stale_record(tmp_path):
+    # A record for another image than the one B's UKI pins now (B was
+    # installed over since): status does not show it, repair deletes it and
+    # writes nothing else.
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    damaged_b(m)
+    record(m, "B", E2E / "slot-b-commit", [3])
+    assert "DAMAGED" not in m.abctl("status").stdout
+    disk = hashlib.sha256(m.disk.read_bytes()).hexdigest()
+    r = m.abctl("repair", "B")
+    assert r.returncode == 1 and "a new image was installed since; deleting the stale record" in r.stderr, r.stderr
+    assert not has_record(m, "B")
+    assert hashlib.sha256(m.disk.read_bytes()).hexdigest() == disk
