@@ -33,6 +33,8 @@ static void help(void) {
                "  abctl set-active A|B         prefer a slot; one not yet committed gets a trial\n"
                "                               (a try is spent and BootNext armed)\n"
                "  abctl rollback               prefer the other, committed slot and arm it\n"
+               "  abctl reboot [--kexec]       reboot (through systemd when it runs); with --kexec, start the\n"
+               "                               armed slot's UKI with kexec, without a firmware reset\n"
                "  abctl install PREFIX UKI     write PREFIX.img and PREFIX.verity (from mkslot) and the\n"
                "                               slot's UKI into the inactive slot, verify them, give it\n"
                "                               the top priority with --tries attempts, arm the first\n"
@@ -42,6 +44,8 @@ static void help(void) {
                "                               the root hash checked before the slot is armed\n\n"
                "Options:\n"
                "  --json             machine-readable output (status)\n"
+               "  --kexec            reboot: start the slot BootNext arms (else the first in BootOrder) with\n"
+               "                     kexec; refused by the kernel, a firmware reboot instead\n"
                "  --disk PATH        the disk holding the slots (default: from " RECORD ")\n"
                "  --running A|B      the running slot (default: from " RECORD ")\n"
                "  --efivars DIR      efivarfs (default " EFIVARFS_PATH ")\n"
@@ -87,6 +91,7 @@ static int read_record(struct ctx *c) {
                 c->running = slot_from_string(rec.slot);
         (void) snprintf(c->record_disk, sizeof(c->record_disk), "%s", strempty(rec.partitions.disk));
         (void) snprintf(c->record_source, sizeof(c->record_source), "%s", strempty(rec.identity.source));
+        (void) snprintf(c->record_kexec, sizeof(c->record_kexec), "%s", strempty(rec.kexec.uki_sha256));
         return 0;
 }
 
@@ -364,6 +369,18 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         return 0;
 }
 
+int abctl_repair_entries(struct ctx *c) {
+        struct slot_transition t;
+        _cleanup_close_ int lock = lock_disk(c, LOCK_STATE, "a state change");
+        if (lock < 0)
+                return lock;
+        int r = read_view(c);
+        if (r < 0)
+                return r;
+        slot_transition_init(&t, c->view.st);
+        return slots_commit(&c->view, &t, NULL);
+}
+
 /* A number from lo to hi in plain decimal digits: strtoul() alone takes a
  * sign, leading blanks and wraps "-18446744073709551615" around to 1. */
 static bool parse_bounded(const char *s, unsigned long lo, unsigned long hi, unsigned *ret) {
@@ -394,12 +411,14 @@ int main(int argc, char **argv) {
                 { "timeout", required_argument, NULL, 'T' },
                 { "authfile", required_argument, NULL, 'A' },
                 { "allow-downgrade", no_argument, NULL, 'D' },
+                { "kexec", no_argument, NULL, 'K' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
                          .install_slot = _SLOT_INVALID,
                          .tries = SLOT_TRIES_DEFAULT };
         struct oci_options oo = { .timeout_sec = 300 };
+        bool kexec = false;
         int o;
 
         log_setup("abctl", LOG_TARGET_STDERR);
@@ -441,6 +460,9 @@ int main(int argc, char **argv) {
                         break;
                 case 'D':
                         c.allow_downgrade = true;
+                        break;
+                case 'K':
+                        kexec = true;
                         break;
                 case 'C':
                         oo.ca = optarg;
@@ -487,6 +509,7 @@ int main(int argc, char **argv) {
                 { "mark-bad", 0, 1, "abctl mark-bad [A|B]" },
                 { "set-active", 1, 1, "abctl set-active A|B" },
                 { "rollback", 0, 0, "abctl rollback" },
+                { "reboot", 0, 0, "abctl reboot [--kexec]" },
                 { "install", 1, 2, "abctl install PREFIX UKI, or abctl install REFERENCE" },
         };
         const char *verb = argv[optind];
@@ -518,6 +541,13 @@ int main(int argc, char **argv) {
                 log_error("'%s' is not a slot: use A or B", arg);
                 return 1;
         }
+        if (kexec && !streq(verb, "reboot")) {
+                log_error("--kexec goes with reboot: abctl reboot --kexec");
+                return 1;
+        }
+        /* A plain reboot needs no slot disk. */
+        if (streq(verb, "reboot") && !kexec)
+                return abctl_reboot(&c, false) < 0 ? 1 : 0;
         if (load(&c) < 0)
                 return 1;
 
@@ -528,8 +558,12 @@ int main(int argc, char **argv) {
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);
         else if (streq(verb, "status"))
                 r = status(&c);
-        else if (streq(verb, "mark-good"))
-                r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
+        else if (streq(verb, "mark-good")) {
+                r = abctl_kexec_check_commit(&c);
+                if (r >= 0)
+                        r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
+        } else if (streq(verb, "reboot"))
+                r = abctl_reboot(&c, true);
         else if (streq(verb, "mark-bad"))
                 r = abctl_apply(&c, SLOT_OP_MARK_BAD, target >= 0 ? target : c.running);
         else if (streq(verb, "set-active"))
