@@ -189,6 +189,13 @@ $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/m
 	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
 	@touch $@
 
+# The same, then "abctl reboot --kexec": B's trial starts without a firmware reset (tests/e2e/test_kexec.py).
+$(E2E)/root-a-kexec/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2-boot-b.efi
+	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v2-boot-b.efi \
+	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
+	echo "/usr/bin/abctl reboot --kexec" >> $(@D)/etc/abswitch-test-run
+	@touch $@
+
 # The same, but the UKI pins another image's root hash: install must refuse.
 $(E2E)/v1-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b.img initramfs/mkuki $(SB_KEYS)
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
@@ -228,7 +235,7 @@ $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 
 e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
               $(E2E)/slot-a-reader.img \
-              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img \
+              $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img $(E2E)/slot-a-kexec.img \
               $(E2E)/slot-debian.img $(SB_KEYS) $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
