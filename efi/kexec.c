@@ -125,10 +125,10 @@ static int memfd_with(const char *name, const uint8_t *data, size_t size) {
 }
 
 int uki_kexec_load(const struct uki_kexec_parts *p) {
-        _cleanup_close_ int kfd = -EBADF, ifd = -EBADF;
+        _cleanup_close_ int ifd = -EBADF;
         unsigned long flags = 0;
 
-        kfd = memfd_with("abswitch-kexec-kernel", p->kernel, p->kernel_size);
+        _cleanup_close_ int kfd = memfd_with("abswitch-kexec-kernel", p->kernel, p->kernel_size);
         if (kfd < 0)
                 return kfd;
         if (p->initrd) {

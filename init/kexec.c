@@ -58,14 +58,13 @@ void kexec_boot_started(struct boot *b) {
 static int sha256_hex(const uint8_t *data, size_t size, char ret[static KEXEC_SHA256_HEX + 1]) {
         struct sockaddr_alg sa = { .salg_family = AF_ALG, .salg_type = "hash", .salg_name = "sha256" };
         _cleanup_close_ int tfm = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        _cleanup_close_ int op = -EBADF;
         uint8_t md[32];
 
         if (tfm < 0)
                 return -errno;
         if (bind(tfm, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                 return -errno;
-        op = accept4(tfm, NULL, NULL, SOCK_CLOEXEC);
+        _cleanup_close_ int op = accept4(tfm, NULL, NULL, SOCK_CLOEXEC);
         if (op < 0)
                 return -errno;
         for (size_t done = 0; done < size;) {
@@ -155,7 +154,7 @@ static int read_uki(struct boot *b, Slot s, struct uki_image *ret, char *why, si
 int kexec_redirect(struct boot *b, Slot s) {
         _cleanup_(uki_image_done) struct uki_image img = {};
         _cleanup_(uki_kexec_parts_done) struct uki_kexec_parts parts = {};
-        char why[512] = "", sha[KEXEC_SHA256_HEX + 1], extra[160];
+        char why[512] = "", sha[KEXEC_SHA256_HEX + 1];
         const char *missing = NULL;
         uint64_t t0 = now_boottime_us();
         int r;
@@ -167,6 +166,7 @@ int kexec_redirect(struct boot *b, Slot s) {
                         (void) snprintf(why, sizeof(why), "hashing the UKI (AF_ALG sha256) failed: %s", strerror(-r));
         }
         if (r >= 0) {
+                char extra[160];
                 (void) snprintf(extra, sizeof(extra), "ab.slot=%s ab.kexec=%s", slot_to_string(s), sha);
                 r = uki_kexec_parts(&img, extra, &parts, &missing);
                 if (r < 0)
