@@ -9,6 +9,7 @@ banners). The numbers go to build/test-results/kexec.json."""
 import fcntl
 import hashlib
 import json
+import os
 import re
 
 import abvm
@@ -32,7 +33,8 @@ def save(key, value):
     with open(RESULTS.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        data[key] = value
+        # Other QEMUs on the machine stretch every second measured here.
+        data[key] = {**value, "load_average_at_end": round(os.getloadavg()[0], 1)}
         RESULTS.write_text(json.dumps(data, indent=2) + "\n")
     print(f"kexec.json {key}: {json.dumps(value)}")
 
@@ -111,9 +113,11 @@ def test_kexec_update_commit(machine):
 
 
 def panic_trial(m, redirect):
-    """A committed; B's kernel panics before any init (rdinit=/nonexistent),
-    installed with two tries (one spent by the install's arm, as
-    test_protocol.py's installed_trial with tries_left=1). Both UKIs carry
+    """A committed; B's kernel panics before any init (rdinit=/nonexistent).
+    B was installed with two tries and its first attempt has panicked
+    already: one try left, its armed bit still set, BootNext consumed by the
+    firmware. That first attempt is the same in both variants (the firmware
+    starts B by BootNext), so the test starts after it. Both UKIs carry
     ab.redirect=REDIRECT."""
     a = m.uki("boot-a.efi", "A", cmdline=f"ab.redirect={redirect}")
     b = m.uki("boot-b.efi", "B", cmdline=f"ab.redirect={redirect} rdinit=/nonexistent")
@@ -121,46 +125,45 @@ def panic_trial(m, redirect):
     m.set_slot_state("A", priority=1, successful=True)
     m.set_slot_state("B", priority=2, tries=1, armed=True)
     m.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
-                       order=[BOOT_A, BOOT_B], boot_next=BOOT_B)
+                       order=[BOOT_A, BOOT_B])
 
 
 def test_kexec_redirect_saves_firmware_resets(tmp_path):
-    # Both variants in this one test with two tries each (not the three of
-    # test_protocol.py's firmware-only test): one run of each, side by side,
-    # and fewer boots in make check.
+    # Both variants in this one test, with two tries each (not the three of
+    # test_protocol.py's firmware-only test) and from B's second try on:
+    # side by side in one run, and four boots less in make check.
     numbers = {}
     for redirect in ("firmware", "kexec"):
         m = abvm.Machine(tmp_path / redirect)
         panic_trial(m, redirect)
-        runs = boot_until_settled(m, limit=6)
+        runs = boot_until_settled(m, limit=5)
         k = [kernels(r) for r in runs]
-        panics = sum(b.console.count("Kernel panic") for b in runs)
+        panics = sum(b.console.count("Kernel panic -") for b in runs)
         kexecs = sum(len(x) - 1 for x in k)
-        assert panics == 2, "B's kernel panics once per try"
+        assert panics == 1, "B's kernel panics on its last try"
         assert "Slot B is now marked failed" in "\n".join(runs[-1].init_log())
         assert m.slot_state("B")["priority"] == 0
         assert m.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
         assert m.varstore().boot_next() is None
         numbers[redirect] = {"qemu_runs": len(runs), "kexecs": kexecs,
                              "seconds": round(sum(r.seconds for r in runs), 1)}
-        if redirect == "firmware":
-            # B (panic), A arms B, B (panic), A fails B.
-            assert slots_seen(runs) == ["-", "-", "-", "A"]
-            assert kexecs == 0
-        elif m.secureboot:
-            # ABSWITCH_SECUREBOOT=1: lockdown refuses Debian's kernel (see
-            # test_kexec_update_commit); each redirect says so and resets.
-            assert slots_seen(runs) == ["-", "-", "-", "A"]
-            assert kexecs == 0
-            assert "cannot start slot B by kexec: kexec_file_load refused" in "\n".join(runs[1].init_log())
-        else:
-            # B (panic); A arms B and kexecs it, B panics (one run); A fails B.
+        log = "\n".join(runs[0].init_log())
+        assert "Rebooting into slot B (better-slot)" in log
+        if redirect == "firmware" or m.secureboot:
+            # A arms B and resets; B panics; A fails B.
             assert slots_seen(runs) == ["-", "-", "A"]
+            assert kexecs == 0
+            if m.secureboot:
+                # ABSWITCH_SECUREBOOT=1: lockdown refuses Debian's kernel (see
+                # test_kexec_update_commit); the redirect says so and resets.
+                assert "cannot start slot B by kexec: kexec_file_load refused" in log
+        else:
+            # A arms B and kexecs it, B panics (one run); A fails B.
+            assert slots_seen(runs) == ["-", "A"]
             assert kexecs == 1
-            log = "\n".join(runs[1].init_log())
             assert "Starting slot B by kexec (ab.redirect=kexec)" in log
             assert "cannot start slot B by kexec" not in log
     numbers["firmware_resets_saved"] = numbers["firmware"]["qemu_runs"] - numbers["kexec"]["qemu_runs"]
     numbers["seconds_saved"] = round(numbers["firmware"]["seconds"] - numbers["kexec"]["seconds"], 1)
-    save("panic_fallback_two_tries" + ("_secureboot" if abvm.SECUREBOOT else ""), numbers)
+    save("panic_fallback_last_try" + ("_secureboot" if abvm.SECUREBOOT else ""), numbers)
     assert numbers["firmware_resets_saved"] == (0 if abvm.SECUREBOOT else 1)
