@@ -46,7 +46,7 @@ IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 # The TPM commands, by hand (init/tpm2.c says why), and their I/O.
 TPM_SRC    := init/tpm2.c
 INIT_SRC   := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c \
-              init/switchroot.c init/watch.c init/measure.c $(TPM_SRC) slots/partitions.c verity/verity.c
+              init/switchroot.c init/watch.c init/measure.c init/kexec.c efi/kexec.c $(TPM_SRC) slots/partitions.c verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
 # No unwind tables: nothing in a C init unwinds (no C++, no backtraces), and the
@@ -69,7 +69,7 @@ ABCTL_SRC := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) slots/partitions.
              abctl/install.c abctl/source-files.c abctl/source-oci.c abctl/esp.c abctl/blockdev.c abctl/verify.c \
              abctl/util.c abctl/oci.c abctl/ranges.c abctl/delta.c abctl/delta-tree.c abctl/ociparse.c abctl/auth.c \
              abctl/signature.c abctl/origin.c abctl/repair.c abctl/update.c abctl/updateconf.c abctl/rollout.c \
-             abctl/fleetlock.c
+             abctl/fleetlock.c abctl/kexec.c efi/kexec.c
 ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/auth.h abctl/source.h abctl/esp.h abctl/blockdev.h \
              abctl/signature.h abctl/origin.h abctl/ranges.h abctl/delta.h abctl/update.h
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;
@@ -203,6 +203,13 @@ $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/m
 	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
 	@touch $@
 
+# The same, then "abctl reboot --kexec": B's trial starts without a firmware reset (tests/e2e/test_kexec.py).
+$(E2E)/root-a-kexec/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2-boot-b.efi
+	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v2-boot-b.efi \
+	  tests/e2e/mkroot $(BUILD)/test-rootinit a $(@D) installer
+	echo "/usr/bin/abctl reboot --kexec" >> $(@D)/etc/abswitch-test-run
+	@touch $@
+
 # The same, but the UKI pins another image's root hash: install must refuse.
 $(E2E)/v1-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b.img initramfs/mkuki $(SB_KEYS)
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
@@ -252,6 +259,7 @@ $(E2E)/slot-%.img: $(E2E)/root-%/.done initramfs/mkslot
 e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/slot-b-hang.img $(E2E)/slot-b-commit.img \
               $(E2E)/slot-a-reader.img \
               $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img $(E2E)/oci-heal/index.json \
+              $(E2E)/slot-a-kexec.img \
               $(E2E)/slot-debian.img $(SB_KEYS) $(BUILD)/deps.mk
 	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
 	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
@@ -383,7 +391,7 @@ $(PC)/bootsim: tests/powercut/bootsim.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init
 
 $(PC)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR)
 	@mkdir -p $(PC)
-	$(HOST_CC) $(PC_CFLAGS) -o $@ $(ABCTL_SRC) -lcurl -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -lz -lcrypto
+	$(HOST_CC) $(PC_CFLAGS) -DABCTL_TEST_HOOKS -o $@ $(ABCTL_SRC) -lcurl -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -lz -lcrypto
 
 powercut: $(PC)/cutter $(PC)/bootsim $(PC)/abctl e2e-artifacts
 	$(PYTHON) tests/powercut/powercut.py --build $(BUILD) --jobs $(TEST_JOBS)

@@ -40,6 +40,8 @@ static void help(void) {
                "                               damaged one not running) that fail its pinned hash tree,\n"
                "                               from the other slot or its origin's registry (Range);\n"
                "                               verify it and return it to service\n"
+               "  abctl reboot [--kexec]       reboot (through systemd when it runs); with --kexec, start the\n"
+               "                               armed slot's UKI with kexec, without a firmware reset\n"
                "  abctl install PREFIX UKI     write PREFIX.img and PREFIX.verity (from mkslot) and the\n"
                "                               slot's UKI into the inactive slot, verify them, give it\n"
                "                               the top priority with --tries attempts, arm the first\n"
@@ -54,6 +56,8 @@ static void help(void) {
                "                               --check says what it would do and changes nothing\n\n"
                "Options:\n"
                "  --json             machine-readable output (status)\n"
+               "  --kexec            reboot: start the slot BootNext arms (else the first in BootOrder) with\n"
+               "                     kexec; refused by the kernel, a firmware reboot instead\n"
                "  --disk PATH        the disk holding the slots (default: from " RECORD ")\n"
                "  --running A|B      the running slot (default: from " RECORD ")\n"
                "  --efivars DIR      efivarfs (default " EFIVARFS_PATH ")\n"
@@ -104,6 +108,7 @@ static int read_record(struct ctx *c) {
                 c->running = slot_from_string(rec.slot);
         (void) snprintf(c->record_disk, sizeof(c->record_disk), "%s", strempty(rec.partitions.disk));
         (void) snprintf(c->record_source, sizeof(c->record_source), "%s", strempty(rec.identity.source));
+        (void) snprintf(c->record_kexec, sizeof(c->record_kexec), "%s", strempty(rec.kexec.uki_sha256));
         return 0;
 }
 
@@ -430,6 +435,18 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         return 0;
 }
 
+int abctl_repair_entries(struct ctx *c) {
+        struct slot_transition t;
+        _cleanup_close_ int lock = lock_disk(c, LOCK_STATE, "a state change");
+        if (lock < 0)
+                return lock;
+        int r = read_view(c);
+        if (r < 0)
+                return r;
+        slot_transition_init(&t, c->view.st);
+        return slots_commit(&c->view, &t, NULL);
+}
+
 /* A number from lo to hi in plain decimal digits: strtoul() alone takes a
  * sign, leading blanks and wraps "-18446744073709551615" around to 1. */
 static bool parse_bounded(const char *s, unsigned long lo, unsigned long hi, unsigned *ret) {
@@ -464,6 +481,7 @@ int main(int argc, char **argv) {
                 { "check", no_argument, NULL, 'k' },
                 { "at", required_argument, NULL, 'a' },
                 { "delta", required_argument, NULL, 'X' },
+                { "kexec", no_argument, NULL, 'K' },
                 {},
         };
         struct ctx c = { .efivars = EFIVARFS_PATH, .record = RECORD, .running = _SLOT_INVALID,
@@ -473,6 +491,7 @@ int main(int argc, char **argv) {
         const char *update_config = UPDATE_CONF_DEFAULT;
         bool update_check = false;
         time_t update_at = -1;
+        bool kexec = false;
         int o;
 
         log_setup("abctl", LOG_TARGET_STDERR);
@@ -522,6 +541,9 @@ int main(int argc, char **argv) {
                                 log_error("--delta must be auto, yes or no, not '%s'", optarg);
                                 return 1;
                         }
+                        break;
+                case 'K':
+                        kexec = true;
                         break;
                 case 'C':
                         oo.ca = optarg;
@@ -589,6 +611,7 @@ int main(int argc, char **argv) {
                 { "set-active", 1, 1, "abctl set-active A|B" },
                 { "rollback", 0, 0, "abctl rollback" },
                 { "repair", 0, 1, "abctl repair [A|B]" },
+                { "reboot", 0, 0, "abctl reboot [--kexec]" },
                 { "install", 1, 2, "abctl install PREFIX UKI, or abctl install REFERENCE" },
                 { "update", 0, 0, "abctl update [--check] [--at TIME] [--config FILE]" },
         };
@@ -625,6 +648,13 @@ int main(int argc, char **argv) {
                 log_error("'%s' is not a slot: use A or B", arg);
                 return 1;
         }
+        if (kexec && !streq(verb, "reboot")) {
+                log_error("--kexec goes with reboot: abctl reboot --kexec");
+                return 1;
+        }
+        /* A plain reboot needs no slot disk. */
+        if (streq(verb, "reboot") && !kexec)
+                return abctl_reboot(&c, false) < 0 ? 1 : 0;
         if (load(&c) < 0)
                 return 1;
 
@@ -639,8 +669,12 @@ int main(int argc, char **argv) {
                 r = status(&c, update_config);
         else if (streq(verb, "update"))
                 r = abctl_update(&c, update_config, update_check, update_at);
-        else if (streq(verb, "mark-good"))
-                r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
+        else if (streq(verb, "mark-good")) {
+                r = abctl_kexec_check_commit(&c);
+                if (r >= 0)
+                        r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);
+        } else if (streq(verb, "reboot"))
+                r = abctl_reboot(&c, true);
         else if (streq(verb, "mark-bad"))
                 r = abctl_apply(&c, SLOT_OP_MARK_BAD, target >= 0 ? target : c.running);
         else if (is_repair)

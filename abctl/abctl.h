@@ -32,6 +32,7 @@ struct ctx {
         DeltaMode delta;         /* --delta */
         unsigned tries;
         char record_disk[320], record_source[64];
+        char record_kexec[KEXEC_SHA256_HEX + 1]; /* the record's kexec.uki_sha256: "" when the firmware started us */
         struct slots_view view;  /* layout, GPT state, boot variables: re-read under the lock */
         bool efi;
         int install_lock;        /* held for a whole install (abctl_lock_install) */
@@ -41,6 +42,20 @@ struct ctx {
 /* Applies op under the state lock: re-reads the state, runs slots_apply_op
  * on it, and writes the transition through slots_commit (engine.h). */
 int abctl_apply(struct ctx *c, SlotOp op, Slot target);
+
+/* Creates the boot entries the slots that can boot are missing, under
+ * the state lock, changing no state (slots_commit of an empty transition). */
+int abctl_repair_entries(struct ctx *c);
+
+/* kexec.c: abctl reboot [--kexec]: with kexec, loads the armed slot's UKI
+ * (BootNext's, else the first slot in BootOrder) from the ESP and starts
+ * it; refused by the kernel, reboots through the firmware instead. Returns
+ * only on failure. */
+int abctl_reboot(struct ctx *c, bool kexec);
+/* Before mark-good: a slot started by kexec is committed only when the
+ * firmware could start it too (its entry exists, or is created now, and
+ * its UKI on the ESP is the file that was kexec'd). < 0, logged, when not. */
+int abctl_kexec_check_commit(struct ctx *c);
 
 /* Takes the install lock on the disk for the rest of the process: one
  * install at a time, each from start to end (a second one waits). */

@@ -125,6 +125,10 @@ static json_object *record_json(const struct boot_record *r) {
         add(root, "init", str(r->root.init));
         add(o, "root", root);
 
+        json_object *kx = json_object_new_object();
+        add(kx, "uki_sha256", str(r->kexec.uki_sha256));
+        add(o, "kexec", kx);
+
         /* Milliseconds: absolute on CLOCK_BOOTTIME (comparable with the
          * kernel's timestamps), and the length of each phase. */
         add(tm, "init_start_ms", json_object_new_double(r->timings_ms.init_start));
@@ -315,6 +319,8 @@ static void record_from_json(json_object *o, struct boot_record *r) {
         r->root.verity_error = get_str(root, "verity_error");
         r->root.init = get_str(root, "init");
 
+        r->kexec.uki_sha256 = get_str(get(o, "kexec"), "uki_sha256");
+
         r->timings_ms.init_start = get_double(tm, "init_start_ms");
         for (size_t i = 0; i < BOOT_RECORD_PHASES; i++)
                 r->timings_ms.phase[i] = get_double(tm, boot_record_phase_names[i]);
@@ -468,7 +474,8 @@ bool boot_record_equal(const struct boot_record *a, const struct boot_record *b)
         if (!streq_ptr(a->root.device, b->root.device) || !streq_ptr(a->root.fstype, b->root.fstype) ||
             !streq_ptr(a->root.roothash, b->root.roothash) ||
             !streq_ptr(a->root.roothash_source, b->root.roothash_source) ||
-            !streq_ptr(a->root.verity_error, b->root.verity_error) || !streq_ptr(a->root.init, b->root.init))
+            !streq_ptr(a->root.verity_error, b->root.verity_error) || !streq_ptr(a->root.init, b->root.init) ||
+            !streq_ptr(a->kexec.uki_sha256, b->kexec.uki_sha256))
                 return false;
         if (!double_eq(a->timings_ms.init_start, b->timings_ms.init_start) ||
             !double_eq(a->timings_ms.total, b->timings_ms.total) ||

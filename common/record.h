@@ -16,6 +16,8 @@
  *   state {A|B: {present, before|after: {priority, tries, successful, armed}}},
  *   decision {action, reason, target, trial, watchdog, gpt_writes, nvram_writes},
  *   root {device, fstype, roothash, roothash_source, verity_error, init},
+ *   kexec {uki_sha256}: the SHA-256 of the UKI file this kernel was kexec'd
+ *         from (ab.kexec=), null when the firmware started it,
  *   timings_ms {init_start_ms, modules, identity, devices, state, verity, mount,
  *               total, switch_root_ms},
  *   tpm {state, device, pcr, banks [NAME, ...], log, error,
@@ -82,6 +84,9 @@ struct boot_record {
         struct {
                 const char *device, *fstype, *roothash, *roothash_source, *verity_error, *init;
         } root;
+        struct {
+                const char *uki_sha256; /* NULL: started by the firmware */
+        } kexec;
         struct {
                 double init_start, phase[BOOT_RECORD_PHASES], total, switch_root;  /* milliseconds */
         } timings_ms;

@@ -19,6 +19,15 @@ const char *verity_error_policy_to_string(VerityErrorPolicy p) {
         return p >= 0 && p < _VERITY_ERROR_MAX ? verity_error_names[p] : "invalid";
 }
 
+static const char *const redirect_names[_REDIRECT_MAX] = {
+        [REDIRECT_FIRMWARE] = "firmware",
+        [REDIRECT_KEXEC] = "kexec",
+};
+
+const char *redirect_mode_to_string(RedirectMode m) {
+        return m >= 0 && m < _REDIRECT_MAX ? redirect_names[m] : "invalid";
+}
+
 static void complain(cmdline_complaint_fn fn, void *u, const char *key, const char *value, const char *why) {
         char param[160];
         if (!fn)
@@ -116,6 +125,26 @@ static void parse_one(struct cmdline *c, const char *key, const char *value,
                         complain(fn, u, key, value, "must be fallback, restart, panic or eio; using fallback");
                 else
                         c->verity_error = p;
+        } else if (streq(key, "ab.redirect")) {
+                RedirectMode m = _REDIRECT_INVALID;
+                for (int i = 0; value && i < _REDIRECT_MAX; i++)
+                        if (streq(value, redirect_names[i]))
+                                m = i;
+                if (m < 0)
+                        complain(fn, u, key, value, "must be firmware or kexec; using firmware");
+                else
+                        c->redirect = m;
+        } else if (streq(key, "ab.kexec")) {
+                /* Exactly a SHA-256: the init records it and abctl mark-good
+                 * compares it with the UKI file on the ESP. */
+                bool ok = value && strlen(value) == KEXEC_SHA256_HEX;
+                for (size_t i = 0; ok && value[i]; i++)
+                        ok = isxdigit((unsigned char) value[i]);
+                if (!ok)
+                        complain(fn, u, key, value, "must be the UKI's SHA-256 in 64 hex digits; ignoring it");
+                else
+                        for (size_t i = 0; i <= KEXEC_SHA256_HEX; i++)
+                                c->kexec_sha256[i] = (char) tolower((unsigned char) value[i]);
         } else if (streq(key, "ab.debug")) {
                 c->debug = true;
         } else if (streq(key, "init")) {
@@ -136,6 +165,7 @@ int cmdline_parse(const char *line, struct cmdline *ret, cmdline_complaint_fn fn
                 .watchdog_sec = 120,
                 .verity_error = VERITY_ERROR_FALLBACK,
                 .init = "/sbin/init",
+                .redirect = REDIRECT_FIRMWARE,
         };
 
         _cleanup_free_ char *buf = strdup(line ?: "");

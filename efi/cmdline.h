@@ -16,6 +16,14 @@
  *                             and falls back to the other slot; README "Self-healing")
  *   ab.watchdog=SECONDS       hardware watchdog timeout on a trial boot (default 120)
  *   ab.debug                  log at debug level
+ *   ab.redirect=firmware|kexec how the init hands over to a better slot: a
+ *                             firmware reset (default) or a kexec of that
+ *                             slot's UKI from the ESP (README "kexec")
+ *   ab.kexec=SHA256           this kernel was started by kexec, not by the
+ *                             firmware, from the UKI file with that SHA-256
+ *                             (64 hex); abctl reboot --kexec and the init's
+ *                             kexec redirect add it with ab.slot=, which then
+ *                             names the slot without overriding the protocol
  *   init=PATH                 the root's init (default /sbin/init)
  * Tokens follow the kernel's rules: separated by spaces, double quotes group
  * ("a=b c" or a="b c") and are removed; the last valid occurrence wins (a
@@ -39,6 +47,17 @@ typedef enum VerityErrorPolicy {
 
 const char *verity_error_policy_to_string(VerityErrorPolicy p);
 
+typedef enum RedirectMode {
+        REDIRECT_FIRMWARE,
+        REDIRECT_KEXEC,
+        _REDIRECT_MAX,
+        _REDIRECT_INVALID = -22,
+} RedirectMode;
+
+const char *redirect_mode_to_string(RedirectMode m);
+
+#define KEXEC_SHA256_HEX 64
+
 struct cmdline {
         Slot slot;                    /* _SLOT_INVALID when absent or invalid */
         char roothash[ROOTHASH_HEX_MAX + 1]; /* lower case; empty when absent or invalid */
@@ -48,6 +67,8 @@ struct cmdline {
         VerityErrorPolicy verity_error;
         bool debug;
         char init[256];
+        RedirectMode redirect;
+        char kexec_sha256[KEXEC_SHA256_HEX + 1]; /* lower case; empty: started by the firmware */
 };
 
 /* Called once for each parameter the parser rejects, with the parameter

@@ -125,3 +125,13 @@ BootAction boot_sequence(struct boot *b, const struct boot_ops *ops, bool partit
 void boot_announce_identity(struct boot *b);
 /* Starts the hardware watchdog for a trial boot; false if there is none. */
 bool protocol_arm_watchdog(unsigned seconds);
+
+/* kexec.c (README "kexec"). After the decision to boot this slot: when
+ * this kernel was started by kexec (ab.kexec=) and BootNext still names
+ * this slot, its attempt has started, so BootNext is removed as the
+ * firmware would have consumed it. */
+void kexec_boot_started(struct boot *b);
+/* With ab.redirect=kexec: starts slot s's UKI from the ESP by kexec (the
+ * decision armed it already). Returns only when it could not, having
+ * logged one line why: the caller reboots through the firmware. */
+int kexec_redirect(struct boot *b, Slot s);

@@ -465,6 +465,7 @@ static void write_record(struct boot *b, uint64_t t_end) {
         r.root.roothash_source = b->roothash_source;
         r.root.verity_error = verity_error_policy_to_string(b->cmdline.verity_error);
         r.root.init = b->cmdline.init;
+        r.kexec.uki_sha256 = b->cmdline.kexec_sha256[0] ? b->cmdline.kexec_sha256 : NULL;
 
         /* Milliseconds: absolute on CLOCK_BOOTTIME (comparable with the
          * kernel's timestamps), and the length of each phase. */
@@ -515,6 +516,8 @@ static void follow_decision(struct boot *b) {
                              "the state could not be written (see above), so rebooting could loop");
                 log_notice("Rebooting into slot %s (%s)%s%s", slot_to_string(d->target), boot_reason_to_string(d->reason),
                            b->failure[0] ? ": " : "", b->failure);
+                if (b->cmdline.redirect == REDIRECT_KEXEC)
+                        (void) kexec_redirect(b, d->target); /* returns when it cannot: the firmware then */
                 log_close();
                 sync();
                 (void) reboot(RB_AUTOBOOT);
@@ -594,6 +597,7 @@ int main(int argc, char **argv) {
         b.pin_missing = !b.cmdline.roothash[0];
         (void) boot_sequence(&b, &ops, missing);
         follow_decision(&b);
+        kexec_boot_started(&b);
 
         if (b.decision.trial) {
                 b.watchdog_armed = protocol_arm_watchdog(b.cmdline.watchdog_sec);

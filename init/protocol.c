@@ -69,7 +69,10 @@ static void protocol_decide(struct boot *b, bool root_failed) {
         Slot other = slot_other(b->id.slot);
         struct boot_input in = {
                 .running = b->id.slot,
-                .override = b->id.source == IDENTITY_CMDLINE,
+                /* ab.slot= next to ab.kexec= only names the slot a kexec
+                 * started (the stub's variables describe the first boot):
+                 * that trial follows the protocol as a firmware-started one. */
+                .override = b->id.source == IDENTITY_CMDLINE && !b->cmdline.kexec_sha256[0],
                 .root_failed = root_failed,
                 /* Our BootNext for the other slot is still there: the firmware
                  * started us instead of it. */
