@@ -384,7 +384,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot deltatree
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.
@@ -394,6 +394,11 @@ FUZZ_CFLAGS  := $(CSTD) $(filter-out -Wno-format-truncation,$(WARNINGS)) -g -O1 
 $(BUILD)/fuzz/fuzz-oci: tests/fuzz/fuzz-oci.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/ociparse.c abctl/oci.h
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/ociparse.c -ljson-c
+
+# A delta install's hash tree (abctl/delta-tree.c): from the registry, before it is verified.
+$(BUILD)/fuzz/fuzz-deltatree: tests/fuzz/fuzz-deltatree.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/delta-tree.c abctl/delta.h
+	@mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/delta-tree.c -lmbedcrypto
 
 # Auth files (abctl/auth.c): written by operators and by podman login.
 $(BUILD)/fuzz/fuzz-auth: tests/fuzz/fuzz-auth.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/auth.c abctl/auth.h
