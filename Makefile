@@ -442,11 +442,14 @@ oci-image:
 	@test -n "$(IMAGE)" -a -n "$(UKI)" -a -n "$(OCI)" || { echo "make oci-image IMAGE=PREFIX UKI=boot.efi OCI=DIR [TAG=t] [OCI_VERSION=v]" >&2; exit 1; }
 	initramfs/mkoci --image $(IMAGE) --uki $(UKI) --output $(OCI) $(if $(TAG),--tag $(TAG)) $(if $(OCI_VERSION),--version $(OCI_VERSION))
 
-# make bench-oci [OCI_MIB=1024]: abctl install from a registry against curl (bench/oci_bench.py).
+# make bench-oci [OCI_MIB=1024] [OCI_SCENARIO=all|throughput|delta]: abctl install from a registry
+# against curl (in the guest), and full against delta installs of the Debian test system per
+# image layout (host level) (bench/oci_bench.py).
 OCI_MIB ?= 1024
+OCI_SCENARIO ?= all
 bench-oci: deps
-	$(MAKE) e2e-artifacts
-	$(PYTHON) bench/oci_bench.py --build $(BUILD) --size-mib $(OCI_MIB)
+	$(MAKE) e2e-artifacts $(PC)/abctl $(PC)/bootsim
+	$(PYTHON) bench/oci_bench.py --build $(BUILD) --size-mib $(OCI_MIB) --scenario $(OCI_SCENARIO)
 
 bench: deps
 	@command -v dracut >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q \

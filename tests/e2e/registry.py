@@ -411,14 +411,14 @@ class HttpFront:
     certificate (the same --ca works; the guest reaches it at GUEST_HOST
     like the registry): it forwards every request and streams every answer
     back, and counts what it served: requests (method, path, the Range
-    header asked, status) and body bytes. ignore_range=True drops the
+    header asked, status), body bytes (bytes; served: per path). ignore_range=True drops the
     client's Range header, as a registry or CDN that does not do ranges:
     every blob request then gets 200 and the whole blob."""
 
     def __init__(self, registry, ignore_range=False):
         import http.client
         self.ignore_range = ignore_range
-        self.requests, self.bytes = [], 0
+        self.requests, self.bytes, self.served = [], 0, {}
         self.lock = threading.Lock()
         outer = self
         upstream = ssl.create_default_context(cafile=str(registry.ca))
@@ -460,6 +460,7 @@ class HttpFront:
                         self.wfile.write(chunk)
                         with outer.lock:
                             outer.bytes += len(chunk)
+                            outer.served[self.path] = outer.served.get(self.path, 0) + len(chunk)
                 finally:
                     conn.close()
 
@@ -473,6 +474,10 @@ class HttpFront:
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def blob_bytes(self, digest):
+        """Body bytes served of blob digest."""
+        return sum(n for p, n in self.served.items() if p.endswith(f"/blobs/{digest}"))
 
     def blob_requests(self):
         """The requests for blobs: (path, Range asked, status)."""
