@@ -436,10 +436,20 @@ class HttpFront:
                 asked = self.headers.get("Range")
                 drop = {"host", "connection"} | ({"range"} if outer.ignore_range else set())
                 hdrs = {k: v for k, v in self.headers.items() if k.lower() not in drop}
-                conn = http.client.HTTPSConnection("127.0.0.1", registry.port, context=upstream, timeout=60)
+                # One upstream connection per client connection, kept alive
+                # like the client's (a delta makes thousands of requests).
+                conn = getattr(self, "upstream", None)
+                if conn is None:
+                    conn = self.upstream = http.client.HTTPSConnection("127.0.0.1", registry.port,
+                                                                       context=upstream, timeout=60)
                 try:
-                    conn.request(method, self.path, headers=hdrs)
-                    resp = conn.getresponse()
+                    try:
+                        conn.request(method, self.path, headers=hdrs)
+                        resp = conn.getresponse()
+                    except (http.client.HTTPException, OSError):
+                        conn.close()        # the registry closed it: once more on a new one
+                        conn.request(method, self.path, headers=hdrs)
+                        resp = conn.getresponse()
                     length = resp.getheader("Content-Length")
                     body = None if length is not None or method == "HEAD" else resp.read()
                     with outer.lock:
@@ -461,8 +471,9 @@ class HttpFront:
                         with outer.lock:
                             outer.bytes += len(chunk)
                             outer.served[self.path] = outer.served.get(self.path, 0) + len(chunk)
-                finally:
+                except BaseException:
                     conn.close()
+                    raise
 
             def log_message(self, *args):
                 pass

@@ -198,7 +198,7 @@ def test_delta_falls_back_without_range(pair, tmp_path):
     delta, delta_front = results[False]
     assert "by delta" in delta.stderr, delta.stderr
     fetched, requests, *_ = delta_line(delta.stderr)
-    assert requests <= 64
+    assert requests <= 4096
     sys_requests = [x for x in delta_front.blob_requests() if x[0].endswith(system)]
     assert all(status == 206 for _, _, status in sys_requests), sys_requests
     assert len(sys_requests) == requests, (sys_requests, delta.stderr)
