@@ -161,7 +161,12 @@ def main():
     if args.scenario in ("all", "throughput"):
         res.update(throughput_scenario(args, out))
     if args.scenario in ("all", "delta"):
-        res["delta"] = delta_scenario(args.build, out, args.layouts.split(","))
+        d = delta_scenario(args.build, out, args.layouts.split(","))
+        # --layouts X replaces X's row and keeps the others'.
+        if "delta" in res:
+            res["delta"]["layouts"].update(d["layouts"])
+            d["layouts"] = res["delta"]["layouts"]
+        res["delta"] = d
     prev.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
 

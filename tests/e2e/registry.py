@@ -425,6 +425,9 @@ class HttpFront:
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are separate writes: with Nagle each small
+            # answer waited for the client's delayed ACK, 40 ms a request.
+            disable_nagle_algorithm = True
 
             def do_GET(self):
                 self.forward("GET")
