@@ -410,7 +410,7 @@ lint:
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
 # new inputs kept in build/fuzz/corpus-<target>; results in build/fuzz/results.json.
-FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot updateconf damage
+FUZZ_TARGETS := cmdline efi bootvars gpt pe verity record oci auth tpm2 version secureboot updateconf damage deltatree
 FUZZ_SECONDS ?= 60
 # 0: a random start each run (libFuzzer's own); check fixes it, so that its
 # short pass is the same search every time and a failure is reproducible.
@@ -420,6 +420,11 @@ FUZZ_CFLAGS  := $(CSTD) $(filter-out -Wno-format-truncation,$(WARNINGS)) -g -O1 
 $(BUILD)/fuzz/fuzz-oci: tests/fuzz/fuzz-oci.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/ociparse.c abctl/oci.h
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/ociparse.c -ljson-c
+
+# A delta install's hash tree (abctl/delta-tree.c): from the registry, before it is verified.
+$(BUILD)/fuzz/fuzz-deltatree: tests/fuzz/fuzz-deltatree.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/delta-tree.c abctl/delta.h
+	@mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/delta-tree.c -lmbedcrypto
 
 # Auth files (abctl/auth.c): written by operators and by podman login.
 $(BUILD)/fuzz/fuzz-auth: tests/fuzz/fuzz-auth.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/auth.c abctl/auth.h
@@ -468,11 +473,14 @@ oci-image:
 	@test -n "$(IMAGE)" -a -n "$(UKI)" -a -n "$(OCI)" || { echo "make oci-image IMAGE=PREFIX UKI=boot.efi OCI=DIR [TAG=t] [OCI_VERSION=v]" >&2; exit 1; }
 	initramfs/mkoci --image $(IMAGE) --uki $(UKI) --output $(OCI) $(if $(TAG),--tag $(TAG)) $(if $(OCI_VERSION),--version $(OCI_VERSION))
 
-# make bench-oci [OCI_MIB=1024]: abctl install from a registry against curl (bench/oci_bench.py).
+# make bench-oci [OCI_MIB=1024] [OCI_SCENARIO=all|throughput|delta]: abctl install from a registry
+# against curl (in the guest), and full against delta installs of the Debian test system per
+# image layout (host level) (bench/oci_bench.py).
 OCI_MIB ?= 1024
+OCI_SCENARIO ?= all
 bench-oci: deps
-	$(MAKE) e2e-artifacts
-	$(PYTHON) bench/oci_bench.py --build $(BUILD) --size-mib $(OCI_MIB)
+	$(MAKE) e2e-artifacts $(PC)/abctl $(PC)/bootsim
+	$(PYTHON) bench/oci_bench.py --build $(BUILD) --size-mib $(OCI_MIB) --scenario $(OCI_SCENARIO)
 
 bench: deps
 	@command -v dracut >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q \

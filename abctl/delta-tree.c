@@ -109,6 +109,15 @@ int delta_tree_parse(const uint8_t *sb, size_t n, uint64_t data_size, uint64_t h
         return 0;
 }
 
+int delta_sb_data_blocks(const uint8_t *sb, size_t n, uint64_t *ret) {
+        if (n < DELTA_SB_SIZE || memcmp(sb, "verity\0\0", 8) != 0 || le32(sb + 8) != 1 || le32(sb + 12) != 1 ||
+            memcmp(sb + 32, "sha256\0", 7) != 0 || le32(sb + 64) != DELTA_BLOCK || le32(sb + 68) != DELTA_BLOCK ||
+            le64(sb + 72) == 0 || le64(sb + 72) > DELTA_DATA_BLOCKS_MAX)
+                return -EBADMSG;
+        *ret = le64(sb + 72);
+        return 0;
+}
+
 uint64_t delta_tree_level0_offset(const struct delta_tree *t, uint64_t b) {
         return t->level_block[0] * DELTA_BLOCK + b * DELTA_DIGEST;
 }

@@ -107,14 +107,24 @@ static void progress(struct plan *p, const char *phase, uint64_t done, uint64_t 
  * the new image has at the same place (when in_place) stays; any other
  * match becomes the source of the blocks with that hash that have none
  * better (how). -EIO-like errors are the caller's fallback. */
-static int scan(struct plan *p, int fd, const char *path, bool in_place, How how, uint64_t *ret_scanned) {
+static int scan(struct plan *p, int fd, const char *path, int hash_fd, bool in_place, How how,
+                uint64_t *ret_scanned) {
         off_t end = lseek(fd, 0, SEEK_END);
-        uint8_t d[DELTA_DIGEST];
-        uint64_t size, pos;
+        uint8_t d[DELTA_DIGEST], sb[DELTA_SB_SIZE];
+        uint64_t size, pos, blocks;
 
-        if (end < 0)
-                return log_debug_errno(-errno, "Cannot tell the size of %s: %m", path);
+        if (end < 0) {
+                log_info("%s: cannot tell the size of %s (%s): downloading the whole image instead of a delta",
+                         p->what, path, strerror(errno));
+                return -EOPNOTSUPP;
+        }
         size = (uint64_t) end / DELTA_BLOCK * DELTA_BLOCK;
+        /* Only as far as the image in that slot goes, when its hash
+         * partition says (a slot is larger than its image, often much);
+         * else the whole partition. What is read is checked block by
+         * block anyway. */
+        if (hash_fd >= 0 && pread_full(hash_fd, sb, sizeof(sb), 0) >= 0 && delta_sb_data_blocks(sb, sizeof(sb), &blocks) >= 0)
+                size = MIN(size, blocks * DELTA_BLOCK);
         _cleanup_free_ uint8_t *buf = malloc(SCAN_CHUNK);
         if (!buf)
                 return log_error_errno(-ENOMEM, "Out of memory");
@@ -122,9 +132,8 @@ static int scan(struct plan *p, int fd, const char *path, bool in_place, How how
                 size_t k = (size_t) MIN((uint64_t) SCAN_CHUNK, size - pos);
                 int r = pread_full(fd, buf, k, pos);
                 if (r < 0) {
-                        errno = -r;
-                        log_info("%s: reading %s at byte %llu failed (%m): downloading the whole image instead of "
-                                 "a delta", p->what, path, (unsigned long long) pos);
+                        log_info("%s: reading %s at byte %llu failed (%s): downloading the whole image instead of "
+                                 "a delta", p->what, path, (unsigned long long) pos, strerror(-r));
                         return -EOPNOTSUPP;
                 }
                 for (size_t off = 0; off < k; off += DELTA_BLOCK) {
@@ -161,9 +170,8 @@ static int read_checked(struct plan *p, int fd, const char *path, uint64_t y, ui
         uint8_t d[DELTA_DIGEST];
         int r = pread_full(fd, out, DELTA_BLOCK, y * DELTA_BLOCK);
         if (r < 0) {
-                errno = -r;
-                log_info("%s: reading %s at byte %llu failed (%m): downloading the whole image instead of a delta",
-                         p->what, path, (unsigned long long) (y * DELTA_BLOCK));
+                log_info("%s: reading %s at byte %llu failed (%s): downloading the whole image instead of a delta",
+                         p->what, path, (unsigned long long) (y * DELTA_BLOCK), strerror(-r));
                 return -EOPNOTSUPP;
         }
         delta_hash_block(p->t, out, d);
@@ -243,7 +251,7 @@ static void plan_done(struct plan *p) {
 }
 
 int delta_write_system(struct image_source *src, const char *what, int data_fd, int hash_fd,
-                       const char *running_path) {
+                       const char *running_path, const char *running_hash_path) {
         _cleanup_free_ uint8_t *tree = NULL, *moved = NULL, *block = NULL;
         _cleanup_free_ struct oci_range *ranges = NULL;
         _cleanup_(plan_done) struct plan p = { .what = what, .tty = isatty(STDERR_FILENO) };
@@ -300,18 +308,20 @@ int delta_write_system(struct image_source *src, const char *what, int data_fd, 
         }
         qsort(p.want, t.data_blocks, sizeof(*p.want), want_cmp);
 
-        r = scan(&p, data_fd, what, true, HOW_MOVE, &scanned);
+        r = scan(&p, data_fd, what, hash_fd, true, HOW_MOVE, &scanned);
         if (r < 0)
                 return r;
         if (running_path) {
                 uint64_t s = 0;
                 run_fd = open(running_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
                 if (run_fd < 0) {
-                        log_info("%s: cannot read the running slot's data partition %s (%m): downloading the whole "
-                                 "image", what, running_path);
+                        log_info("%s: cannot read the running slot's data partition %s (%s): downloading the whole "
+                                 "image", what, running_path, strerror(errno));
                         return -EOPNOTSUPP;
                 }
-                r = scan(&p, run_fd, running_path, false, HOW_RUNNING, &s);
+                _cleanup_close_ int run_hash_fd = running_hash_path
+                        ? open(running_hash_path, O_RDONLY | O_CLOEXEC | O_NOCTTY) : -1;
+                r = scan(&p, run_fd, running_path, run_hash_fd, false, HOW_RUNNING, &s);
                 if (r < 0)
                         return r;
                 scanned += s;

@@ -349,15 +349,16 @@ static bool delta_wanted(const struct ctx *c, const struct image_source *src) {
 }
 
 /* The system image into the slot's partitions, flushed and out of the
- * cache: by delta from the blocks on this machine (running: the running
- * slot's data partition, read-only, or NULL) when wanted and possible,
+ * cache: by delta from the blocks on this machine (running, running_hash:
+ * the running slot's partitions, read-only, or NULL) when wanted and possible,
  * else the whole stream. */
 static int write_system(const struct ctx *c, struct image_source *src, Slot t, const struct part_dev *data,
-                        const struct part_dev *hash, const struct part_dev *running) {
+                        const struct part_dev *hash, const struct part_dev *running,
+                        const struct part_dev *running_hash) {
         char what[64];
         (void) snprintf(what, sizeof(what), "slot %s", slot_to_string(t));
         _cleanup_close_ int data_fd = open(data->path, O_RDWR | O_CLOEXEC | O_NOCTTY);
-        _cleanup_close_ int hash_fd = open(hash->path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_close_ int hash_fd = open(hash->path, O_RDWR | O_CLOEXEC | O_NOCTTY);
         struct system_sink ss = { .data_fd = data_fd, .hash_fd = hash_fd, .data_size = src->data_size,
                                   .total = src->data_size + src->hash_size, .what = what,
                                   .tty = isatty(STDERR_FILENO), .started_ms = now_monotonic_ms() };
@@ -365,7 +366,8 @@ static int write_system(const struct ctx *c, struct image_source *src, Slot t, c
 
         if (data_fd < 0 || hash_fd < 0)
                 return log_error_errno(-errno, "Cannot open %s for writing: %m", data_fd < 0 ? data->path : hash->path);
-        r = delta_wanted(c, src) ? delta_write_system(src, what, data_fd, hash_fd, running ? running->path : NULL)
+        r = delta_wanted(c, src) ? delta_write_system(src, what, data_fd, hash_fd, running ? running->path : NULL,
+                                                      running_hash && running_hash->path ? running_hash->path : NULL)
                                  : -EOPNOTSUPP;
         if (r == -EOPNOTSUPP) {
                 r = src->ops->fetch_system(src, system_sink, &ss);
@@ -410,6 +412,7 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         _cleanup_(part_dev_release) struct part_dev data = PART_DEV_NULL;
         _cleanup_(part_dev_release) struct part_dev hash = PART_DEV_NULL;
         _cleanup_(part_dev_release) struct part_dev running = PART_DEV_NULL;
+        _cleanup_(part_dev_release) struct part_dev running_hash = PART_DEV_NULL;
         _cleanup_(uki_buffer_done) struct uki_buffer uki = {};
         /* Last, so restored first: the handler never sees what the
          * cleanups above free. */
@@ -466,6 +469,10 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         if (delta_wanted(c, src) && c->running >= 0 && c->running != t && c->view.layout.slot[c->running].present) {
                 const struct slot_partitions *q = &c->view.layout.slot[c->running];
                 int e = part_dev_get(c->disk, q->data_partno, q->data_start, q->data_size, false, &running);
+                /* Its hash partition says how much of it is the image; without it, all is read. */
+                if (e >= 0)
+                        (void) part_dev_get(c->disk, q->hash_partno, q->hash_start, q->hash_size, false,
+                                            &running_hash);
                 if (e < 0)
                         log_info("The running slot %s's data partition cannot be read (%s): a delta takes blocks "
                                  "from slot %s only", slot_to_string(c->running), strerror(-e), slot_to_string(t));
@@ -489,7 +496,8 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 return log_error_errno(r, "Failed to mark slot %s not bootable before writing it", slot_to_string(t));
         }
 
-        r = write_system(c, src, t, &data, &hash, running.path ? &running : NULL);
+        r = write_system(c, src, t, &data, &hash, running.path ? &running : NULL,
+                         running_hash.path ? &running_hash : NULL);
         /* What is on the disk now, against the root hash the UKI pins. */
         if (r >= 0)
                 r = abctl_verify_image(data.path, hash.path, src->roothash);

@@ -663,9 +663,9 @@ static int registry_attempt(struct oci_source *s, const char *url, const char *w
                 hdrs = curl_slist_append(hdrs, s->token);
         if (x->h->range) {
                 char range[80];
-                (void) snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
-                                (unsigned long long) (x->h->base + x->h->pos),
-                                (unsigned long long) (x->h->base + x->h->size - 1));
+                uint64_t first = x->h->base + x->h->pos, last = x->h->base + x->h->size - 1;
+                (void) snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long) first,
+                                (unsigned long long) last);
                 hdrs = curl_slist_append(hdrs, range);
                 s->range_requests++;
         } else if (x->h->pos > 0) {

@@ -411,20 +411,23 @@ class HttpFront:
     certificate (the same --ca works; the guest reaches it at GUEST_HOST
     like the registry): it forwards every request and streams every answer
     back, and counts what it served: requests (method, path, the Range
-    header asked, status) and body bytes. ignore_range=True drops the
+    header asked, status), body bytes (bytes; served: per path). ignore_range=True drops the
     client's Range header, as a registry or CDN that does not do ranges:
     every blob request then gets 200 and the whole blob."""
 
     def __init__(self, registry, ignore_range=False):
         import http.client
         self.ignore_range = ignore_range
-        self.requests, self.bytes = [], 0
+        self.requests, self.bytes, self.served = [], 0, {}
         self.lock = threading.Lock()
         outer = self
         upstream = ssl.create_default_context(cafile=str(registry.ca))
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are separate writes: with Nagle each small
+            # answer waited for the client's delayed ACK, 40 ms a request.
+            disable_nagle_algorithm = True
 
             def do_GET(self):
                 self.forward("GET")
@@ -436,10 +439,20 @@ class HttpFront:
                 asked = self.headers.get("Range")
                 drop = {"host", "connection"} | ({"range"} if outer.ignore_range else set())
                 hdrs = {k: v for k, v in self.headers.items() if k.lower() not in drop}
-                conn = http.client.HTTPSConnection("127.0.0.1", registry.port, context=upstream, timeout=60)
+                # One upstream connection per client connection, kept alive
+                # like the client's (a delta makes thousands of requests).
+                conn = getattr(self, "upstream", None)
+                if conn is None:
+                    conn = self.upstream = http.client.HTTPSConnection("127.0.0.1", registry.port,
+                                                                       context=upstream, timeout=60)
                 try:
-                    conn.request(method, self.path, headers=hdrs)
-                    resp = conn.getresponse()
+                    try:
+                        conn.request(method, self.path, headers=hdrs)
+                        resp = conn.getresponse()
+                    except (http.client.HTTPException, OSError):
+                        conn.close()        # the registry closed it: once more on a new one
+                        conn.request(method, self.path, headers=hdrs)
+                        resp = conn.getresponse()
                     length = resp.getheader("Content-Length")
                     body = None if length is not None or method == "HEAD" else resp.read()
                     with outer.lock:
@@ -460,8 +473,10 @@ class HttpFront:
                         self.wfile.write(chunk)
                         with outer.lock:
                             outer.bytes += len(chunk)
-                finally:
+                            outer.served[self.path] = outer.served.get(self.path, 0) + len(chunk)
+                except BaseException:
                     conn.close()
+                    raise
 
             def log_message(self, *args):
                 pass
@@ -473,6 +488,10 @@ class HttpFront:
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def blob_bytes(self, digest):
+        """Body bytes served of blob digest."""
+        return sum(n for p, n in self.served.items() if p.endswith(f"/blobs/{digest}"))
 
     def blob_requests(self):
         """The requests for blobs: (path, Range asked, status)."""
