@@ -48,8 +48,10 @@ HEAL = "heal"
 class Heal:
     """A committed slot rots and heals (tests/e2e/test_heal.py): slot A (the
     net root, committed) installs oci-heal (B's commit root plus /data/blob)
-    from a real registry into B (through a
-    Proxy that counts what the registry sends); B's trial commits; the host
+    from a real registry into B (through an HttpFront that counts what the
+    registry serves, per blob): a delta install, since A's root carries the
+    v2 layout and so most of oci-heal's blocks (test_delta.py reads that
+    boot); B's trial commits; the host
     corrupts two blocks of B's /data/blob, one that A holds too (8 blocks
     of the static curl A carries) and one only B's image has; B, committed,
     reads them: the init's watcher records them and falls back to A; A runs
@@ -59,11 +61,13 @@ class Heal:
     CA = "/run/abswitch-test/ca"
 
     def __init__(self, workdir):
-        from registry import Proxy, Registry
+        from registry import HttpFront, Registry, layout_manifest
         m = self.machine = abvm.Machine(workdir)
         self.registry = Registry(workdir / "registry").start()
         self.registry.push(abvm.E2E / "oci-heal", "v2")
-        self.proxy = Proxy(self.registry.port)
+        self.front = HttpFront(self.registry)
+        self.system = next(l["digest"] for l in layout_manifest(abvm.E2E / "oci-heal", "v2")["layers"]
+                           if l["mediaType"] == "application/vnd.abswitch.system.v1")
         a = m.uki("boot-a.efi", "A-NET")
         b = m.uki("boot-b.efi", "B")
         m.make_disk(a, b, a_image="a-net", slot_size="32M")
@@ -72,7 +76,7 @@ class Heal:
                            order=[self.BOOT_A, self.BOOT_B])
         m.net = True
         m.fw_files["ca"] = self.registry.ca
-        self.install = f"/usr/bin/abctl install --ca {self.CA} {self.registry.guest_ref('v2', port=self.proxy.port)}"
+        self.install = f"/usr/bin/abctl install --ca {self.CA} {self.registry.guest_ref('v2', port=self.front.port)}"
         self.repair = f"/usr/bin/abctl repair --ca {self.CA}"
 
         image = (abvm.E2E / "slot-b-heal.img").read_bytes()
@@ -87,15 +91,19 @@ class Heal:
         self.boots, self.after = {}, {}
         m.fw_run = [self.install, "/usr/bin/abctl status"]
         self._boot("A-installs")
+        # What the install fetched of the system layer: (Range asked, status) per request, and bytes.
+        self.install_system_requests = [(r, st) for p, r, st in self.front.blob_requests()
+                                        if p.endswith(f"/blobs/{self.system}")]
+        self.install_system_bytes = self.front.blob_bytes(self.system)
         m.fw_run = []
         self._boot("B-trial")
         for b in self.blocks:
             m.corrupt_slot("B", offset=b * 4096 + 100)
         self._boot("B-damaged")
         m.fw_run = ["/usr/bin/abctl status", self.repair, "/usr/bin/abctl status"]
-        self.sent_before_repair = self.proxy.sent
+        self.sent_before_repair = self.front.bytes
         self._boot("A-repairs")
-        self.repair_sent = self.proxy.sent - self.sent_before_repair
+        self.repair_sent = self.front.bytes - self.sent_before_repair
         self.seconds = time.monotonic() - t0
 
     def _boot(self, name):
@@ -106,5 +114,5 @@ class Heal:
                             "damage": v.get("AbswitchDamageB", uuid.UUID("b9d4c0a3-5e2f-4a1d-8c6b-3f7e2a91d054"))}
 
     def close(self):
-        self.proxy.close()
+        self.front.close()
         self.registry.stop()

@@ -1,75 +1,48 @@
-"""A delta install in the guest (issue 15): slot A (root-a-net) runs, slot B
-holds v1 (B's "commit" image); v2 is v1 with one file changed and one added
-(mkslot here, EROFS), published in a real docker-registry behind an HTTPS
-front that counts what it serves (registry.HttpFront). The guest's static
-abctl fetches v2's hash tree by Range, hashes the blocks it has, fetches
-the rest by Range, verifies the whole slot against the root hash its UKI
-pins; the next boot runs v2 from B. Two boots."""
+"""A delta install in the guest (issue 15, README "Delta installs"): the
+first boot of the heal scenario (scenarios.py Heal): slot A (root-a-net,
+which carries the v2 OCI layout and so most of the new image's blocks)
+installs oci-heal (B's commit root plus a /data/blob of its own) into B from
+a real docker-registry behind an HTTPS front that counts what it serves per
+blob (registry.HttpFront). The guest's static abctl fetches the image's
+hash tree by Range, hashes the blocks it has with the new salt, copies the
+matching ones, fetches the rest by Range and verifies the whole slot
+against the root hash its UKI pins; the next boot runs the image from B and
+commits it. The scenario's boots serve test_heal.py too: one machine,
+four boots, for both. Deltas from the target slot's own old content (in
+place and moved), the fallback without Range, bad trees and read errors:
+tests/tools/test_delta.py, on the host."""
 
 import re
-import shutil
-import subprocess
+
+import pytest
 
 import abvm
-from registry import HttpFront, Registry, guest_ref
-from test_registry import BOOT_A, BOOT_B, CA, PATH_A, PATH_B, ran
+from scenarios import HEAL
 
 
-def make_v2(d):
-    """v2: B's commit root with /etc/os-release changed and a 40 KiB file added."""
-    root = d / "root-v2"
-    shutil.copytree(abvm.E2E / "root-b-commit", root, symlinks=True)
-    (root / "etc/os-release").write_text((root / "etc/os-release").read_text() + "DELTA_TEST=2\n")
-    (root / "usr/new-in-v2").write_bytes(bytes(range(256)) * 160)
-    subprocess.run([abvm.TOP / "initramfs/mkslot", "--root", root, "--output", d / "v2"], check=True,
-                   capture_output=True)
-    return d / "v2"
-
-
-def test_delta_install_fetches_only_changed_blocks(machine, tmp_path):
-    v2 = make_v2(tmp_path)
-    uki = machine.uki("v2-boot-b.efi", v2.with_suffix(".roothash"), version="2")
-    layout = tmp_path / "oci"
-    subprocess.run([abvm.TOP / "initramfs/mkoci", "--image", v2, "--uki", uki, "--name", "abswitch delta test",
-                    "--version", "2", "--tag", "v2", "--output", layout], check=True, capture_output=True)
-    reg = Registry(tmp_path).start()
-    reg.push(layout, "v2")
-    front = HttpFront(reg)
-
-    a = machine.uki("boot-a.efi", "A-NET")
-    b = machine.uki("boot-b.efi", "B-COMMIT")
-    machine.make_disk(a, b, a_image="a-net", b_image="b-commit", slot_size="32M")
-    machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
-                             order=[BOOT_A, BOOT_B])
-    machine.net = True
-    cmd = f"/usr/bin/abctl install --ca {CA} {guest_ref(front.port, 'v2')}"
-    machine.fw_run = [cmd]
-    machine.fw_files["ca"] = reg.ca
-    try:
-        boot = machine.boot()
-    finally:
-        front.close()
-        reg.stop()
+@pytest.mark.xdist_group(HEAL)
+def test_delta_install_fetches_only_changed_blocks(heal):
+    boot = heal.boots["A-installs"]
     assert boot.root["slot"] == "A"
-    assert ran(boot, cmd) == 0, boot.tail(40)
+    assert re.search(r"^ABSWITCH-RUN rc=0 " + re.escape(heal.install) + r"\r?$", boot.console, re.M), boot.tail(40)
     m = re.search(r"Wrote ([\d.]+) MiB into slot B by delta in [\d.]+ s: fetched ([\d.]+) MiB in (\d+) requests",
                   boot.console)
     assert m, boot.tail(40)
 
-    # What the registry front served of the system layer: the tree and the
-    # changed blocks, far below the image.
-    img = v2.with_suffix(".img").stat().st_size
-    tree = v2.with_suffix(".verity").stat().st_size
-    system = next(p for p, _, s in front.blob_requests() if s == 206).rsplit("/", 1)[1]
-    served = front.blob_bytes(system)
-    assert served < (img + tree) / 10, (served, img + tree, boot.tail(20))
-    assert served >= tree
-    assert all(s == 206 for p, _, s in front.blob_requests() if p.endswith(system))
-    assert machine.slot_state("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
+    # What the front served of the system layer: the tree and the blocks A
+    # does not hold, far below the image; every request a range.
+    img = (abvm.E2E / "slot-b-heal.img").stat().st_size
+    tree = (abvm.E2E / "slot-b-heal.verity").stat().st_size
+    served = heal.install_system_bytes
+    print(f"delta install: {served} bytes of the system layer served ({img + tree} bytes), "
+          f"{len(heal.install_system_requests)} requests")
+    assert tree <= served < (img + tree) / 10, (served, img + tree, boot.tail(20))
+    assert heal.install_system_requests and all(st == 206 for _, st in heal.install_system_requests), \
+        heal.install_system_requests
+    assert heal.after["A-installs"]["B"] == {"priority": 2, "tries": 2, "successful": False, "armed": True}
 
-    # The next boot runs v2 from B (the init verifies it against the pin).
-    machine.fw_run = []
-    boot = machine.boot()
+    # The next boot runs the image from B (the init verifies it against the pin) and commits it.
+    boot = heal.boots["B-trial"]
     assert boot.root["slot"] == "B", boot.tail(30)
-    assert boot.record["root"]["roothash"] == abvm.roothash(v2.with_suffix(".roothash"))
+    assert boot.record["root"]["roothash"] == abvm.roothash("b-heal")
     assert "ABSWITCH-RUN rc=0 /usr/bin/abctl mark-good" in boot.console, boot.tail(30)

@@ -9,7 +9,7 @@ import json
 import re
 
 import abvm
-from test_security import BOOT_A, PATH_A, reader_disk
+from test_security import reader_disk
 
 DAMAGE_GUID = "b9d4c0a3-5e2f-4a1d-8c6b-3f7e2a91d054"
 
@@ -104,7 +104,7 @@ def test_repair_refetches_only_bad_blocks(heal):
     assert after["A"]["priority"] == 2 and after["A"]["successful"]
     assert after["damage"] is None
     image = (abvm.E2E / "slot-b-heal.img").stat().st_size
-    print(f"repair: {heal.repair_sent} bytes sent by the registry (TLS, manifest and config included) "
+    print(f"repair: {heal.repair_sent} bytes served by the registry (manifest and config included) "
           f"for one 4096-byte block of a {image}-byte image")
     assert heal.repair_sent < 64 * 1024, heal.repair_sent
     measured(repair={"registry_bytes_sent": heal.repair_sent, "image_bytes": image, "blocks_from_registry": 1,
