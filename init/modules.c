@@ -118,7 +118,7 @@ static bool loaded_before(const char *path) {
                 if (streq(done[i], path))
                         return true;
         if (n_done < ELEMENTSOF(done) && strlen(path) < sizeof(done[0]))
-                strcpy(done[n_done++], path);
+                (void) snprintf(done[n_done++], sizeof(done[0]), "%s", path);
         return false;
 }
 
