@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE 1 /* accept4 */
 #include <ctype.h>
 #include <fcntl.h>
 #include <libcryptsetup.h>
