@@ -111,23 +111,28 @@ static const char *prepared_lines(void) {
 /* Paths this boot loaded already: a shared dependency (virtio_ring for
  * virtio_pci and virtio_blk) is not handed to the kernel twice, which would
  * read and check its signature again before refusing it with EEXIST. */
+static char loaded[64][128];
+static size_t n_loaded;
+
 static bool loaded_before(const char *path) {
-        static char done[64][128];
-        static size_t n_done;
-        for (size_t i = 0; i < n_done; i++)
-                if (streq(done[i], path))
+        for (size_t i = 0; i < n_loaded; i++)
+                if (streq(loaded[i], path))
                         return true;
-        if (n_done < ELEMENTSOF(done) && strlen(path) < sizeof(done[0]))
-                (void) snprintf(done[n_done++], sizeof(done[0]), "%s", path);
         return false;
 }
 
-/* 0 when loaded (or already there), -ENOENT when the list has no line for
- * name, another error when a listed file failed to load. */
-static int load_prepared(const char *name) {
+static void remember_loaded(const char *path) {
+        if (n_loaded < ELEMENTSOF(loaded) && strlen(path) < sizeof(loaded[0]))
+                (void) snprintf(loaded[n_loaded++], sizeof(loaded[0]), "%s", path);
+}
+
+/* 0 when loaded (or already there), an error when a listed file failed to
+ * load; *ret_listed says whether the list has a line for name at all. */
+static int load_prepared(const char *name, bool *ret_listed) {
         const char *lines = prepared_lines();
         char line[2048];
 
+        *ret_listed = false;
         if (!lines)
                 return -ENOENT;
         for (const char *p = lines; *p;) {
@@ -144,6 +149,7 @@ static int load_prepared(const char *name) {
                 char *save = NULL, *tok = strtok_r(line, " ", &save);
                 if (!tok || !same_module(tok, name))
                         continue;
+                *ret_listed = true;
                 while ((tok = strtok_r(NULL, " ", &save))) {
                         if (loaded_before(tok))
                                 continue;
@@ -151,9 +157,11 @@ static int load_prepared(const char *name) {
                         _cleanup_close_ int fd = open(tok, O_RDONLY | O_CLOEXEC | O_NOCTTY);
                         if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)) {
                                 int r = -errno;
-                                log_debug_errno(r, "Failed to load %s for kernel module %s: %m", tok, name);
+                                log_warning_errno(r, "Failed to load %s (kernel module %s, listed in %s): %m; "
+                                                  "trying libkmod", tok, name, MODULES_PATHS);
                                 return r;
                         }
+                        remember_loaded(tok);
                         log_debug("Loaded %s for kernel module %s in %llu us", tok, name,
                                   (unsigned long long) (now_boottime_us() - t0));
                 }
@@ -163,11 +171,11 @@ static int load_prepared(const char *name) {
 }
 
 static int load(const char *name) {
-        int r = load_prepared(name);
+        bool listed;
+        int r = load_prepared(name, &listed);
         if (r >= 0)
                 return 0;
-        if (r != -ENOENT)
-                log_warning_errno(r, "Kernel module %s from %s: %m; trying libkmod", name, MODULES_PATHS);
+        (void) listed; /* a listed file that failed was logged; libkmod gets another try */
         struct kmod_ctx *ctx = context();
         return ctx ? load_one(ctx, name) : -ENOENT;
 }
