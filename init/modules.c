@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <fcntl.h>
 #include <libkmod.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 
 #include "../common/log.h"
 #include "../common/macro.h"
@@ -72,11 +74,6 @@ static struct kmod_ctx *context(void) {
         return ctx;
 }
 
-int modules_load_one(const char *name) {
-        struct kmod_ctx *ctx = context();
-        return ctx ? load_one(ctx, name) : -ENOENT;
-}
-
 /* Module names as the kernel compares them: '-' and '_' are the same. */
 static bool same_module(const char *a, const char *b) {
         for (; *a && *b; a++, b++)
@@ -85,14 +82,112 @@ static bool same_module(const char *a, const char *b) {
         return *a == *b;
 }
 
-int modules_load(const char *list_file, const char *const *extra) {
+/* The hot path: initramfs/mkinitramfs resolved every module it put into the
+ * initramfs, with its dependencies in load order, into MODULES_PATHS ("NAME
+ * PATH..." per line), from the same modules.dep libkmod would walk here. A
+ * boot opens each path and hands it to the kernel, as libkmod does in the
+ * end (finit_module, no parameters: the initramfs carries no modprobe.d),
+ * without mapping the indexes and resolving names first (about 40 ms of a
+ * TCG boot). A module already loaded (a shared dependency) is EEXIST. What
+ * the list does not name, or cannot load, goes to libkmod below. */
+#define MODULES_PATHS "/etc/abswitch/modules.paths"
+
+static const char *prepared_lines(void) {
+        static char buf[16384];
+        static int state; /* 0 unread, 1 read, -1 absent or unusable */
+
+        if (state == 0) {
+                _cleanup_close_ int fd = open(MODULES_PATHS, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf));
+                state = n > 0 && (size_t) n < sizeof(buf) ? 1 : -1;
+                if (state > 0)
+                        buf[n] = 0;
+                else if (n >= 0 || errno != ENOENT)
+                        log_warning("%s is unreadable or too large, resolving modules with libkmod", MODULES_PATHS);
+        }
+        return state > 0 ? buf : NULL;
+}
+
+/* Paths this boot loaded already: a shared dependency (virtio_ring for
+ * virtio_pci and virtio_blk) is not handed to the kernel twice, which would
+ * read and check its signature again before refusing it with EEXIST. */
+static char loaded[64][128];
+static size_t n_loaded;
+
+static bool loaded_before(const char *path) {
+        for (size_t i = 0; i < n_loaded; i++)
+                if (streq(loaded[i], path))
+                        return true;
+        return false;
+}
+
+static void remember_loaded(const char *path) {
+        if (n_loaded < ELEMENTSOF(loaded) && strlen(path) < sizeof(loaded[0]))
+                (void) snprintf(loaded[n_loaded++], sizeof(loaded[0]), "%s", path);
+}
+
+/* 0 when loaded (or already there), an error when a listed file failed to
+ * load; *ret_listed says whether the list has a line for name at all. */
+static int load_prepared(const char *name, bool *ret_listed) {
+        const char *lines = prepared_lines();
+        char line[2048];
+
+        *ret_listed = false;
+        if (!lines)
+                return -ENOENT;
+        for (const char *p = lines; *p;) {
+                size_t len = strcspn(p, "\n");
+                const char *next = p[len] ? p + len + 1 : p + len;
+                if (len >= sizeof(line)) {
+                        p = next;
+                        continue;
+                }
+                memcpy(line, p, len);
+                line[len] = 0;
+                p = next;
+
+                char *save = NULL, *tok = strtok_r(line, " ", &save);
+                if (!tok || !same_module(tok, name))
+                        continue;
+                *ret_listed = true;
+                while ((tok = strtok_r(NULL, " ", &save))) {
+                        if (loaded_before(tok))
+                                continue;
+                        uint64_t t0 = now_boottime_us();
+                        _cleanup_close_ int fd = open(tok, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                        if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)) {
+                                int r = -errno;
+                                log_warning_errno(r, "Failed to load %s (kernel module %s, listed in %s): %m; "
+                                                  "trying libkmod", tok, name, MODULES_PATHS);
+                                return r;
+                        }
+                        remember_loaded(tok);
+                        log_debug("Loaded %s for kernel module %s in %llu us", tok, name,
+                                  (unsigned long long) (now_boottime_us() - t0));
+                }
+                return 0;
+        }
+        return -ENOENT;
+}
+
+static int load(const char *name) {
+        bool listed;
+        int r = load_prepared(name, &listed);
+        if (r >= 0)
+                return 0;
+        (void) listed; /* a listed file that failed was logged; libkmod gets another try */
         struct kmod_ctx *ctx = context();
+        return ctx ? load_one(ctx, name) : -ENOENT;
+}
+
+int modules_load_one(const char *name) {
+        return load(name);
+}
+
+int modules_load(const char *list_file, const char *const *extra) {
         char listed[32][64];
         size_t n_listed = 0;
         int failed = 0;
-
-        if (!ctx)
-                return 1;
 
         FILE *f = fopen(list_file, "re");
         if (f) {
@@ -106,7 +201,7 @@ int modules_load(const char *list_file, const char *const *extra) {
                                 *--e = 0;
                         if (!*s || *s == '#')
                                 continue;
-                        if (load_one(ctx, s) < 0)
+                        if (load(s) < 0)
                                 failed++;
                         if (n_listed < ELEMENTSOF(listed))
                                 (void) snprintf(listed[n_listed++], sizeof(listed[0]), "%s", s);
@@ -121,7 +216,7 @@ int modules_load(const char *list_file, const char *const *extra) {
                 bool done = false;
                 for (size_t i = 0; i < n_listed && !done; i++)
                         done = same_module(listed[i], *extra);
-                if (!done && load_one(ctx, *extra) < 0)
+                if (!done && load(*extra) < 0)
                         failed++;
         }
         return failed;

@@ -26,29 +26,46 @@ static bool sysfs_exists(const char *sysfs, const char *dev, const char *file) {
         return access(p, F_OK) == 0;
 }
 
-/* The kernel name of partition partno of disk (vda + 2 -> vda2, nvme0n1 + 2 -> nvme0n1p2). */
+/* The kernel name of partition partno of disk (vda + 2 -> vda2, nvme0n1 + 2 -> nvme0n1p2),
+ * confirmed by the partition's own sysfs "partition" file. The kernel names
+ * a partition after its disk, with a "p" when the disk's name ends in a
+ * digit (block/partitions/core.c, add_partition); both spellings are tried,
+ * so the answer never rests on that rule alone, and a readdir of the disk's
+ * directory (some 30 entries, each an open under emulation) is the fallback. */
+static bool partition_has_number(const char *sysfs, const char *disk, const char *name, int partno) {
+        char f[768], buf[16];
+        (void) snprintf(f, sizeof(f), "%s/%s/%s/partition", sysfs, disk, name);
+        _cleanup_close_ int fd = open(f, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        return atoi(buf) == partno;
+}
+
 static int partition_name(const char *sysfs, const char *disk, int partno, char *ret, size_t size) {
-        char p[512];
+        char p[512], guess[300];
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
+
+        for (int i = 0; i < 2; i++) {
+                (void) snprintf(guess, sizeof(guess), "%s%s%d", disk, i ? "p" : "", partno);
+                if (partition_has_number(sysfs, disk, guess, partno)) {
+                        (void) snprintf(ret, size, "%s", guess);
+                        return 0;
+                }
+        }
 
         (void) snprintf(p, sizeof(p), "%s/%s", sysfs, disk);
         d = opendir(p);
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                char f[768], buf[16];
                 if (de->d_name[0] == '.')
                         continue;
-                (void) snprintf(f, sizeof(f), "%s/%s/partition", p, de->d_name);
-                _cleanup_close_ int fd = open(f, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
-                        continue;
-                ssize_t n = read(fd, buf, sizeof(buf) - 1);
-                if (n <= 0)
-                        continue;
-                buf[n] = 0;
-                if (atoi(buf) == partno) {
+                if (partition_has_number(sysfs, disk, de->d_name, partno)) {
                         (void) snprintf(ret, size, "%s", de->d_name);
                         return 0;
                 }
@@ -86,6 +103,12 @@ static int probe_disk(const char *dev, const char *esp_partuuid, struct found *f
                 return errno > 0 ? -errno : -EIO;
         blkid_probe_enable_superblocks(pr, 0);
         blkid_probe_enable_partitions(pr, 1);
+        /* Only the GPT prober: a slot disk is GPT, and any other table type
+         * was refused below anyway. The GPT prober checks the protective
+         * MBR itself; the others would each read and parse their own
+         * sectors first (under emulation every prober costs). */
+        static char *const gpt_only[] = { "gpt", NULL };
+        (void) blkid_probe_filter_partitions_type(pr, BLKID_FLTR_ONLYIN, (char **) gpt_only);
 
         blkid_partlist pl = blkid_probe_get_partitions(pr);
         if (!pl)

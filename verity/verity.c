@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE 1 /* accept4 */
 #include <ctype.h>
 #include <fcntl.h>
 #include <libcryptsetup.h>
 #include <libdevmapper.h>
+#include <linux/if_alg.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "../common/log.h"
 #include "../common/macro.h"
@@ -101,6 +104,115 @@ static int verity_add_option(const char *name, const char *opt) {
         return 0;
 }
 
+/* One hash at a time through the kernel's crypto API (AF_ALG): the same
+ * algorithms dm-verity uses, and libcryptsetup's kernel backend needs the
+ * module anyway. */
+struct hasher {
+        int tfm, op;
+};
+
+static void hasher_done(struct hasher *h) {
+        closep(&h->op);
+        closep(&h->tfm);
+}
+
+static int hasher_open(struct hasher *h, const char *alg) {
+        struct sockaddr_alg sa = { .salg_family = AF_ALG, .salg_type = "hash" };
+
+        *h = (struct hasher) { -1, -1 };
+        if (strlen(alg) >= sizeof(sa.salg_name))
+                return -EINVAL;
+        memcpy(sa.salg_name, alg, strlen(alg));
+        h->tfm = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (h->tfm < 0 || bind(h->tfm, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        h->op = accept4(h->tfm, NULL, 0, SOCK_CLOEXEC);
+        return h->op < 0 ? -errno : 0;
+}
+
+/* hash(salt || data): dm-verity's hash type 1. */
+static int hasher_digest(struct hasher *h, const void *salt, size_t salt_len, const void *data, size_t len,
+                         unsigned char *out, size_t out_len) {
+        if (salt_len > 0 && send(h->op, salt, salt_len, MSG_MORE) != (ssize_t) salt_len)
+                return -errno;
+        if (send(h->op, data, len, 0) != (ssize_t) len)
+                return -errno;
+        ssize_t n = read(h->op, out, out_len);
+        return n == (ssize_t) out_len ? 0 : n < 0 ? -errno : -EIO;
+}
+
+static int read_block(const char *dev, uint64_t offset, void *buf, size_t len) {
+        _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = pread(fd, buf, len, (off_t) offset);
+        return n == (ssize_t) len ? 0 : n < 0 ? -errno : -EIO;
+}
+
+/* Checks the hash tree path from the root hash down to the first data block,
+ * the path a read of that block makes the kernel check: the top hash block
+ * against the root hash, each level's first digest against the block below,
+ * down to the data block. The geometry is dm-verity's (drivers/md/
+ * dm-verity-target.c, verity_ctr: levels, hash_level_block) with the hash
+ * start libcryptsetup puts into the table (VERITY_hash_offset_block: the
+ * block after the superblock). 0 when the path verifies, -EKEYREJECTED when
+ * a digest differs, another error when it could not be checked (no AF_ALG,
+ * a hash type or size this does not handle): the caller then leaves the
+ * verdict to the kernel. */
+static int check_first_block(const struct crypt_params_verity *vp, const char *data_dev, const char *hash_dev,
+                             const unsigned char *root, size_t digest_size) {
+        _cleanup_free_ unsigned char *block = NULL;
+        unsigned char want[64], got[64];
+        struct hasher h;
+        int r;
+
+        if (vp->hash_type != 1 || (vp->flags & CRYPT_VERITY_NO_HEADER) || digest_size > sizeof(want) ||
+            vp->data_block_size < 512 || vp->data_block_size > 65536 || vp->hash_block_size < 512 ||
+            vp->hash_block_size > 65536 || vp->data_size == 0 || !vp->hash_name)
+                return -EOPNOTSUPP;
+        /* Digests per hash block, a power of two: each takes a slot of the
+         * digest size rounded up to one (hash type 1). */
+        unsigned bits = 0;
+        while (((uint64_t) vp->hash_block_size >> (bits + 1)) >= digest_size)
+                bits++;
+        unsigned levels = 0;
+        while (levels < 32 && ((vp->data_size - 1) >> (bits * levels)) > 0)
+                levels++;
+        if (levels == 0 || levels >= 32 || bits * (levels + 1) >= 64)
+                return -EOPNOTSUPP; /* one data block: the root hash is its digest; not worth a path */
+
+        /* hash_level_block[i]: the first block of level i, the top level first on the device. */
+        uint64_t level_block[32], pos = (vp->hash_area_offset + 512 + vp->hash_block_size - 1) / vp->hash_block_size;
+        for (int i = (int) levels - 1; i >= 0; i--) {
+                level_block[i] = pos;
+                pos += (vp->data_size + (UINT64_C(1) << ((unsigned) (i + 1) * bits)) - 1) >> ((unsigned) (i + 1) * bits);
+        }
+
+        block = malloc(vp->data_block_size > vp->hash_block_size ? vp->data_block_size : vp->hash_block_size);
+        if (!block)
+                return -ENOMEM;
+        r = hasher_open(&h, vp->hash_name);
+        if (r < 0) {
+                hasher_done(&h);
+                return r;
+        }
+        memcpy(want, root, digest_size);
+        for (int i = (int) levels - 1; i >= -1 && r >= 0; i--) {
+                /* Level i's first block, then (i == -1) the first data block. */
+                size_t len = i >= 0 ? vp->hash_block_size : vp->data_block_size;
+                r = i >= 0 ? read_block(hash_dev, level_block[i] * vp->hash_block_size, block, len)
+                           : read_block(data_dev, 0, block, len);
+                if (r >= 0)
+                        r = hasher_digest(&h, vp->salt, vp->salt_size, block, len, got, digest_size);
+                if (r >= 0 && memcmp(got, want, digest_size) != 0)
+                        r = -EKEYREJECTED;
+                if (r >= 0 && i >= 0)
+                        memcpy(want, block, digest_size); /* digest 0 of this block: its first child */
+        }
+        hasher_done(&h);
+        return r;
+}
+
 int verity_close(const char *name) {
         struct crypt_device *cd = NULL;
         int r = crypt_init_by_name(&cd, name);
@@ -111,7 +223,60 @@ int verity_close(const char *name) {
         return r;
 }
 
+/* The kernel's own check: read the first data block through a device that
+ * returns EIO on corruption, which verifies the path from the root hash down;
+ * only then put the configured policy into the table. */
+static int activate_probed(struct crypt_device *cd, const struct verity_setup *s, const unsigned char *key,
+                           size_t key_len, const char *path, char *why, size_t why_size) {
+        int r = activate(cd, s->name, key, key_len, 0);
+        if (r < 0) {
+                (void) snprintf(why, why_size, "the kernel refused the dm-verity table (is dm-verity loaded?)");
+                return r;
+        }
+
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                (void) crypt_deactivate(cd, s->name);
+                (void) snprintf(why, why_size, "%s did not appear", path);
+                return r;
+        }
+        char block[4096];
+        ssize_t n = pread(fd, block, sizeof(block), 0);
+        r = n < 0 ? -errno : 0;
+        closep(&fd);
+        fd = -1;
+        if (r < 0) {
+                (void) crypt_deactivate(cd, s->name);
+                if (r == -EIO) {
+                        (void) snprintf(why, why_size,
+                                        "the hash tree on %s does not verify against the pinned root hash: "
+                                        "the image is not the one this UKI was built for, or it is corrupt",
+                                        s->hash_dev);
+                        return -EKEYREJECTED;
+                }
+                (void) snprintf(why, why_size, "reading the first block of %s failed", path);
+                return r;
+        }
+
+        if (s->policy != VERITY_POLICY_EIO) {
+                r = verity_add_option(s->name, s->policy == VERITY_POLICY_RESTART ? "restart_on_corruption"
+                                                                                   : "panic_on_corruption");
+                if (r < 0) {
+                        (void) crypt_deactivate(cd, s->name);
+                        (void) snprintf(why, why_size, "loading the corruption policy into %s failed", path);
+                        return r;
+                }
+        }
+        return 0;
+}
+
 int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t why_size) {
+        static const uint32_t policy_flag[] = {
+                [VERITY_POLICY_RESTART] = CRYPT_ACTIVATE_RESTART_ON_CORRUPTION,
+                [VERITY_POLICY_PANIC] = CRYPT_ACTIVATE_PANIC_ON_CORRUPTION,
+                [VERITY_POLICY_EIO] = 0,
+        };
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
         unsigned char key[64];
         size_t key_len;
@@ -146,53 +311,33 @@ int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t
                                 key_len, s->hash_dev, vk);
                 return -EINVAL;
         }
+        (void) snprintf(path, sizeof(path), "/dev/mapper/%s", s->name);
 
         /* dm-verity checks nothing when the table is loaded: a wrong root hash
-         * shows only when a block is read. Read the first data block through a
-         * device that returns EIO on corruption; that read verifies the path
-         * from the root hash down. Only then set up the device with the
-         * configured policy, so that a wrong hash is a clear refusal here and
-         * not a restart loop in the middle of mounting. */
-        r = activate(cd, s->name, key, key_len, 0);
-        if (r < 0) {
-                (void) snprintf(why, why_size, "the kernel refused the dm-verity table (is dm-verity loaded?)");
-                return r;
-        }
-
-        (void) snprintf(path, sizeof(path), "/dev/mapper/%s", s->name);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                r = -errno;
-                (void) crypt_deactivate(cd, s->name);
-                (void) snprintf(why, why_size, "%s did not appear", path);
-                return r;
-        }
-        char block[4096];
-        ssize_t n = pread(fd, block, sizeof(block), 0);
-        r = n < 0 ? -errno : 0;
-        closep(&fd);
-        fd = -1;
-        if (r < 0) {
-                (void) crypt_deactivate(cd, s->name);
-                if (r == -EIO) {
-                        (void) snprintf(why, why_size,
-                                        "the hash tree on %s does not verify against the pinned root hash: "
-                                        "the image is not the one this UKI was built for, or it is corrupt",
-                                        s->hash_dev);
-                        return -EKEYREJECTED;
-                }
-                (void) snprintf(why, why_size, "reading the first block of %s failed", path);
-                return r;
-        }
-
-        if (s->policy != VERITY_POLICY_EIO) {
-                r = verity_add_option(s->name, s->policy == VERITY_POLICY_RESTART ? "restart_on_corruption"
-                                                                                   : "panic_on_corruption");
+         * shows only when a block is read, and under restart_on_corruption
+         * that is a restart loop in the middle of mounting. So the path from
+         * the root hash down to the first data block is checked first, in
+         * userspace, as the kernel checks it; when it verifies, the device is
+         * set up once, with the configured policy. Anything else (a digest
+         * that differs, or no way to check here) goes to the kernel's own
+         * check, which gives the verdict: userspace only decides whether the
+         * one-table path is safe, it never refuses a root by itself. */
+        struct crypt_params_verity vp = {};
+        r = crypt_get_verity_info(cd, &vp);
+        if (r >= 0)
+                r = check_first_block(&vp, s->data_dev, s->hash_dev, key, key_len);
+        if (r >= 0) {
+                r = activate(cd, s->name, key, key_len, policy_flag[s->policy]);
                 if (r < 0) {
-                        (void) crypt_deactivate(cd, s->name);
-                        (void) snprintf(why, why_size, "loading the corruption policy into %s failed", path);
+                        (void) snprintf(why, why_size, "the kernel refused the dm-verity table (is dm-verity loaded?)");
                         return r;
                 }
+        } else {
+                log_debug_errno(r, "dm-verity: the path to the first block did not verify in userspace (%m), "
+                                "reading it through an EIO device");
+                r = activate_probed(cd, s, key, key_len, path, why, why_size);
+                if (r < 0)
+                        return r;
         }
 
         char *p = strdup(path);
