@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 # ---- one signed update, read by several tests (scenarios.py) ----------------------
-from scenarios import Heal, SignedUpdate  # noqa: E402
+from scenarios import Heal, PanicFallback, SignedUpdate  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +43,8 @@ def heal(tmp_path_factory):
     h = Heal(tmp_path_factory.mktemp("heal"))
     yield h
     h.close()
+
+
+@pytest.fixture(scope="session")
+def panic_fallback(tmp_path_factory):
+    return PanicFallback(tmp_path_factory.mktemp("panic-fallback"))

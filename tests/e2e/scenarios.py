@@ -116,3 +116,43 @@ class Heal:
     def close(self):
         self.front.close()
         self.registry.stop()
+
+
+PANIC_FALLBACK = "panic-fallback"
+
+
+class PanicFallback:
+    """B's kernel panics before any init (rdinit=/nonexistent) on its last
+    try; A is committed. Booted until it settles twice: with the init's
+    redirects through the firmware (ab.redirect=firmware) and by kexec
+    (ab.redirect=kexec). test_protocol.py's test_panic_before_init_falls_back
+    reads the firmware variant, test_kexec.py's
+    test_kexec_redirect_saves_firmware_resets both."""
+
+    VARIANTS = ("firmware", "kexec")
+    BOOT_A, BOOT_B = 0x1000, 0x1001
+
+    def __init__(self, workdir):
+        from test_protocol import boot_until_settled
+        self.runs, self.machines, self.after = {}, {}, {}
+        for redirect in self.VARIANTS:
+            m = self.machines[redirect] = abvm.Machine(workdir / redirect)
+            self.setup(m, redirect)
+            self.runs[redirect] = boot_until_settled(m, limit=5)
+            self.after[redirect] = {"A": m.slot_state("A"), "B": m.slot_state("B"),
+                                    "boot_next": m.varstore().boot_next()}
+
+    def setup(self, m, redirect):
+        """B was installed with two tries and its first attempt has panicked
+        already: one try left, its armed bit still set, BootNext consumed by
+        the firmware. That first attempt is the same in both variants (the
+        firmware starts B by BootNext), so the scenario starts after it.
+        Both UKIs carry ab.redirect=REDIRECT."""
+        a = m.uki("boot-a.efi", "A", cmdline=f"ab.redirect={redirect}")
+        b = m.uki("boot-b.efi", "B", cmdline=f"ab.redirect={redirect} rdinit=/nonexistent")
+        m.make_disk(a, b)
+        m.set_slot_state("A", priority=1, successful=True)
+        m.set_slot_state("B", priority=2, tries=1, armed=True)
+        m.add_boot_entries({self.BOOT_A: ("abswitch A", r"\EFI\abswitch\boot-a.efi"),
+                            self.BOOT_B: ("abswitch B", r"\EFI\abswitch\boot-b.efi")},
+                           order=[self.BOOT_A, self.BOOT_B])

@@ -12,8 +12,11 @@ import json
 import os
 import re
 
+import pytest
+
 import abvm
-from test_protocol import BOOT_A, BOOT_B, PATH_A, PATH_B, boot_until_settled, slots_seen
+from scenarios import PANIC_FALLBACK, PanicFallback
+from test_protocol import BOOT_A, BOOT_B, PATH_A, PATH_B, slots_seen
 
 RESULTS = abvm.BUILD / "test-results" / "kexec.json"
 BANNER = re.compile(r"(?m)^.*Linux version \d")
@@ -112,39 +115,23 @@ def test_kexec_update_commit(machine):
     })
 
 
-def panic_trial(m, redirect):
-    """A committed; B's kernel panics before any init (rdinit=/nonexistent).
-    B was installed with two tries and its first attempt has panicked
-    already: one try left, its armed bit still set, BootNext consumed by the
-    firmware. That first attempt is the same in both variants (the firmware
-    starts B by BootNext), so the test starts after it. Both UKIs carry
-    ab.redirect=REDIRECT."""
-    a = m.uki("boot-a.efi", "A", cmdline=f"ab.redirect={redirect}")
-    b = m.uki("boot-b.efi", "B", cmdline=f"ab.redirect={redirect} rdinit=/nonexistent")
-    m.make_disk(a, b)
-    m.set_slot_state("A", priority=1, successful=True)
-    m.set_slot_state("B", priority=2, tries=1, armed=True)
-    m.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
-                       order=[BOOT_A, BOOT_B])
-
-
-def test_kexec_redirect_saves_firmware_resets(tmp_path):
-    # Both variants in this one test, with two tries each (not the three of
-    # test_protocol.py's firmware-only test) and from B's second try on:
-    # side by side in one run, and four boots less in make check.
+@pytest.mark.xdist_group(PANIC_FALLBACK)
+def test_kexec_redirect_saves_firmware_resets(panic_fallback):
+    # Both variants of one scenario (scenarios.py PanicFallback: B's last
+    # try, its kernel panics before any init), side by side in one run; the
+    # firmware variant is test_protocol.py's panic test too.
     numbers = {}
-    for redirect in ("firmware", "kexec"):
-        m = abvm.Machine(tmp_path / redirect)
-        panic_trial(m, redirect)
-        runs = boot_until_settled(m, limit=5)
+    for redirect in PanicFallback.VARIANTS:
+        m, runs = panic_fallback.machines[redirect], panic_fallback.runs[redirect]
         k = [kernels(r) for r in runs]
         panics = sum(b.console.count("Kernel panic -") for b in runs)
         kexecs = sum(len(x) - 1 for x in k)
         assert panics == 1, "B's kernel panics on its last try"
         assert "Slot B is now marked failed" in "\n".join(runs[-1].init_log())
-        assert m.slot_state("B")["priority"] == 0
-        assert m.slot_state("A") == {"priority": 1, "tries": 0, "successful": True, "armed": False}
-        assert m.varstore().boot_next() is None
+        after = panic_fallback.after[redirect]
+        assert after["B"]["priority"] == 0
+        assert after["A"] == {"priority": 1, "tries": 0, "successful": True, "armed": False}
+        assert after["boot_next"] is None
         numbers[redirect] = {"qemu_runs": len(runs), "kexecs": kexecs,
                              "seconds": round(sum(r.seconds for r in runs), 1)}
         log = "\n".join(runs[0].init_log())

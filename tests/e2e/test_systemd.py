@@ -38,6 +38,7 @@ def debian_trial(machine, cmdline=""):
     a = machine.uki("boot-a.efi", "A")
     b = machine.uki("boot-b.efi", "DEBIAN", cmdline=cmdline)
     machine.make_disk(a, b, b_image="debian", slot_size="160M", verity_size="2M")
+    machine.memory = 512  # systemd and the Debian userspace
     machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
                              order=[BOOT_A, BOOT_B], boot_next=BOOT_B)
     machine.set_slot_state("A", 1, successful=True)
