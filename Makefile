@@ -196,7 +196,7 @@ $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 # downgrades.
 $(E2E)/v2-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-commit.img initramfs/mkuki $(SB_KEYS)
 	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
-	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
+	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1 no_timer_check" --version 2 --output $@
 
 $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2-boot-b.efi
 	INSTALL_PAYLOAD=$(E2E)/slot-b-commit INSTALL_UKI=$(E2E)/v2-boot-b.efi \
