@@ -64,7 +64,7 @@ class BenchMachine(abvm.Machine):
 
     def qemu_args(self, console_path):
         args = super().qemu_args(console_path)
-        args[args.index("512")] = "1024"  # dracut-generic unpacks ~100 MB
+        args[args.index("-m") + 1] = "1024"  # dracut-generic unpacks ~100 MB
         i = args.index(f"file={self.disk},if=virtio,format=raw")
         args[i] += ",snapshot=on"
         j = args.index("i6300esb")  # no watchdog: nothing arms one here
