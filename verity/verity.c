@@ -321,11 +321,22 @@ int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t
          * set up once, with the configured policy. Anything else (a digest
          * that differs, or no way to check here) goes to the kernel's own
          * check, which gives the verdict: userspace only decides whether the
-         * one-table path is safe, it never refuses a root by itself. */
+         * one-table path is safe, it never refuses a root by itself.
+         * With the EIO policy (the init's default) the kernel's check is
+         * already the one-table path: the read of the first block through the
+         * EIO table gives the verdict and nothing is reloaded, so the
+         * userspace check would only read and hash the same blocks twice. */
         struct crypt_params_verity vp = {};
-        r = crypt_get_verity_info(cd, &vp);
-        if (r >= 0)
-                r = check_first_block(&vp, s->data_dev, s->hash_dev, key, key_len);
+        if (s->policy == VERITY_POLICY_EIO)
+                r = -EOPNOTSUPP;
+        else {
+                r = crypt_get_verity_info(cd, &vp);
+                if (r >= 0)
+                        r = check_first_block(&vp, s->data_dev, s->hash_dev, key, key_len);
+                if (r < 0)
+                        log_debug_errno(r, "dm-verity: the path to the first block did not verify in userspace (%m), "
+                                        "reading it through an EIO device");
+        }
         if (r >= 0) {
                 r = activate(cd, s->name, key, key_len, policy_flag[s->policy]);
                 if (r < 0) {
@@ -333,8 +344,6 @@ int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t
                         return r;
                 }
         } else {
-                log_debug_errno(r, "dm-verity: the path to the first block did not verify in userspace (%m), "
-                                "reading it through an EIO device");
                 r = activate_probed(cd, s, key, key_len, path, why, why_size);
                 if (r < 0)
                         return r;
