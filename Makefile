@@ -89,7 +89,7 @@ $(BUILD)/test-rootinit: tests/e2e/rootinit.c $(BUILD)/deps.mk
 # ---- unit tests: glibc, ASan + UBSan, cmocka ---------------------------------
 SAN_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
               -fno-omit-frame-pointer -DUNIT_TEST
-UNIT_TESTS := cmdline identity efi state gpt ops version secureboot damage
+UNIT_TESTS := cmdline identity efi state gpt ops version secureboot damage io
 
 $(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) $(INIT_HDR) tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit

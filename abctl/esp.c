@@ -8,12 +8,13 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "../common/io.h"
 #include "../common/log.h"
+#include "../efi/kexec.h"
 #include "blockdev.h"
 #include "esp.h"
 #include "origin.h"
 
-#define COPY_CHUNK (1024 * 1024)
 #define RUN_DIR "/run/abswitch"
 
 const char *esp_find_mounted(const struct ctx *c) {
@@ -149,53 +150,26 @@ int esp_check_room(const char *esp, const char *dst, uint64_t size) {
 }
 
 int esp_put_in_place(const char *tmp, const char *dst) {
-        if (rename(tmp, dst) < 0) {
-                int r = -errno;
-                (void) unlink(tmp);
+        int r = rename_into_place(tmp, dst);
+        if (r < 0)
                 return log_error_errno(r, "Cannot put %s in place: %m", dst);
-        }
-        _cleanup_free_ char *dir = dir_of(dst);
-        _cleanup_close_ int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        if (dfd >= 0)
-                (void) fsync(dfd);
         return 0;
 }
 
-/* Replaces dst by a copy of src: temporary file, fsync, rename, fsync of the directory. */
+/* Replaces dst by a copy of src (write_file_atomic): src is a UKI, read
+ * whole, as abctl reboot --kexec does. Its temporary is esp_temp_path(dst). */
 static int replace_file(const char *src, const char *dst) {
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        _cleanup_free_ uint8_t *buf = malloc(COPY_CHUNK);
-        int r = 0;
-
-        if (in < 0 || !buf)
-                return log_error_errno(in < 0 ? -errno : -ENOMEM, "Cannot read %s: %m", src);
-        r = esp_temp_path(dst, &tmp);
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0;
+        int r = read_file_bounded(src, UKI_IMAGE_MAX, &data, &size);
         if (r < 0)
-                return log_error_errno(r, "Cannot name a temporary next to %s: %m", dst);
-        _cleanup_close_ int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
-        if (out < 0)
-                return log_error_errno(-errno, "Cannot create %s (is the ESP mounted read-write?): %m", tmp);
-        for (uint64_t off = 0;;) {
-                ssize_t n = read(in, buf, COPY_CHUNK);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        r = n < 0 ? -errno : 0;
-                        break;
-                }
-                r = pwrite_full(out, buf, (size_t) n, off);
-                if (r < 0)
-                        break;
-                off += (uint64_t) n;
-        }
-        if (r >= 0 && fsync(out) < 0)
-                r = -errno;
-        if (r < 0) {
-                (void) unlink(tmp);
-                return log_error_errno(r, "Writing %s failed%s: %m", tmp, r == -ENOSPC ? " (the ESP is full)" : "");
-        }
-        return esp_put_in_place(tmp, dst);
+                return log_error_errno(r, "Cannot read %s: %m", src);
+        r = write_file_atomic(dst, data, size);
+        if (r < 0)
+                return log_error_errno(r, "Writing %s failed%s: %m", dst,
+                                       r == -ENOSPC ? " (the ESP is full)"
+                                       : r == -EROFS || r == -EACCES ? " (is the ESP mounted read-write?)" : "");
+        return 0;
 }
 
 void esp_update_removable(const struct ctx *c, Slot s) {

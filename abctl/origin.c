@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* A slot's origin on the ESP: see origin.h. */
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -15,7 +14,8 @@
 #include "abctl.h"
 #include "origin.h"
 
-#define ORIGIN_FILE_MAX 8192
+/* Bytes: an origin is a few hundred; 8 KiB with the NUL after it. */
+#define ORIGIN_FILE_MAX (8 * 1024 - 1)
 
 static const char *const kind_names[_ORIGIN_KIND_MAX] = {
         [ORIGIN_FILES] = "files",
@@ -123,7 +123,7 @@ int origin_path(const char *esp_dir, Slot s, char **ret) {
 }
 
 int origin_write(const char *esp_dir, Slot s, const struct slot_origin *o) {
-        _cleanup_free_ char *path = NULL, *tmp = NULL, *json = NULL;
+        _cleanup_free_ char *path = NULL, *json = NULL;
         struct slot_origin stamped = *o;
         time_t now = time(NULL);
         struct tm tm;
@@ -133,49 +133,31 @@ int origin_write(const char *esp_dir, Slot s, const struct slot_origin *o) {
                 (void) strftime(stamped.installed, sizeof(stamped.installed), "%Y-%m-%dT%H:%M:%SZ", &tm);
         r = origin_path(esp_dir, s, &path);
         if (r >= 0)
-                r = abctl_path(&tmp, "%s.new", path);
-        if (r >= 0)
                 r = origin_format(&stamped, &json);
         if (r < 0)
                 return log_error_errno(r, "Cannot record slot %s's origin: %m", slot_to_string(s));
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
-        if (fd < 0)
-                return log_error_errno(-errno, "Cannot create %s: %m", tmp);
-        r = pwrite_full(fd, json, strlen(json), 0);
-        if (r >= 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0) {
-                (void) unlink(tmp);
+        /* Its temporary is <path>.new, which esp_remove_stale() knows. */
+        r = write_file_atomic(path, json, strlen(json));
+        if (r < 0)
                 return log_error_errno(r, "Writing %s failed: %m", path);
-        }
-        /* The directory entry: best effort, as for the UKI. */
-        char *slash = strrchr(path, '/');
-        *slash = 0;
-        _cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                (void) fsync(dfd);
         return 0;
 }
 
 int origin_read(const char *esp_dir, Slot s, const char *roothash, struct slot_origin *ret) {
-        _cleanup_free_ char *path = NULL;
-        char buf[ORIGIN_FILE_MAX], why[128];
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        char why[128];
+        size_t n = 0;
         int r = origin_path(esp_dir, s, &path);
         if (r < 0)
                 return r;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0)
-                return -errno;
-        if ((size_t) n == sizeof(buf)) {
-                log_debug("%s is larger than %d bytes: not an origin", path, ORIGIN_FILE_MAX - 1);
+        r = read_file_bounded(path, ORIGIN_FILE_MAX, &text, &n);
+        if (r == -EFBIG) {
+                log_debug("%s is larger than %d bytes: not an origin", path, ORIGIN_FILE_MAX);
                 return -EBADMSG;
         }
-        r = origin_parse(buf, (size_t) n, ret, why, sizeof(why));
+        if (r < 0)
+                return r;
+        r = origin_parse(text, n, ret, why, sizeof(why));
         if (r < 0) {
                 log_debug("%s is not an origin: %s", path, why);
                 return r;

@@ -49,35 +49,11 @@
 #define STATE_FILE_MAX (64u * 1024u)
 #define BACKOFF_MAX_S 30u
 
-static int read_text(const char *path, size_t max, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        struct stat st;
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        if ((uint64_t) st.st_size > max)
-                return -EFBIG;
-        char *b = calloc(1, (size_t) st.st_size + 1);
-        if (!b)
-                return -ENOMEM;
-        int r = pread_full(fd, b, (size_t) st.st_size, 0);
-        if (r < 0) {
-                free(b);
-                return r;
-        }
-        *ret = b;
-        *ret_len = (size_t) st.st_size;
-        return 0;
-}
-
 static int config_load(const char *path, struct update_config *ret) {
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
         char why[600];
-        int r = read_text(path, UPDATE_CONF_MAX, &text, &len);
+        int r = read_file_bounded(path, UPDATE_CONF_MAX, &text, &len);
         if (r == -ENOENT)
                 return log_error_errno(r, "%s does not exist: write the tag to follow into it, e.g. "
                                        "'reference = registry.example.com/fleet/os:stable' (README, \"Fleet operations\"), "
@@ -108,38 +84,21 @@ static const char *fmt_time(time_t t, bool local, char buf[static 40]) {
         return buf;
 }
 
-/* Writes text to dir/name: temporary, fsync, rename, fsync of the directory. */
+/* Writes text to dir/name (write_file_atomic), making dir first. */
 static int state_write(const char *dir, const char *name, const char *text) {
-        _cleanup_free_ char *path = NULL, *tmp = NULL;
+        _cleanup_free_ char *path = NULL;
         int r = abctl_path(&path, "%s/%s", dir, name);
-        if (r >= 0)
-                r = abctl_path(&tmp, "%s/.%s.new", dir, name);
         if (r < 0)
                 return r;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return -errno;
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0)
-                return -errno;
-        r = loop_write(fd, text, strlen(text));
-        if (r >= 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0) {
-                (void) unlink(tmp);
-                return r;
-        }
-        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                (void) fsync(dfd);
-        return 0;
+        return write_file_atomic(path, text, strlen(text));
 }
 
 static json_object *state_read(const char *dir, const char *name) {
         _cleanup_free_ char *path = NULL, *text = NULL;
         size_t len = 0;
-        if (abctl_path(&path, "%s/%s", dir, name) < 0 || read_text(path, STATE_FILE_MAX, &text, &len) < 0)
+        if (abctl_path(&path, "%s/%s", dir, name) < 0 || read_file_bounded(path, STATE_FILE_MAX, &text, &len) < 0)
                 return NULL;
         json_object *o = json_tokener_parse(text);
         if (o && !json_object_is_type(o, json_type_object)) {
@@ -197,7 +156,7 @@ static const char *digest_of(const struct slots_origin *so, Slot s) {
 static int machine_ids(const struct update_config *cfg, char machine_id[static 33], char lock_id[static 33]) {
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
-        int r = read_text(cfg->machine_id_file, 4096, &text, &len);
+        int r = read_file_bounded(cfg->machine_id_file, 4096, &text, &len);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the machine id from %s: %m. It gives this machine its place "
                                        "in staged rollouts and its FleetLock id (systemd-machine-id-setup makes it)",
@@ -598,7 +557,7 @@ void abctl_update_status(const struct ctx *c, const char *config, json_object *j
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
         char why[600], tb[40];
-        int r = read_text(config, UPDATE_CONF_MAX, &text, &len);
+        int r = read_file_bounded(config, UPDATE_CONF_MAX, &text, &len);
         if (r == -ENOENT)
                 return;
         if (r >= 0)

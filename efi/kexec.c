@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include "../common/io.h"
 #include "../common/macro.h"
 #include "efi.h"
 #include "kexec.h"
@@ -20,32 +21,12 @@
 #endif
 
 int uki_image_read(const char *path, struct uki_image *ret) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        struct stat st;
-
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADF;
-        if ((uint64_t) st.st_size > UKI_IMAGE_MAX)
-                return -EFBIG;
-        size_t size = (size_t) st.st_size;
-        _cleanup_free_ uint8_t *data = malloc(size ?: 1);
-        if (!data)
-                return -ENOMEM;
-        for (size_t done = 0; done < size;) {
-                ssize_t n = pread(fd, data + done, size - done, (off_t) done);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -EBADMSG; /* the file shrank under us */
-                done += (size_t) n;
-        }
-        *ret = (struct uki_image) { .data = TAKE_PTR(data), .size = size };
+        char *data = NULL;
+        size_t size = 0;
+        int r = read_file_bounded(path, UKI_IMAGE_MAX, &data, &size);
+        if (r < 0)
+                return r;
+        *ret = (struct uki_image) { .data = (uint8_t *) data, .size = size };
         return 0;
 }
 
@@ -54,11 +35,15 @@ void uki_image_done(struct uki_image *u) {
         *u = (struct uki_image) {};
 }
 
+/* The section name of u; -ENOENT when it is missing or empty (an empty
+ * .linux is no kernel, an empty .initrd no initrd). */
 static int section(const struct uki_image *u, const char *name, const uint8_t **ret, size_t *ret_size) {
         uint64_t off, len;
         int r = efi_pe_find_section(u->data, u->size, u->size, name, &off, &len);
         if (r < 0)
                 return r;
+        if (len == 0)
+                return -ENOENT;
         *ret = u->data + off;
         *ret_size = (size_t) len;
         return 0;
@@ -72,7 +57,7 @@ int uki_kexec_parts(const struct uki_image *u, const char *extra, struct uki_kex
         int r;
 
         r = section(u, ".linux", &p.kernel, &p.kernel_size);
-        if (r == -ENOENT || (r >= 0 && p.kernel_size == 0)) {
+        if (r == -ENOENT) {
                 if (ret_missing)
                         *ret_missing = ".linux";
                 return -ENOEXEC;
@@ -80,14 +65,10 @@ int uki_kexec_parts(const struct uki_image *u, const char *extra, struct uki_kex
         if (r < 0)
                 return r;
         r = section(u, ".initrd", &p.initrd, &p.initrd_size);
-        if (r == -ENOENT || (r >= 0 && p.initrd_size == 0))
-                p.initrd = NULL, p.initrd_size = 0;
-        else if (r < 0)
+        if (r < 0 && r != -ENOENT)
                 return r;
         r = section(u, ".cmdline", &cl, &cl_size);
-        if (r == -ENOENT)
-                cl_size = 0;
-        else if (r < 0)
+        if (r < 0 && r != -ENOENT)
                 return r;
         /* The section may carry a NUL or a newline at its end (objcopy pads
          * nothing, but other UKI builders do); stop at the first NUL. */
@@ -113,14 +94,9 @@ static int memfd_with(const char *name, const uint8_t *data, size_t size) {
         _cleanup_close_ int fd = memfd_create(name, MFD_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        for (size_t done = 0; done < size;) {
-                ssize_t n = write(fd, data + done, size - done);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n < 0 ? -errno : -EIO;
-                done += (size_t) n;
-        }
+        int r = loop_write(fd, data, size);
+        if (r < 0)
+                return r;
         return TAKE_FD(fd);
 }
 
@@ -149,46 +125,34 @@ int uki_kexec_unload(void) {
         return 0;
 }
 
+/* The kernel's answers that mean "it will not kexec that image", each
+ * with its words: one list for uki_kexec_refused and uki_kexec_strerror. */
+static const char not_permitted[] = "not permitted (no CAP_SYS_BOOT, kexec disabled by kernel.kexec_load_disabled, "
+                                    "or Secure Boot lockdown refused an image it could not verify)";
+static const char bad_signature[] = "the kernel image's signature does not verify against the kernel's keyrings";
+static const char no_kexec_file[] = "this kernel has no kexec_file_load";
+static const struct {
+        int error;
+        const char *words;
+} refusals[] = {
+        { EPERM, not_permitted },        { EACCES, not_permitted },
+        { EKEYREJECTED, bad_signature }, { ENOKEY, bad_signature },  { EKEYEXPIRED, bad_signature },
+        { EKEYREVOKED, bad_signature },  { ENOPKG, bad_signature },  { ELIBBAD, bad_signature },
+        { EBADMSG, bad_signature },      { ENOSYS, no_kexec_file },  { EOPNOTSUPP, no_kexec_file },
+        { ENOEXEC, "this kernel cannot load that kernel image" },
+};
+
+static const char *refusal_words(int r) {
+        for (size_t i = 0; i < ELEMENTSOF(refusals); i++)
+                if (r == -refusals[i].error)
+                        return refusals[i].words;
+        return NULL;
+}
+
 bool uki_kexec_refused(int r) {
-        switch (r) {
-        case -EPERM:
-        case -EACCES:
-        case -EKEYREJECTED:
-        case -ENOKEY:
-        case -EKEYEXPIRED:
-        case -EKEYREVOKED:
-        case -ENOPKG:
-        case -ELIBBAD:
-        case -EBADMSG:
-        case -ENOSYS:
-        case -EOPNOTSUPP:
-        case -ENOEXEC:
-                return true;
-        default:
-                return false;
-        }
+        return refusal_words(r) != NULL;
 }
 
 const char *uki_kexec_strerror(int r) {
-        switch (r) {
-        case -EPERM:
-        case -EACCES:
-                return "not permitted (no CAP_SYS_BOOT, kexec disabled by kernel.kexec_load_disabled, or "
-                       "Secure Boot lockdown refused an image it could not verify)";
-        case -EKEYREJECTED:
-        case -ENOKEY:
-        case -EKEYEXPIRED:
-        case -EKEYREVOKED:
-        case -ENOPKG:
-        case -ELIBBAD:
-        case -EBADMSG:
-                return "the kernel image's signature does not verify against the kernel's keyrings";
-        case -ENOSYS:
-        case -EOPNOTSUPP:
-                return "this kernel has no kexec_file_load";
-        case -ENOEXEC:
-                return "this kernel cannot load that kernel image";
-        default:
-                return strerror(-r);
-        }
+        return refusal_words(r) ?: strerror(-r);
 }

@@ -21,8 +21,8 @@ struct uki_image {
         size_t size;
 };
 
-/* Reads the whole file at path. -errno; -EBADF not a regular file;
- * -EFBIG larger than UKI_IMAGE_MAX. */
+/* Reads the whole file at path (read_file_bounded). -errno; -EBADFD not a
+ * regular file; -EFBIG larger than UKI_IMAGE_MAX. */
 int uki_image_read(const char *path, struct uki_image *ret);
 void uki_image_done(struct uki_image *u);
 
