@@ -159,32 +159,29 @@ out:
         return e;
 }
 
-static int hmac_sha256(const uint8_t *key, size_t klen, const void *msg, size_t mlen, uint8_t out[static 32]) {
+/* HMAC-SHA256 of msg keyed by the machine id's 16 bytes: what the machine
+ * derives from its id for others to see (systemd's app-specific ids). */
+static int machine_hmac(const char *machine_id, const void *msg, size_t mlen, uint8_t ret[static 32]) {
         const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
-        if (!md || mbedtls_md_hmac(md, key, klen, msg, mlen, out) != 0)
-                return -EIO;
-        return 0;
-}
-
-static int id_bytes(const char *machine_id, uint8_t ret[static 16]) {
+        uint8_t key[16];
         char id[33];
+
         if (update_machine_id_parse(machine_id, strlen(machine_id), id) < 0)
                 return -EINVAL;
         for (int i = 0; i < 16; i++) {
                 unsigned v;
                 if (sscanf(id + 2 * i, "%2x", &v) != 1)
                         return -EINVAL;
-                ret[i] = (uint8_t) v;
+                key[i] = (uint8_t) v;
         }
+        if (!md || mbedtls_md_hmac(md, key, sizeof(key), msg, mlen, ret) != 0)
+                return -EIO;
         return 0;
 }
 
 int rollout_wariness(const char *machine_id, const char *digest, double *ret) {
-        uint8_t key[16], h[32];
-        int r = id_bytes(machine_id, key);
-        if (r < 0)
-                return r;
-        r = hmac_sha256(key, sizeof(key), digest, strlen(digest), h);
+        uint8_t h[32];
+        int r = machine_hmac(machine_id, digest, strlen(digest), h);
         if (r < 0)
                 return r;
         /* The top 53 bits: every value exact in a double, and < 1. */
@@ -211,11 +208,8 @@ static const uint8_t fleetlock_app_id[16] = { 0x5b, 0x1e, 0x27, 0x93, 0xa0, 0x4c
                                               0x9d, 0x6a, 0x31, 0x8c, 0x72, 0xe4, 0x05, 0xb8 };
 
 int update_fleetlock_id(const char *machine_id, char ret[static 33]) {
-        uint8_t key[16], h[32];
-        int r = id_bytes(machine_id, key);
-        if (r < 0)
-                return r;
-        r = hmac_sha256(key, sizeof(key), fleetlock_app_id, sizeof(fleetlock_app_id), h);
+        uint8_t h[32];
+        int r = machine_hmac(machine_id, fleetlock_app_id, sizeof(fleetlock_app_id), h);
         if (r < 0)
                 return r;
         /* Version 4, variant DCE, as sd_id128_get_machine_app_specific(). */
