@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,8 +54,12 @@ int read_file_bounded(const char *path, size_t max, char **ret, size_t *ret_size
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADFD;
-        if ((uint64_t) st.st_size > max)
+        if ((uint64_t) st.st_size > max) {
+                /* How large, for the caller's message. */
+                if (ret_size)
+                        *ret_size = (size_t) MIN((uint64_t) st.st_size, (uint64_t) SIZE_MAX);
                 return -EFBIG;
+        }
         size_t size = (size_t) st.st_size;
         _cleanup_free_ char *b = malloc(size + 1);
         if (!b)

@@ -17,8 +17,9 @@ int pread_full(int fd, void *buf, size_t n, uint64_t off);
  * (ret_size may be NULL). The file is opened non-blocking, so that a FIFO
  * with no writer is refused rather than waited for. -errno of open(2);
  * -EBADFD not a regular file (a directory, FIFO, device: as systemd's
- * stat_verify_regular); -EFBIG larger than max; -EIO it shrank while read;
- * -ENOMEM. Nothing is written to *ret on failure. */
+ * stat_verify_regular); -EFBIG larger than max (*ret_size then says how
+ * large); -EIO it shrank while read; -ENOMEM. Nothing else is written to
+ * *ret or *ret_size on failure. */
 int read_file_bounded(const char *path, size_t max, char **ret, size_t *ret_size);
 
 /* Renames tmp (written and flushed) over path, then flushes the directory

@@ -391,40 +391,12 @@ int boot_record_parse(const char *text, size_t size, struct boot_record *ret) {
  * A regular file of at most max bytes is read. */
 int boot_record_read(const char *path, size_t max, struct boot_record *ret, uint64_t *ret_size) {
         _cleanup_free_ char *buf = NULL;
-        struct stat st;
         size_t n = 0;
-
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        if (ret_size)
-                *ret_size = (uint64_t) st.st_size;
-        if ((uint64_t) st.st_size > max)
-                return -EFBIG;
-        buf = malloc(max + 1);
-        if (!buf)
-                return -ENOMEM;
-        /* The size may change under us: read one byte past max to notice. */
-        while (n <= max) {
-                ssize_t k = read(fd, buf + n, max + 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        if (n > max) {
-                if (ret_size)
-                        *ret_size = n;
-                return -EFBIG;
-        }
-        buf[n] = 0;
+        int r = read_file_bounded(path, max, &buf, &n);
+        if (ret_size && (r >= 0 || r == -EFBIG))
+                *ret_size = n;
+        if (r < 0)
+                return r;
         return boot_record_parse(buf, n, ret);
 }
 
