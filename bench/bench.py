@@ -29,7 +29,6 @@ within one run: the machine is shared and emulated.
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics

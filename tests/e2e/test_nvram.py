@@ -10,8 +10,6 @@ defect 8)."""
 import hashlib
 import uuid
 
-import abvm
-
 BOOT_A = 0x1000
 PATH_A = r"\EFI\abswitch\boot-a.efi"
 

@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from slotdisk import GLOBAL, SlotDisk
+from slotdisk import SlotDisk
 
 TOP = Path(__file__).resolve().parents[2]
 ABCTL = TOP / "build" / "abctl"

@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from fleetlock import FleetLockServer, closed_port
@@ -130,6 +129,25 @@ def images(tmp_path):
     reg = Registry(tmp_path).start()
     yield reg, v1, v2
     reg.stop()
+
+
+@pytest.fixture
+def lock():
+    """A FleetLock server with one reboot slot."""
+    server = FleetLockServer(slots=1)
+    yield server
+    server.close()
+
+
+def v1_agent_v2_tagged(tmp_path, images, lock_url, wait):
+    """One machine running v1 in slot A (its origin recorded), following
+    :stable, which names v2 now."""
+    reg, v1, v2 = images
+    ref = f"127.0.0.1:{reg.port}/{REPO}:stable"
+    reg.push(v2, "stable")
+    a = Agent(tmp_path, 0, reg, ref, lock_url, wait=wait)
+    a.seed_origin(layout_index_digest(v1, "stable"), ref)
+    return a
 
 
 def wait_all(threads):
@@ -275,68 +293,52 @@ def test_fleetlock_down_means_no_reboot(tmp_path, images):
     assert not (a.state / "fleetlock.json").exists()
 
 
-def test_fallback_gives_the_lock_back(tmp_path, images):
+def test_fallback_gives_the_lock_back(tmp_path, images, lock):
     # The new image does not come up (its root does not verify): the init
     # falls back to A, which is committed, so the agent gives the lock back
     # and does not install the image that failed again.
-    reg, v1, v2 = images
-    ref = f"127.0.0.1:{reg.port}/{REPO}:stable"
-    reg.push(v2, "stable")
-    lock = FleetLockServer(slots=1)
-    try:
-        a = Agent(tmp_path, 0, reg, ref, lock.url, wait=10)
-        a.seed_origin(layout_index_digest(v1, "stable"), ref)
-        r = a.update()
-        assert r.returncode == 0 and len(a.reboots_asked()) == 1, r.stdout + r.stderr
-        assert a.reboot(root_ok="A") >= 2 and a.running == "A"
-        assert not a.m.slot("B")["successful"] and a.m.slot("B")["priority"] == 0
-        r = a.update()
-        assert r.returncode == 0, r.stderr
-        assert "Gave back the reboot lock" in r.stdout, r.stdout
-        assert "failed in slot B before: not installing it again" in r.stdout, r.stdout
-        assert json.loads(urllib.request.urlopen(f"{lock.url}/holders").read()) == {"default": []}
-        assert len(a.reboots_asked()) == 1
-    finally:
-        lock.close()
+    a = v1_agent_v2_tagged(tmp_path, images, lock.url, wait=10)
+    r = a.update()
+    assert r.returncode == 0 and len(a.reboots_asked()) == 1, r.stdout + r.stderr
+    assert a.reboot(root_ok="A") >= 2 and a.running == "A"
+    assert not a.m.slot("B")["successful"] and a.m.slot("B")["priority"] == 0
+    r = a.update()
+    assert r.returncode == 0, r.stderr
+    assert "Gave back the reboot lock" in r.stdout, r.stdout
+    assert "failed in slot B before: not installing it again" in r.stdout, r.stdout
+    assert json.loads(urllib.request.urlopen(f"{lock.url}/holders").read()) == {"default": []}
+    assert len(a.reboots_asked()) == 1
 
 
-def test_lost_answer_lock_given_back_after_reboot(tmp_path, images):
+def test_lost_answer_lock_given_back_after_reboot(tmp_path, images, lock):
     # The server takes the lock but its answers never arrive: the agent
     # does not reboot, and keeps its record of the lock it asked for. The
     # machine then reboots anyway (a power cut): on the new slot, once
     # committed, the agent gives back the lock the server did take.
     # (Before the record was written ahead of the request, a lock taken
     # this way stayed held for good: the group could not reboot again.)
-    reg, v1, v2 = images
-    ref = f"127.0.0.1:{reg.port}/{REPO}:stable"
-    reg.push(v2, "stable")
-    lock = FleetLockServer(slots=1)
-    try:
-        a = Agent(tmp_path, 0, reg, ref, lock.url, wait=3)
-        a.seed_origin(layout_index_digest(v1, "stable"), ref)
-        lock.lose_answers = True
-        r = a.update()
-        assert r.returncode == 1, r.stdout + r.stderr
-        assert "Not rebooting: no reboot lock" in r.stderr and "an answer was lost" in r.stderr, r.stderr
-        assert a.reboots_asked() == []
-        assert "asked" in json.loads((a.state / "fleetlock.json").read_text())
-        me = json.loads(a.abctl("--json", "update", "--check").stdout)["fleetlock_id"]
-        assert lock.holders == {"default": [me]}
-        st = a.abctl("status")
-        assert "asked for the FleetLock reboot lock at" in st.stdout, st.stdout
+    a = v1_agent_v2_tagged(tmp_path, images, lock.url, wait=3)
+    lock.lose_answers = True
+    r = a.update()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Not rebooting: no reboot lock" in r.stderr and "an answer was lost" in r.stderr, r.stderr
+    assert a.reboots_asked() == []
+    assert "asked" in json.loads((a.state / "fleetlock.json").read_text())
+    me = json.loads(a.abctl("--json", "update", "--check").stdout)["fleetlock_id"]
+    assert lock.holders == {"default": [me]}
+    st = a.abctl("status")
+    assert "asked for the FleetLock reboot lock at" in st.stdout, st.stdout
 
-        lock.lose_answers = False
-        assert a.reboot() == 1 and a.running == "B"      # the power cut: B, armed, boots
-        r = a.update()
-        assert "stays held until it is committed" in r.stdout, r.stdout
-        assert a.abctl("mark-good").returncode == 0
-        r = a.update()
-        assert r.returncode == 0, r.stderr
-        assert "Gave back the reboot lock" in r.stdout, r.stdout
-        assert lock.holders == {"default": []}
-        assert not (a.state / "fleetlock.json").exists()
-    finally:
-        lock.close()
+    lock.lose_answers = False
+    assert a.reboot() == 1 and a.running == "B"      # the power cut: B, armed, boots
+    r = a.update()
+    assert "stays held until it is committed" in r.stdout, r.stdout
+    assert a.abctl("mark-good").returncode == 0
+    r = a.update()
+    assert r.returncode == 0, r.stderr
+    assert "Gave back the reboot lock" in r.stdout, r.stdout
+    assert lock.holders == {"default": []}
+    assert not (a.state / "fleetlock.json").exists()
 
 
 # ---- staged rollouts --------------------------------------------------------------

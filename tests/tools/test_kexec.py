@@ -13,34 +13,25 @@ code on real files."""
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from slotdisk import SlotDisk
+from test_abctl import Rig as DiskRig
 
 TOP = Path(__file__).resolve().parents[2]
 ABCTL = TOP / "build" / "powercut" / "abctl"
 UKI = TOP / "build" / "e2e" / "v2-boot-b.efi"
 
 
-class Rig(SlotDisk):
+class Rig(DiskRig):
+    """test_abctl's disk and efivarfs, with an ESP directory holding B's real UKI."""
+
     def __init__(self, tmp):
-        self.dir = tmp
-        self.disk = tmp / "disk.img"
-        self.efivars = tmp / "efivars"
-        self.efivars.mkdir()
+        super().__init__(tmp)
         self.esp = tmp / "esp"
         (self.esp / "EFI" / "abswitch").mkdir(parents=True)
         self.reboot = tmp / "rebooted"
-        for s in "ab":
-            (tmp / f"boot-{s}.efi").write_bytes(b"MZ not really a UKI")
-        subprocess.run([TOP / "initramfs/mkdisk", "--output", self.disk,
-                        "--a-image", TOP / "build/e2e/slot-a", "--a-uki", tmp / "boot-a.efi",
-                        "--b-image", TOP / "build/e2e/slot-b", "--b-uki", tmp / "boot-b.efi",
-                        "--esp-size", "64M", "--slot-size", "4M", "--verity-size", "1M"],
-                       check=True, capture_output=True)
         self.put_uki("B", UKI.read_bytes())
 
     def put_uki(self, slot, data):
@@ -64,12 +55,6 @@ class Rig(SlotDisk):
 
     def rebooted(self):
         return self.reboot.read_text().strip() if self.reboot.exists() else None
-
-    def fingerprint(self):
-        h = hashlib.sha256(self.disk.read_bytes())
-        for p in sorted(self.efivars.iterdir()):
-            h.update(p.name.encode() + p.read_bytes())
-        return h.hexdigest()
 
     def kexec_record(self, sha):
         """The record the init of a kexec'd slot B writes (common/record.h), as far as abctl reads it."""

@@ -156,30 +156,47 @@ def registry(tmp_path):
     reg.stop()
 
 
-def test_repair_from_the_registry(tmp_path, registry):
-    # B installed from a real registry (its origin records the reference),
-    # committed, then damaged: a block no local slot holds is fetched by
-    # Range, and only that block (plus the manifest and config).
+@pytest.fixture
+def front(registry):
+    """An HTTP front of the registry that counts what it serves."""
+    f = HttpFront(registry)
+    yield f
+    f.close()
+
+
+def damaged_from_registry(tmp_path, registry, front):
+    """B installed from the registry through front (its origin records the
+    reference), committed, then damaged: a block no local slot holds is
+    corrupted and recorded. Returns the machine, the layout's blobs, that
+    block and B's data partition as it was before the damage."""
     image = E2E / "slot-b-commit"
     m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
     blobs = make_layout(tmp_path / "oci", m.ukis["b-commit"], image=image)
     registry.push(tmp_path / "oci", "v2")
-    front = HttpFront(registry)
-    try:
-        r = install_through(m, registry, front, "--delta", "no")
-        assert r.returncode == 0, r.stderr
-        damaged_b(m)
-        want = partition_bytes(m.disk, 4)
-        blk = unique_block(image, E2E / "slot-a")
-        corrupt(m, 4, blk)
-        record(m, "B", image, [blk])
-        front.requests.clear()
-        front.bytes = 0
-        r = subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record",
-                            "/nonexistent", "--running", "A", "--ca", registry.ca, "repair"],
-                           capture_output=True, text=True, env=ENV, timeout=300)
-    finally:
-        front.close()
+    r = install_through(m, registry, front, "--delta", "no")
+    assert r.returncode == 0, r.stderr
+    damaged_b(m)
+    good = partition_bytes(m.disk, 4)
+    blk = unique_block(image, E2E / "slot-a")
+    corrupt(m, 4, blk)
+    record(m, "B", image, [blk])
+    return m, blobs, blk, good
+
+
+def repair_from(m, registry, *args):
+    return subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record",
+                           "/nonexistent", "--running", "A", "--ca", registry.ca, "repair", *args],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def test_repair_from_the_registry(tmp_path, registry, front):
+    # B installed from a real registry (its origin records the reference),
+    # committed, then damaged: a block no local slot holds is fetched by
+    # Range, and only that block (plus the manifest and config).
+    m, blobs, blk, want = damaged_from_registry(tmp_path, registry, front)
+    front.requests.clear()
+    front.bytes = 0
+    r = repair_from(m, registry)
     assert r.returncode == 0, r.stderr
     assert "1 from the registry (4096 bytes in 1 request(s))" in r.stdout, r.stdout
     assert partition_bytes(m.disk, 4) == want
@@ -190,33 +207,18 @@ def test_repair_from_the_registry(tmp_path, registry):
     assert front.bytes < 64 * 1024, front.bytes
 
 
-def test_repair_registry_block_that_does_not_verify(tmp_path, registry):
+def test_repair_registry_block_that_does_not_verify(tmp_path, registry, front):
     # The registry's copy of the block is tampered with: fetched, checked
     # against the tree, not written; the slot stays out of service with its
     # record, A untouched.
-    image = E2E / "slot-b-commit"
-    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
-    blobs = make_layout(tmp_path / "oci", m.ukis["b-commit"], image=image)
-    registry.push(tmp_path / "oci", "v2")
-    front = HttpFront(registry)
-    try:
-        r = install_through(m, registry, front, "--delta", "no")
-        assert r.returncode == 0, r.stderr
-        damaged_b(m)
-        blk = unique_block(image, E2E / "slot-a")
-        corrupt(m, 4, blk)
-        record(m, "B", image, [blk])
-        stored = registry.blob_file(blobs["system"]["digest"])
-        data = bytearray(stored.read_bytes())
-        data[blk * B + 7] ^= 0x01
-        stored.write_bytes(bytes(data))
-        before = partition_bytes(m.disk, 4)
-        a_before = m.a_partitions()
-        r = subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record",
-                            "/nonexistent", "--running", "A", "--ca", registry.ca, "repair", "B"],
-                           capture_output=True, text=True, env=ENV, timeout=300)
-    finally:
-        front.close()
+    m, blobs, blk, _ = damaged_from_registry(tmp_path, registry, front)
+    stored = registry.blob_file(blobs["system"]["digest"])
+    data = bytearray(stored.read_bytes())
+    data[blk * B + 7] ^= 0x01
+    stored.write_bytes(bytes(data))
+    before = partition_bytes(m.disk, 4)
+    a_before = m.a_partitions()
+    r = repair_from(m, registry, "B")
     assert r.returncode == 1, r.stderr
     assert f"Block {blk} from the registry does not match slot B's hash tree: not written" in r.stderr, r.stderr
     assert "stays out of service" in r.stderr
