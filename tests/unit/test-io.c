@@ -170,6 +170,14 @@ static void test_write_new_and_replace(void **state) {
         /* Nothing at all. */
         assert_int_equal(write_file_atomic(at("state.json"), "", 0), 0);
         assert_string_equal(slurp(at("state.json")), "");
+        /* A name with no directory part: the current directory's entry is flushed. */
+        char cwd[4096];
+        assert_non_null(getcwd(cwd, sizeof(cwd)));
+        assert_int_equal(chdir(dir), 0);
+        int r = write_file_atomic("relative", "r", 1);
+        assert_int_equal(chdir(cwd), 0);
+        assert_int_equal(r, 0);
+        assert_string_equal(slurp(at("relative")), "r");
 }
 
 /* The rename fails (a directory is where the file should be): the
