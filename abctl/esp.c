@@ -11,6 +11,7 @@
 #include "../common/io.h"
 #include "../common/log.h"
 #include "../efi/kexec.h"
+#include "../efi/uki.h"
 #include "blockdev.h"
 #include "esp.h"
 #include "origin.h"
@@ -161,7 +162,7 @@ int esp_put_in_place(const char *tmp, const char *dst) {
 static int replace_file(const char *src, const char *dst) {
         _cleanup_free_ char *data = NULL;
         size_t size = 0;
-        int r = read_file_bounded(src, UKI_IMAGE_MAX, &data, &size);
+        int r = read_file_bounded(src, UKI_SIZE_MAX, &data, &size);
         if (r < 0)
                 return log_error_errno(r, "Cannot read %s: %m", src);
         r = write_file_atomic(dst, data, size);

@@ -45,9 +45,8 @@
 #include "signature.h"
 #include "source.h"
 
-/* A UKI is a kernel and an initramfs: tens of MiB. It is held in memory
- * while it is checked and written. */
-#define UKI_SIZE_MAX (1024u << 20)
+/* A UKI is held in memory while it is checked and written, up to
+ * UKI_SIZE_MAX (efi/uki.h). */
 
 /* ---- signals ----------------------------------------------------------------
  *

@@ -12,6 +12,7 @@
 #include "../common/macro.h"
 #include "efi.h"
 #include "kexec.h"
+#include "uki.h"
 
 #ifndef KEXEC_FILE_UNLOAD
 #define KEXEC_FILE_UNLOAD 0x00000001
@@ -23,7 +24,7 @@
 int uki_image_read(const char *path, struct uki_image *ret) {
         char *data = NULL;
         size_t size = 0;
-        int r = read_file_bounded(path, UKI_IMAGE_MAX, &data, &size);
+        int r = read_file_bounded(path, UKI_SIZE_MAX, &data, &size);
         if (r < 0)
                 return r;
         *ret = (struct uki_image) { .data = (uint8_t *) data, .size = size };

@@ -13,16 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A UKI is a kernel and an initramfs: tens of MiB. Anything larger is not one. */
-#define UKI_IMAGE_MAX (512u * 1024u * 1024u)
-
 struct uki_image {
         uint8_t *data;
         size_t size;
 };
 
 /* Reads the whole file at path (read_file_bounded). -errno; -EBADFD not a
- * regular file; -EFBIG larger than UKI_IMAGE_MAX. */
+ * regular file; -EFBIG larger than UKI_SIZE_MAX (uki.h). */
 int uki_image_read(const char *path, struct uki_image *ret);
 void uki_image_done(struct uki_image *u);
 

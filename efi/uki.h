@@ -16,6 +16,11 @@
 /* Sections are small text: a larger one is refused, not truncated. */
 #define UKI_SECTION_MAX (16 * 1024)
 
+/* A UKI is a kernel and an initramfs: tens of MiB. Anything larger is not
+ * one. The one bound for every whole-UKI read: install, the removable-path
+ * copy and kexec, so a UKI that installs can also be copied and kexec'd. */
+#define UKI_SIZE_MAX (512u * 1024u * 1024u)
+
 /* Reads section name (".cmdline", ".osrel") of the UKI at path into buf,
  * NUL-terminated. Errors:
  *   -errno     path cannot be opened or read
