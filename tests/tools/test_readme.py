@@ -1,0 +1,84 @@
+"""README.md's promise to an integrator: the commands of "Putting the init
+into your own UKI" work as written. The test runs that shell block itself,
+read from README.md, in an empty directory (no out/ made beforehand), with
+only the host-specific values put in: a test root for /path/to/rootfs, and
+the unpacked Debian kernel of build/deps.mk for the running one (this host
+runs another kernel and has no /lib/modules). What it made is then checked:
+the reference layout, both slots' UKIs on the ESP, each pinning v1."""
+
+import re
+import subprocess
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[2]
+BUILD = TOP / "build"
+TOOLS = TOP / "initramfs"
+
+
+def deps():
+    out = {}
+    for line in (BUILD / "deps.mk").read_text().splitlines():
+        k, sep, v = line.partition(" := ")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def integrator_block():
+    text = (TOP / "README.md").read_text()
+    section = text.split("## Putting the init into your own UKI", 1)[1]
+    m = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert m, "README.md: no ```sh block in \"Putting the init into your own UKI\""
+    return m.group(1)
+
+
+def substitute(block, old, new):
+    assert old in block, f"README.md's integrator block no longer has {old!r}: update this test"
+    return block.replace(old, new)
+
+
+def test_integrator_example_runs_as_written(tmp_path):
+    d = deps()
+    kroot, kver = d["KERNEL_ROOT"], d["KERNEL_VERSION"]
+    block = integrator_block()
+    block = substitute(block, "/path/to/rootfs", str(BUILD / "e2e/root-a"))
+    block = substitute(block, "--kernel-root /", f"--kernel-root {kroot}")
+    block = substitute(block, "/boot/vmlinuz-$(uname -r)", f"{kroot}/boot/vmlinuz-{kver}")
+    block = substitute(block, '"$(uname -r)"', kver)
+    assert "uname" not in block, block
+    # The block's relative paths: initramfs/mk* and build/abswitch-init from the top of the tree.
+    (tmp_path / "initramfs").symlink_to(TOOLS)
+    (tmp_path / "build").symlink_to(BUILD)
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, f"README's integrator example failed:\n{r.stderr}"
+
+    disk = tmp_path / "disk.img"
+    parts = subprocess.run(["sgdisk", "-p", disk], check=True, capture_output=True, text=True).stdout
+    names = re.findall(r"^\s+\d+\s+\d+\s+\d+\s+\S+ \S+\s+\S+\s+(\S+)$", parts, re.M)
+    assert names == ["esp", "system-a", "system-a-verity", "system-b", "system-b-verity"], parts
+    roothash = (tmp_path / "out/v1.roothash").read_text().strip()
+    for slot in ("a", "b"):
+        uki = tmp_path / f"out/boot-{slot}.efi"
+        cmdline = tmp_path / f"cmdline-{slot}"
+        subprocess.run(["objcopy", "-O", "binary", "--only-section=.cmdline", uki, cmdline], check=True)
+        assert f"ab.roothash={roothash}" in cmdline.read_text()
+        # On the ESP (partition 1 at 1 MiB), byte for byte.
+        copy = tmp_path / f"esp-boot-{slot}.efi"
+        subprocess.run(["mcopy", "-n", "-i", f"{disk}@@1M", f"::/EFI/abswitch/boot-{slot}.efi", copy], check=True)
+        assert copy.read_bytes() == uki.read_bytes()
+
+
+def test_tools_make_the_output_directory(tmp_path):
+    """mkslot, mkuki and mkdisk write into a directory that does not exist
+    yet (mkinitramfs: the test above), as the README's example assumes."""
+    d = deps()
+    run = lambda *a: subprocess.run([str(x) for x in a], capture_output=True, text=True)
+    r = run(TOOLS / "mkslot", "--root", BUILD / "e2e/root-a", "--output", tmp_path / "s/v1")
+    assert r.returncode == 0, r.stderr
+    r = run(TOOLS / "mkuki", "--kernel", d["KERNEL_IMAGE"], "--initrd", BUILD / "e2e/initramfs.img",
+            "--roothash", f"@{tmp_path / 's/v1.roothash'}", "--output", tmp_path / "u/boot-a.efi")
+    assert r.returncode == 0, r.stderr
+    r = run(TOOLS / "mkdisk", "--output", tmp_path / "d/disk.img", "--a-image", tmp_path / "s/v1",
+            "--a-uki", tmp_path / "u/boot-a.efi", "--esp-size", "64M", "--slot-size", "4M", "--verity-size", "1M")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "d/disk.img").stat().st_size > 64 << 20
