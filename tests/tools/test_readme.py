@@ -10,6 +10,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from test_fleet import REPO, Agent, images, layout_index_digest  # noqa: F401 (images: a fixture)
+
 TOP = Path(__file__).resolve().parents[2]
 BUILD = TOP / "build"
 TOOLS = TOP / "initramfs"
@@ -82,3 +84,27 @@ def test_tools_make_the_output_directory(tmp_path):
             "--a-uki", tmp_path / "u/boot-a.efi", "--esp-size", "64M", "--slot-size", "4M", "--verity-size", "1M")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "d/disk.img").stat().st_size > 64 << 20
+
+
+def test_status_says_what_records_the_check(tmp_path, images):
+    """README "Fleet operations": `abctl update --check` changes nothing, no
+    state file; the agent's run records the check for `abctl status`.
+    Status used to send the operator to `abctl update --check` for the
+    missing line, which never fills it."""
+    reg, v1, _ = images
+    ref = f"127.0.0.1:{reg.port}/{REPO}:stable"
+    reg.push(v1, "stable")
+    digest = layout_index_digest(v1, "stable")
+    a = Agent(tmp_path, 0, reg, ref)
+    a.seed_origin(digest, ref)           # slot A runs what the tag names: up to date
+    r = a.update("--check")
+    assert r.returncode == 0 and "Up to date" in r.stdout, r.stdout + r.stderr
+    assert not (a.state / "update-check.json").exists()
+    st = a.abctl("status")
+    assert st.returncode == 0, st.stderr
+    line = next(x for x in st.stdout.splitlines() if "available" in x)
+    assert "not checked yet" in line and "abctl update --check)" not in line, line
+    r = a.update()
+    assert r.returncode == 0 and "Up to date" in r.stdout, r.stdout + r.stderr
+    st = a.abctl("status")
+    assert f"available {digest} (checked " in st.stdout and ": up to date" in st.stdout, st.stdout
