@@ -624,7 +624,7 @@ void abctl_update_status(const struct ctx *c, const char *config, json_object *j
                        installed && streq(avail, installed) ? ": up to date" : "", adm ? ", rollout admits this machine at " : "",
                        strempty(adm));
         else
-                printf("         available: not checked yet (abctl update --check)\n");
+                printf("         available: not checked yet (the next abctl update records it, --check does not)\n");
         printf("         %s\n", window);
         if (held && jstr(held, "taken"))
                 printf("         holding the FleetLock reboot lock since %s (group %s)\n", jstr(held, "taken"),

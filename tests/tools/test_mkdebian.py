@@ -49,3 +49,16 @@ def test_no_kernel_in_kernel_root(tmp_path):
 
 def test_kver_without_kernel_root(tmp_path):
     assert "--kver needs --kernel-root" in mkdebian(tmp_path, "--kver", "6.1.0-1-amd64")
+
+
+def test_missing_overlay_refused_before_anything_is_written(tmp_path):
+    # A mistyped --overlay used to be found only after the old --output was
+    # removed and the new root unpacked: the previous root lost, a half-made one left.
+    out = tmp_path / "root"
+    out.mkdir()
+    (out / "previous").write_text("the last good root\n")
+    r = subprocess.run([MKDEBIAN, "--abctl", ABCTL, "--output", out, "--overlay", tmp_path / "my-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert f"overlay {tmp_path / 'my-config'} is not a directory; nothing was written" in r.stderr, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["previous"]
