@@ -342,8 +342,18 @@ static int repair_tree(struct repair *rp, const char *why_bad, const char *other
                 if (r < 0)
                         return log_error_errno(r, "The hash tree from slot %s's origin does not verify either (%s): "
                                                "not written. Nothing was changed.", slot_to_string(rp->target), why);
+                /* The levels verified with this slot's salt; the superblock
+                 * that names the salt is covered by no hash. */
+                if (memcmp(good, rp->tree, DELTA_SB_SIZE) != 0)
+                        return log_error_errno(-EBADMSG, "The hash tree from slot %s's origin has another superblock "
+                                               "than the slot's (salt, sizes): it is not the tree the slot was "
+                                               "installed with; not written. Install a new image into it (abctl "
+                                               "install). Nothing was changed.", slot_to_string(rp->target));
         }
-        for (uint64_t b = 0; b < rp->t.tree_bytes / DELTA_BLOCK; b++) {
+        /* Block 0 (the superblock, the same, and padding no hash covers)
+         * stays as it is: only verified level blocks are written. */
+        memcpy(good, rp->tree, DELTA_BLOCK);
+        for (uint64_t b = 1; b < rp->t.tree_bytes / DELTA_BLOCK; b++) {
                 if (memcmp(good + b * DELTA_BLOCK, rp->tree + b * DELTA_BLOCK, DELTA_BLOCK) == 0)
                         continue;
                 r = pwrite_full(rp->hash_fd, good + b * DELTA_BLOCK, DELTA_BLOCK, b * DELTA_BLOCK);

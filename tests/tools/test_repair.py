@@ -239,3 +239,36 @@ def test_repair_stale_record(tmp_path):
     assert r.returncode == 1 and "a new image was installed since; deleting the stale record" in r.stderr, r.stderr
     assert not has_record(m, "B")
     assert hashlib.sha256(m.disk.read_bytes()).hexdigest() == disk
+
+
+def test_repair_registry_tree_superblock_not_trusted(tmp_path, registry):
+    # B's hash tree is corrupt (a level-0 block), A holds another image, so
+    # the tree comes from B's origin. The registry lies about the tree's
+    # superblock (its salt), which no hash covers: the levels still verify
+    # with B's own salt. Refused before anything is written; B's hash
+    # partition, superblock included, is as it was.
+    image = E2E / "slot-b-commit"
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    blobs = make_layout(tmp_path / "oci", m.ukis["b-commit"], image=image)
+    registry.push(tmp_path / "oci", "v2")
+    front = HttpFront(registry)
+    try:
+        r = install_through(m, registry, front, "--delta", "no")
+        assert r.returncode == 0, r.stderr
+        damaged_b(m)
+        corrupt(m, 5, 1)
+        record(m, "B", image, [1], kind="hash")
+        stored = registry.blob_file(blobs["system"]["digest"])
+        data = bytearray(stored.read_bytes())
+        data_size = Path(f"{image}.img").stat().st_size
+        data[data_size + 88] ^= 0x01  # the first byte of the salt
+        stored.write_bytes(bytes(data))
+        before = fingerprint(m)
+        r = subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record",
+                            "/nonexistent", "--running", "A", "--ca", registry.ca, "repair", "B"],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    finally:
+        front.close()
+    refused_unchanged(m, r, "superblock")
+    assert fingerprint(m) == before
+    assert m.slot("B") == {"priority": 0, "tries": 0, "successful": True, "armed": False}
