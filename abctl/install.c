@@ -35,6 +35,7 @@
 
 #include "../common/log.h"
 #include "../common/version.h"
+#include "../efi/damage.h"
 #include "../efi/uki.h"
 #include "abctl.h"
 #include "blockdev.h"
@@ -505,6 +506,17 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 (void) unlink(tmp);
                 return log_error_errno(r, "Install failed; slot %s stays not bootable, slot %s is untouched.",
                                        slot_to_string(t), slot_to_string(c->running));
+        }
+        /* Every block of the slot was just written and verified: a damage
+         * record of its old blocks (the same image reinstalled: the same
+         * root hash) no longer says anything true, and nothing else would
+         * delete it once the slot runs (abctl repair refuses that). */
+        if (c->efi) {
+                r = damage_clear(c->efivars, t);
+                if (r < 0 && r != -ENOENT)
+                        log_warning_errno(r, "Failed to delete slot %s's damage record (%s-%s): %m; abctl status "
+                                          "may show damage the new image does not have", slot_to_string(t),
+                                          damage_var_name(t), EFI_ABSWITCH_GUID);
         }
 
         old = critical_begin();

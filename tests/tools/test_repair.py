@@ -272,3 +272,21 @@ def test_repair_registry_tree_superblock_not_trusted(tmp_path, registry):
     refused_unchanged(m, r, "superblock")
     assert fingerprint(m) == before
     assert m.slot("B") == {"priority": 0, "tries": 0, "successful": True, "armed": False}
+
+
+def test_install_over_damage_deletes_record(tmp_path):
+    # The repair's own advice when it cannot: install the image again. The
+    # same image (the record's root hash is the one the new UKI pins): the
+    # slot is written whole and verified, so the record of its old blocks
+    # must go; else status calls the fresh slot DAMAGED and, once it runs
+    # committed, nothing could ever delete the record (repair refuses the
+    # running slot).
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    damaged_b(m)
+    corrupt(m, 4, 5)
+    record(m, "B", E2E / "slot-b", [5])
+    r = m.abctl("install", E2E / "slot-b", m.ukis["b"])
+    assert r.returncode == 0, r.stderr
+    assert m.b_holds(E2E / "slot-b")
+    assert not has_record(m, "B")
+    assert "DAMAGED" not in m.abctl("status").stdout
