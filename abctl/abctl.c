@@ -383,11 +383,32 @@ static void watchdog_disarm(void) {
         }
 }
 
+/* Slot s's blocks failed dm-verity after boot: its damage record, for the
+ * image its UKI pins (a record for one installed over since is stale, as
+ * status has it). */
+static bool slot_damaged(const struct ctx *c, Slot s, struct slot_damage *ret) {
+        _cleanup_free_ char *path = NULL;
+        struct uki_info info = {};
+        char why[256];
+        if (!c->efi || damage_read(c->efivars, s, ret, why, sizeof(why)) < 0)
+                return false;
+        const char *esp = esp_find_mounted(c);
+        if (esp && esp_uki_path(esp, s, &path) >= 0 && uki_read_info(path, &info) >= 0 && info.roothash[0] &&
+            !streq(info.roothash, ret->roothash))
+                return false;
+        return true;
+}
+
 int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
+        return abctl_apply_if(c, op, target, NULL);
+}
+
+int abctl_apply_if(struct ctx *c, SlotOp op, Slot target, struct slot_state *expect) {
         struct slot_op_request req = { .op = op, .running = c->running, .target = target, .tries = c->tries,
                                        .force = c->force };
         struct slot_op_result res;
         struct slots_commit_stats stats = {};
+        struct slot_damage dmg;
         char why[512];
         int r;
 
@@ -399,6 +420,22 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         r = read_view(c);
         if (r < 0)
                 return r;
+        if (expect && !slot_state_equal(c->view.st[target], *expect)) {
+                *expect = c->view.st[target];
+                return -ESTALE;
+        }
+        /* A damaged slot is not put back in service by hand: it would read
+         * the same blocks and fall back again, and abctl repair (which
+         * holds the install lock, not this one) may be rewriting it now;
+         * the repair returns it when it verifies. */
+        Slot to = op == SLOT_OP_ROLLBACK ? slot_other(c->running) : target;
+        if ((op == SLOT_OP_SET_ACTIVE || op == SLOT_OP_ROLLBACK) && to != c->running && !c->force &&
+            slot_damaged(c, to, &dmg))
+                return log_error_errno(-EBUSY, "Refusing to %s slot %s: %u of its blocks failed dm-verity after "
+                                       "boot (abctl status), so it would read them and fall back again. Repair it "
+                                       "first (abctl repair %s; it returns the slot to service), or pass --force if "
+                                       "you mean to boot it damaged. Nothing was changed.", slot_op_to_string(op),
+                                       slot_to_string(to), dmg.n, slot_to_string(to));
         r = slots_apply_op(&req, c->view.st, &res, why, sizeof(why));
         if (r < 0)
                 return log_error_errno(r, "Refusing to %s slot %s: %s. Nothing was changed.", slot_op_to_string(op),

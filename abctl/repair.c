@@ -408,10 +408,15 @@ int abctl_repair(struct ctx *c, Slot target, const struct oci_options *oo) {
         char why[512];
         int r;
 
+        /* The state as it is now that this repair has the install lock. */
+        r = slots_view_read(&c->view);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the slots' state from the GPT of %s: %m", c->disk);
         r = pick(c, &target, &dmg);
         if (r < 0)
                 return r;
         rp.target = target;
+        struct slot_state seen = c->view.st[target];
         Slot other = slot_other(target);
         const struct slot_partitions *p = &c->view.layout.slot[target], *q = &c->view.layout.slot[other];
         if (!p->present)
@@ -497,12 +502,21 @@ int abctl_repair(struct ctx *c, Slot target, const struct oci_options *oo) {
         if (r < 0)
                 return log_error_errno(r, "Slot %s does not verify after the repair: it stays out of service; install "
                                        "a new image into it (abctl install)", slot_to_string(target));
-        r = abctl_apply(c, SLOT_OP_REPAIRED, target);
-        if (r < 0)
+        /* Only from the state the repair started from: what another
+         * operator set meanwhile (set-active --force) is not undone. */
+        r = abctl_apply_if(c, SLOT_OP_REPAIRED, target, &seen);
+        if (r < 0 && r != -ESTALE)
                 return r;
-        r = damage_clear(c->efivars, target);
-        if (r < 0)
-                log_warning_errno(r, "Failed to delete slot %s's damage record: %m", slot_to_string(target));
+        int e = damage_clear(c->efivars, target);
+        if (e < 0)
+                log_warning_errno(e, "Failed to delete slot %s's damage record: %m", slot_to_string(target));
+        if (r == -ESTALE) {
+                char st[48];
+                slot_state_format(seen, st);
+                printf("Slot %s verifies against the root hash its UKI pins; another abctl changed its state during "
+                       "the repair (now %s): left as that one set it\n", slot_to_string(target), st);
+                return 0;
+        }
         printf("Slot %s verifies against the root hash its UKI pins and is back in service\n", slot_to_string(target));
         return 0;
 }
