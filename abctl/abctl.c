@@ -697,8 +697,10 @@ int main(int argc, char **argv) {
 
         int r;
         bool is_repair = streq(verb, "repair");
-        /* A repair writes a slot's blocks: never beside an install. */
-        if ((is_install || is_repair) && abctl_lock_install(&c) < 0)
+        /* A repair writes a slot's blocks: never beside an install. Both
+         * judge the state as it is once they have the disk, not as it was
+         * before they waited for another install. */
+        if ((is_install || is_repair) && (abctl_lock_install(&c) < 0 || read_view(&c) < 0))
                 return 1;
         if (is_install)
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);

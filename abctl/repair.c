@@ -408,10 +408,7 @@ int abctl_repair(struct ctx *c, Slot target, const struct oci_options *oo) {
         char why[512];
         int r;
 
-        /* The state as it is now that this repair has the install lock. */
-        r = slots_view_read(&c->view);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read the slots' state from the GPT of %s: %m", c->disk);
+        /* c->view: read under the install lock (main). */
         r = pick(c, &target, &dmg);
         if (r < 0)
                 return r;

@@ -133,3 +133,29 @@ def test_repair_and_set_active_of_the_damaged_slot(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_second_install_of_the_same_image_judges_the_state_it_waited_for(m):
+    # Two operators install the same image at once. The second waits for
+    # the first, which leaves B on trial with that image; the second must
+    # judge that state, not the one it read before waiting (B not bootable,
+    # mid-install), which made it call the image one that "already failed
+    # in slot B".
+    go = m.dir / "go"
+    # Held at its first 1 MiB write: into B, after B was marked not bootable.
+    first = paused_abctl(m, go, "install", E2E / "slot-b-commit", m.ukis["b-commit"], pause=1 << 20)
+    assert m.slot("B")["priority"] == 0
+    second = subprocess.Popen([str(c) for c in (PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp",
+                                                 m.esp, "--record", "/nonexistent", "--running", "A", "install",
+                                                 E2E / "slot-b-commit", m.ukis["b-commit"])],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    m.procs.append(second)
+    time.sleep(2)  # it has read the state and waits for the lock
+    assert second.poll() is None, second.communicate()[1]
+    go.touch()
+    r1, r2 = finish(first), finish(second)
+    assert r1.returncode == 0, r1.stderr
+    assert "Waiting for another abctl to finish an install" in r2.stderr, r2.stderr
+    assert "already failed" not in r2.stderr, r2.stderr
+    assert r2.returncode == 0, r2.stderr
+    assert m.slot("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
