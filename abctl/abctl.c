@@ -420,7 +420,8 @@ int abctl_apply_if(struct ctx *c, SlotOp op, Slot target, struct slot_state *exp
         r = read_view(c);
         if (r < 0)
                 return r;
-        if (expect && !slot_state_equal(c->view.st[target], *expect)) {
+        if (expect && (c->view.st[target].priority != expect->priority ||
+                       c->view.st[target].successful != expect->successful)) {
                 *expect = c->view.st[target];
                 return -ESTALE;
         }
