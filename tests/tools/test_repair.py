@@ -8,6 +8,7 @@ and returns the slot to service. The same through real firmware:
 tests/e2e/test_heal.py."""
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -290,3 +291,58 @@ def test_install_over_damage_deletes_record(tmp_path):
     assert m.b_holds(E2E / "slot-b")
     assert not has_record(m, "B")
     assert "DAMAGED" not in m.abctl("status").stdout
+
+
+def test_repair_cut_anywhere_then_rerun(tmp_path):
+    # README: "a power cut or a failure in the middle leaves it out of
+    # service with its record: run abctl repair again". The repair (a tree
+    # block and two data blocks from A) runs under tests/powercut/cutter,
+    # cut before each kind of durable call it makes: its first block write,
+    # a flush, the state write, the record's deletion. After each cut B is
+    # out of service with its record, or back in service verifying (only
+    # the record's deletion left); the rerun always ends it repaired, in
+    # service, without the record. A's partitions are never written.
+    m = DeltaMachine(tmp_path, E2E / "slot-b", E2E / "slot-b")
+    damaged_b(m)
+    want = partition_bytes(m.disk, 4), partition_bytes(m.disk, 5)
+    a_before = m.a_partitions()
+    corrupt(m, 4, 5)
+    corrupt(m, 4, 9)
+    corrupt(m, 5, 1)
+    record(m, "B", E2E / "slot-b", [5, 9])
+    base = tmp_path / "base"
+    shutil.copytree(m.dir, base, ignore=shutil.ignore_patterns("base"))
+    args = [PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record", "/nonexistent",
+            "--running", "A", "repair", "B"]
+    log = tmp_path / "calls.log"
+    r = subprocess.run([PC / "cutter", "--atomic", m.efivars, "--log", log, "--", *args], capture_output=True,
+                       text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    calls = [line.split() for line in log.read_text().splitlines()]
+    first = {}
+    for k, call, path, *_ in calls:
+        kind = "record" if "AbswitchDamage" in path else "block" if path.startswith("/dev/loop") and call == "pwrite" \
+            else "flush" if call == "fdatasync" and path.startswith("/dev/loop") else "state" if path == str(m.disk) \
+            else None
+        if kind and kind not in first:
+            first[kind] = int(k)
+    assert sorted(first) == ["block", "flush", "record", "state"], calls
+    for kind, k in sorted(first.items(), key=lambda x: x[1]):
+        shutil.rmtree(m.efivars)
+        shutil.copytree(base / "efivars", m.efivars)
+        shutil.copy(base / "disk.img", m.disk)
+        r = subprocess.run([PC / "cutter", "--atomic", m.efivars, "--cut", str(k), "--", *args], capture_output=True,
+                           text=True, env=ENV)
+        assert f"cut={k}" in r.stderr, r.stderr
+        b = m.slot("B")
+        if kind == "record":
+            assert b["priority"] > 0 and has_record(m, "B"), (kind, b)
+            assert (partition_bytes(m.disk, 4), partition_bytes(m.disk, 5)) == want
+        else:
+            assert b["priority"] == 0 and has_record(m, "B"), (kind, b)
+        r = subprocess.run(args, capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, (kind, r.stderr)
+        assert (partition_bytes(m.disk, 4), partition_bytes(m.disk, 5)) == want, kind
+        assert m.slot("B") == {"priority": 1, "tries": 0, "successful": True, "armed": False}, kind
+        assert not has_record(m, "B"), kind
+        assert m.a_partitions() == a_before, kind
