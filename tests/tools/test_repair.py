@@ -346,3 +346,34 @@ def test_repair_cut_anywhere_then_rerun(tmp_path):
         assert m.slot("B") == {"priority": 1, "tries": 0, "successful": True, "armed": False}, kind
         assert not has_record(m, "B"), kind
         assert m.a_partitions() == a_before, kind
+
+
+def shared_block(image, other):
+    """A data block of image, not mostly zeros, that other holds at the same place."""
+    a = Path(f"{image}.img").read_bytes()
+    o = Path(f"{other}.img").read_bytes()
+    for i in range(1, min(len(a), len(o)) // B):
+        blk = a[i * B:(i + 1) * B]
+        if blk == o[i * B:(i + 1) * B] and blk.count(0) < B // 2:
+            return i
+    raise AssertionError("no shared block")
+
+
+def test_repair_refused_before_any_write(tmp_path):
+    # B (its origin: files, nothing to fetch from) has a block A holds too and one
+    # only its image has: the repair cannot finish, and says so before it
+    # writes anything; it used to rewrite the block from A first, then stop.
+    image = E2E / "slot-b-commit"
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    r = m.abctl("install", image, m.ukis["b-commit"])
+    assert r.returncode == 0, r.stderr
+    damaged_b(m)
+    mine, shared = unique_block(image, E2E / "slot-a"), shared_block(image, E2E / "slot-a")
+    corrupt(m, 4, shared)
+    corrupt(m, 4, mine)
+    record(m, "B", image, [shared, mine])
+    before = fingerprint(m)
+    r = m.abctl("repair", "B")
+    refused_unchanged(m, r, "Slot B has an origin of files, not a registry")
+    assert fingerprint(m) == before
+    assert m.slot("B") == {"priority": 0, "tries": 0, "successful": True, "armed": False}
