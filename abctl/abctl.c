@@ -65,7 +65,8 @@ static void help(void) {
                "  --esp DIR          the mounted ESP (default: /efi, /boot/efi or /boot, whichever holds\n"
                "                     EFI/abswitch)\n"
                "  --tries N          attempts for an installed image (default 3)\n"
-               "  --force            install an image that already failed in that slot\n"
+               "  --force            install an image that already failed in that slot; set-active or\n"
+               "                     rollback to a damaged slot\n"
                "  --allow-downgrade  install an image older than the committed slot's (or one with no\n"
                "                     version while the committed slot's has one)\n"
                "  --slot A|B         the slot to install into (default: the one not running)\n"
@@ -383,11 +384,32 @@ static void watchdog_disarm(void) {
         }
 }
 
+/* Slot s's blocks failed dm-verity after boot: its damage record, for the
+ * image its UKI pins (a record for one installed over since is stale, as
+ * status has it). */
+static bool slot_damaged(const struct ctx *c, Slot s, struct slot_damage *ret) {
+        _cleanup_free_ char *path = NULL;
+        struct uki_info info = {};
+        char why[256];
+        if (!c->efi || damage_read(c->efivars, s, ret, why, sizeof(why)) < 0)
+                return false;
+        const char *esp = esp_find_mounted(c);
+        if (esp && esp_uki_path(esp, s, &path) >= 0 && uki_read_info(path, &info) >= 0 && info.roothash[0] &&
+            !streq(info.roothash, ret->roothash))
+                return false;
+        return true;
+}
+
 int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
+        return abctl_apply_if(c, op, target, NULL);
+}
+
+int abctl_apply_if(struct ctx *c, SlotOp op, Slot target, struct slot_state *expect) {
         struct slot_op_request req = { .op = op, .running = c->running, .target = target, .tries = c->tries,
                                        .force = c->force };
         struct slot_op_result res;
         struct slots_commit_stats stats = {};
+        struct slot_damage dmg;
         char why[512];
         int r;
 
@@ -399,6 +421,23 @@ int abctl_apply(struct ctx *c, SlotOp op, Slot target) {
         r = read_view(c);
         if (r < 0)
                 return r;
+        if (expect && (c->view.st[target].priority != expect->priority ||
+                       c->view.st[target].successful != expect->successful)) {
+                *expect = c->view.st[target];
+                return -ESTALE;
+        }
+        /* A damaged slot is not put back in service by hand: it would read
+         * the same blocks and fall back again, and abctl repair (which
+         * holds the install lock, not this one) may be rewriting it now;
+         * the repair returns it when it verifies. */
+        Slot to = op == SLOT_OP_ROLLBACK ? slot_other(c->running) : target;
+        if ((op == SLOT_OP_SET_ACTIVE || op == SLOT_OP_ROLLBACK) && to != c->running && !c->force &&
+            slot_damaged(c, to, &dmg))
+                return log_error_errno(-EBUSY, "Refusing to %s slot %s: %u of its blocks failed dm-verity after "
+                                       "boot (abctl status), so it would read them and fall back again. Repair it "
+                                       "first (abctl repair %s; it returns the slot to service), or pass --force if "
+                                       "you mean to boot it damaged. Nothing was changed.", slot_op_to_string(op),
+                                       slot_to_string(to), dmg.n, slot_to_string(to));
         r = slots_apply_op(&req, c->view.st, &res, why, sizeof(why));
         if (r < 0)
                 return log_error_errno(r, "Refusing to %s slot %s: %s. Nothing was changed.", slot_op_to_string(op),
@@ -660,8 +699,10 @@ int main(int argc, char **argv) {
 
         int r;
         bool is_repair = streq(verb, "repair");
-        /* A repair writes a slot's blocks: never beside an install. */
-        if ((is_install || is_repair) && abctl_lock_install(&c) < 0)
+        /* A repair writes a slot's blocks: never beside an install. Both
+         * judge the state as it is once they have the disk, not as it was
+         * before they waited for another install. */
+        if ((is_install || is_repair) && (abctl_lock_install(&c) < 0 || read_view(&c) < 0))
                 return 1;
         if (is_install)
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);

@@ -42,6 +42,11 @@ struct ctx {
 /* Applies op under the state lock: re-reads the state, runs slots_apply_op
  * on it, and writes the transition through slots_commit (engine.h). */
 int abctl_apply(struct ctx *c, SlotOp op, Slot target);
+/* The same, only while target's priority and successful bit under the
+ * lock are still *expect's (what the caller saw before its long work: the
+ * bits an operator's set-active, rollback or install change): else
+ * -ESTALE, nothing written, and *expect set to the state now. */
+int abctl_apply_if(struct ctx *c, SlotOp op, Slot target, struct slot_state *expect);
 
 /* Creates the boot entries the slots that can boot are missing, under
  * the state lock, changing no state (slots_commit of an empty transition). */

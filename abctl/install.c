@@ -35,6 +35,7 @@
 
 #include "../common/log.h"
 #include "../common/version.h"
+#include "../efi/damage.h"
 #include "../efi/uki.h"
 #include "abctl.h"
 #include "blockdev.h"
@@ -148,11 +149,17 @@ static int install_allowed(struct ctx *c, Slot t) {
 }
 
 /* An image that already failed in this slot (its UKI, dst, pins roothash)
- * is not retried by accident. */
-static int failed_before(const struct ctx *c, Slot t, const char *dst, const char *roothash) {
+ * is not retried by accident. A slot whose origin names another image than
+ * its UKI had an install of that other image begin (the origin is written
+ * when the writes begin, the UKI renamed into place at the end): it is not
+ * bootable because that install did not finish, not because the image its
+ * UKI names failed. */
+static int failed_before(const struct ctx *c, const char *esp_dir, Slot t, const char *dst, const char *roothash) {
         char old[ROOTHASH_HEX_MAX + 1];
+        struct slot_origin o;
         bool failed = c->view.st[t].priority == 0 && !c->view.st[t].successful;
-        if (failed && !c->force && uki_pinned_roothash(dst, old) >= 0 && streq(old, roothash))
+        if (failed && !c->force && uki_pinned_roothash(dst, old) >= 0 && streq(old, roothash) &&
+            origin_read(esp_dir, t, old, &o) != -ESTALE)
                 return log_error_errno(-EALREADY, "This image (root hash %.16s...) already failed in slot %s. "
                                        "Install it anyway with --force", roothash, slot_to_string(t));
         return 0;
@@ -390,10 +397,11 @@ static int write_system(const struct ctx *c, struct image_source *src, Slot t, c
 
 /* ---- the pipeline ------------------------------------------------------------ */
 
-/* Where the image came from, next to its UKI (origin.h): after the UKI is in
- * place, so an origin names the root hash of the UKI beside it or is stale
- * (and ignored by its readers). Without it the slot is still complete:
- * warned, not failed. */
+/* Where the image came from, next to its UKI (origin.h): when the writes
+ * into the slot begin, so until the UKI that pins the new image is renamed
+ * into place it names another root hash than the UKI beside it and is
+ * ignored by its readers. Without it the slot is still complete: warned,
+ * not failed. */
 static void record_origin(const char *esp_dir, Slot t, const struct image_source *src) {
         struct slot_origin o = { .kind = src->kind };
         (void) snprintf(o.reference, sizeof(o.reference), "%s", src->label);
@@ -455,7 +463,7 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         if (r >= 0)
                 r = esp_remove_stale(esp.dir);
         if (r >= 0)
-                r = failed_before(c, t, dst, src->roothash);
+                r = failed_before(c, esp.dir, t, dst, src->roothash);
         if (r >= 0)
                 r = esp_check_room(esp.dir, dst, src->uki_size);
         if (r >= 0)
@@ -487,8 +495,14 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
         /* ---- writes ---- */
         old = critical_begin();
         r = abctl_apply(c, SLOT_OP_INSTALL_BEGIN, t);
-        if (r >= 0)
+        if (r >= 0) {
                 interrupt.phase = PHASE_WRITING;
+                /* Where the image comes from, before its blocks: ignored
+                 * (origin.h) until the UKI that pins it is in place, and
+                 * meanwhile it says the slot's old UKI no longer names what
+                 * is in the slot (failed_before). */
+                record_origin(esp.dir, t, src);
+        }
         critical_end(&old);
         if (r < 0) {
                 (void) unlink(tmp);
@@ -505,11 +519,20 @@ static int install_image(struct ctx *c, Slot t, struct image_source *src) {
                 return log_error_errno(r, "Install failed; slot %s stays not bootable, slot %s is untouched.",
                                        slot_to_string(t), slot_to_string(c->running));
         }
+        /* Every block of the slot was just written and verified: a damage
+         * record of its old blocks (the same image reinstalled: the same
+         * root hash) no longer says anything true, and nothing else would
+         * delete it once the slot runs (abctl repair refuses that). */
+        if (c->efi) {
+                r = damage_clear(c->efivars, t);
+                if (r < 0 && r != -ENOENT)
+                        log_warning_errno(r, "Failed to delete slot %s's damage record (%s-%s): %m; abctl status "
+                                          "may show damage the new image does not have", slot_to_string(t),
+                                          damage_var_name(t), EFI_ABSWITCH_GUID);
+        }
 
         old = critical_begin();
         r = esp_put_in_place(tmp, dst);
-        if (r >= 0)
-                record_origin(esp.dir, t, src);
         interrupt.tmp = NULL;
         interrupt.mountpoint = c->esp_mount = NULL;
         esp_close(&esp);  /* written back before the slot is armed */

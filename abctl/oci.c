@@ -327,6 +327,16 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *userdata) {
                 x->errbody[strcspn(x->errbody, "\r\n")] = 0;
                 return len;
         }
+        if (x->h->range && len > x->h->size - x->h->pos) {
+                /* More than the range asked: it does not do ranges right
+                 * either (the caller falls back and says why). */
+                (void) snprintf(x->s->range_error, sizeof(x->s->range_error),
+                                "it answered bytes %llu-%llu with more than the %llu bytes asked",
+                                (unsigned long long) x->h->base, (unsigned long long) (x->h->base + x->h->size - 1),
+                                (unsigned long long) x->h->size);
+                x->h->error = -EOPNOTSUPP;
+                return 0;
+        }
         if (hashed_feed(x->h, (const uint8_t *) buf, len) < 0)
                 return 0;
         if (x->h->pos > x->h->high) {

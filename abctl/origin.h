@@ -3,11 +3,11 @@
 
 /* Where a slot's image came from (origin.c): `abctl install` writes it next
  * to the slot's UKI on the ESP (EFI/abswitch/boot-a.origin, -b), through a
- * temporary and a rename, after the UKI itself is in place. It is a hint,
- * not state: a reader takes it only when its root hash is the one the
- * slot's UKI pins (a power cut between the UKI's rename and the origin's
- * leaves the old origin, which then names another root hash and is
- * ignored). `abctl status` shows it; `abctl repair` fetches damaged blocks
+ * temporary and a rename, when it begins writing the slot (before the new
+ * UKI is in place). It is a hint, not state: a reader takes it only when
+ * its root hash is the one the slot's UKI pins (until the new UKI's
+ * rename, or after an install that did not finish, it names another root
+ * hash and is ignored). `abctl status` shows it; `abctl repair` fetches damaged blocks
  * from its registry reference; `abctl update` compares its digest with the
  * one a tag names now.
  *

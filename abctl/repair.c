@@ -35,6 +35,7 @@
 struct needed {
         uint64_t block;                 /* in the slot's data */
         uint8_t hash[DELTA_DIGEST];     /* what the tree says it must hash to */
+        int64_t other;                  /* a block of the other slot with that hash, or -1 */
         bool done;
 };
 
@@ -44,9 +45,12 @@ struct repair {
         int data_fd, hash_fd;
         struct delta_tree t;
         uint64_t data_size;
-        uint8_t *tree;                  /* t.tree_bytes, the slot's own (repaired) tree */
+        uint8_t *tree;                  /* t.tree_bytes, the slot's own tree (a good copy, when it did not verify) */
+        uint8_t *disk_tree;             /* the tree as on the disk, when tree is a good copy: written at the end */
         struct needed *need;
         size_t n_need;
+        struct needed **want;           /* the blocks from the registry, by block; fetched holds them */
+        size_t n_want;
         unsigned from_other, from_registry, tree_blocks;
         uint64_t fetched_bytes;
         unsigned requests;
@@ -112,7 +116,7 @@ static int find_bad_blocks(struct repair *rp) {
                                 return log_error_errno(-ENOMEM, "Out of memory");
                         rp->need = n;
                 }
-                rp->need[rp->n_need] = (struct needed) { .block = b };
+                rp->need[rp->n_need] = (struct needed) { .block = b, .other = -1 };
                 memcpy(rp->need[rp->n_need].hash, want, DELTA_DIGEST);
                 rp->n_need++;
         }
@@ -135,8 +139,9 @@ static int put_block(struct repair *rp, struct needed *n, const uint8_t *buf, co
 }
 
 /* Blocks of the other slot's data partition that hash, with this slot's
- * salt, to a needed hash. Read-only; a read error ends the search. */
-static int from_other_slot(struct repair *rp, const char *other_path, uint64_t other_bytes) {
+ * salt, to a needed hash: noted, not written yet. Read-only; a read error
+ * ends the search. */
+static int match_other_slot(struct repair *rp, const char *other_path, uint64_t other_bytes) {
         static uint8_t buf[DELTA_BLOCK];
         struct needed key;
         if (!other_path || rp->n_need == 0)
@@ -158,18 +163,39 @@ static int from_other_slot(struct repair *rp, const char *other_path, uint64_t o
                 /* Equal hashes sit together: every needed block with this content. */
                 while (n > rp->need && memcmp(n[-1].hash, key.hash, DELTA_DIGEST) == 0)
                         n--;
-                for (; n < rp->need + rp->n_need && memcmp(n->hash, key.hash, DELTA_DIGEST) == 0; n++) {
-                        if (n->done)
-                                continue;
-                        char from[64];
-                        (void) snprintf(from, sizeof(from), "slot %s", slot_to_string(slot_other(rp->target)));
-                        int r = put_block(rp, n, buf, from);
-                        if (r < 0)
-                                return r;
-                        rp->from_other++;
-                }
+                for (; n < rp->need + rp->n_need && memcmp(n->hash, key.hash, DELTA_DIGEST) == 0; n++)
+                        if (n->other < 0)
+                                n->other = (int64_t) b;
         }
         qsort(rp->need, rp->n_need, sizeof(*rp->need), cmp_need_block);
+        return 0;
+}
+
+/* The blocks noted in the other slot, read again and written (put_block
+ * checks each against the tree once more). */
+static int write_from_other_slot(struct repair *rp, const char *other_path) {
+        static uint8_t buf[DELTA_BLOCK];
+        char from[64];
+        _cleanup_close_ int fd = -1;
+        if (!other_path)
+                return 0;  /* nothing was noted */
+        (void) snprintf(from, sizeof(from), "slot %s", slot_to_string(slot_other(rp->target)));
+        for (size_t i = 0; i < rp->n_need; i++) {
+                struct needed *n = &rp->need[i];
+                if (n->other < 0 || n->done)
+                        continue;
+                if (fd < 0 && (fd = open(other_path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+                        return log_error_errno(-errno, "Cannot read slot %s's data partition: %m",
+                                               slot_to_string(slot_other(rp->target)));
+                int r = pread_full(fd, buf, sizeof(buf), (uint64_t) n->other * DELTA_BLOCK);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot read block %lld of slot %s: %m", (long long) n->other,
+                                               slot_to_string(slot_other(rp->target)));
+                r = put_block(rp, n, buf, from);
+                if (r < 0)
+                        return r;
+                rp->from_other++;
+        }
         return 0;
 }
 
@@ -242,33 +268,33 @@ static int open_origin(struct repair *rp, const char *esp, const struct oci_opti
         return 0;
 }
 
-/* The blocks still missing, by Range from the slot's origin. */
-static int from_registry(struct repair *rp, const char *esp, const struct oci_options *oo) {
+/* The blocks no local slot holds, by Range from the slot's origin, into
+ * memory, each checked against the tree: written only after every check. */
+static int fetch_from_registry(struct repair *rp, const char *esp, const struct oci_options *oo) {
         _cleanup_free_ struct oci_range *ranges = NULL;
-        _cleanup_free_ struct needed **want = NULL;
         struct image_source src = {};
+        uint8_t h[DELTA_DIGEST];
         size_t n = 0, nr = 0;
         int r;
 
         for (size_t i = 0; i < rp->n_need; i++)
-                n += !rp->need[i].done;
+                n += rp->need[i].other < 0;
         if (n == 0)
                 return 0;
         ranges = calloc(n + 1, sizeof(*ranges));
-        want = calloc(n, sizeof(struct needed *)); /* NOLINT(bugprone-sizeof-expression): pointers */
+        rp->want = calloc(n, sizeof(struct needed *)); /* NOLINT(bugprone-sizeof-expression): pointers */
         rp->fetched = calloc(n, DELTA_BLOCK);
-        if (!ranges || !want || !rp->fetched)
+        if (!ranges || !rp->want || !rp->fetched)
                 return log_error_errno(-ENOMEM, "Out of memory");
-        n = 0;
         for (size_t i = 0; i < rp->n_need; i++)
-                if (!rp->need[i].done) {
-                        want[n++] = &rp->need[i];
+                if (rp->need[i].other < 0) {
+                        rp->want[rp->n_want++] = &rp->need[i];
                         ranges_append(ranges, &nr, rp->need[i].block * DELTA_BLOCK, DELTA_BLOCK);
                 }
         r = open_origin(rp, esp, oo, &src);
         if (r < 0)
                 return r;
-        struct range_sink sink = { .rp = rp, .want = want, .n = n };
+        struct range_sink sink = { .rp = rp, .want = rp->want, .n = rp->n_want };
         uint64_t bytes = 0;
         r = src.ops->fetch_system_ranges(&src, ranges, nr, DELTA_MAX_REQUESTS, range_sink, &sink, &bytes);
         rp->fetched_bytes += bytes;
@@ -279,8 +305,21 @@ static int from_registry(struct repair *rp, const char *esp, const struct oci_op
         image_source_close(&src);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < n; i++) {
-                r = put_block(rp, want[i], rp->fetched + i * DELTA_BLOCK, "the registry");
+        for (size_t i = 0; i < rp->n_want; i++) {
+                delta_hash_block(&rp->t, rp->fetched + i * DELTA_BLOCK, h);
+                if (memcmp(h, rp->want[i]->hash, DELTA_DIGEST) != 0)
+                        return log_error_errno(-EBADMSG, "Block %llu from the registry does not match slot %s's "
+                                               "hash tree: not written", (unsigned long long) rp->want[i]->block,
+                                               slot_to_string(rp->target));
+        }
+        return 0;
+}
+
+static int write_from_registry(struct repair *rp) {
+        if (!rp->want || !rp->fetched)
+                return 0;
+        for (size_t i = 0; i < rp->n_want; i++) {
+                int r = put_block(rp, rp->want[i], rp->fetched + i * DELTA_BLOCK, "the registry");
                 if (r < 0)
                         return r;
                 rp->from_registry++;
@@ -302,14 +341,13 @@ static int tree_sink(void *userdata, uint64_t offset, const uint8_t *buf, size_t
 }
 
 /* A tree that does not verify: the other slot's (the same image) or the
- * registry's, proven against the pinned root hash, written block by block
- * where it differs. */
+ * registry's, proven against the pinned root hash; it replaces rp->tree,
+ * and write_tree writes it where it differs once every check passed. */
 static int repair_tree(struct repair *rp, const char *why_bad, const char *other_hash_path, const char *esp,
                        const struct oci_options *oo) {
         _cleanup_free_ uint8_t *good = malloc(rp->t.tree_bytes);
         char why[256];
         bool ok = false;
-        int r;
 
         if (!good)
                 return log_error_errno(-ENOMEM, "Out of memory");
@@ -331,7 +369,7 @@ static int repair_tree(struct repair *rp, const char *why_bad, const char *other
                 struct oci_range range = { .offset = src.data_size, .length = rp->t.tree_bytes };
                 struct tree_sink ts = { .buf = good, .base = src.data_size, .size = rp->t.tree_bytes };
                 uint64_t bytes = 0;
-                r = src.ops->fetch_system_ranges(&src, &range, 1, 1, tree_sink, &ts, &bytes);
+                int r = src.ops->fetch_system_ranges(&src, &range, 1, 1, tree_sink, &ts, &bytes);
                 rp->fetched_bytes += bytes;
                 rp->requests += src.requests;
                 image_source_close(&src);
@@ -342,17 +380,36 @@ static int repair_tree(struct repair *rp, const char *why_bad, const char *other
                 if (r < 0)
                         return log_error_errno(r, "The hash tree from slot %s's origin does not verify either (%s): "
                                                "not written. Nothing was changed.", slot_to_string(rp->target), why);
+                /* The levels verified with this slot's salt; the superblock
+                 * that names the salt is covered by no hash. */
+                if (memcmp(good, rp->tree, DELTA_SB_SIZE) != 0)
+                        return log_error_errno(-EBADMSG, "The hash tree from slot %s's origin has another superblock "
+                                               "than the slot's (salt, sizes): it is not the tree the slot was "
+                                               "installed with; not written. Install a new image into it (abctl "
+                                               "install). Nothing was changed.", slot_to_string(rp->target));
         }
-        for (uint64_t b = 0; b < rp->t.tree_bytes / DELTA_BLOCK; b++) {
-                if (memcmp(good + b * DELTA_BLOCK, rp->tree + b * DELTA_BLOCK, DELTA_BLOCK) == 0)
+        /* Block 0 (the superblock, the same, and padding no hash covers)
+         * stays as it is: only verified level blocks are written, at the
+         * end (write_tree), after every check. */
+        memcpy(good, rp->tree, DELTA_BLOCK);
+        rp->disk_tree = rp->tree;
+        rp->tree = TAKE_PTR(good);
+        return 0;
+}
+
+/* The good copy's level blocks where the disk's differ. */
+static int write_tree(struct repair *rp) {
+        if (!rp->disk_tree)
+                return 0;
+        for (uint64_t b = 1; b < rp->t.tree_bytes / DELTA_BLOCK; b++) {
+                if (memcmp(rp->tree + b * DELTA_BLOCK, rp->disk_tree + b * DELTA_BLOCK, DELTA_BLOCK) == 0)
                         continue;
-                r = pwrite_full(rp->hash_fd, good + b * DELTA_BLOCK, DELTA_BLOCK, b * DELTA_BLOCK);
+                int r = pwrite_full(rp->hash_fd, rp->tree + b * DELTA_BLOCK, DELTA_BLOCK, b * DELTA_BLOCK);
                 if (r < 0)
                         return log_error_errno(r, "Writing hash block %llu of slot %s failed: %m",
                                                (unsigned long long) b, slot_to_string(rp->target));
                 rp->tree_blocks++;
         }
-        memcpy(rp->tree, good, rp->t.tree_bytes);
         return 0;
 }
 
@@ -398,10 +455,12 @@ int abctl_repair(struct ctx *c, Slot target, const struct oci_options *oo) {
         char why[512];
         int r;
 
+        /* c->view: read under the install lock (main). */
         r = pick(c, &target, &dmg);
         if (r < 0)
                 return r;
         rp.target = target;
+        struct slot_state seen = c->view.st[target];
         Slot other = slot_other(target);
         const struct slot_partitions *p = &c->view.layout.slot[target], *q = &c->view.layout.slot[other];
         if (!p->present)
@@ -465,20 +524,33 @@ int abctl_repair(struct ctx *c, Slot target, const struct oci_options *oo) {
         if (r >= 0)
                 r = find_bad_blocks(&rp);
         if (r >= 0)
-                r = from_other_slot(&rp, odata.path, q->present ? q->data_size * 512 : 0);
+                r = match_other_slot(&rp, odata.path, q->present ? q->data_size * 512 : 0);
         if (r >= 0)
-                r = from_registry(&rp, esp.dir, oo);
+                r = fetch_from_registry(&rp, esp.dir, oo);
+        /* Every check passed: the writes. */
+        bool wrote = r >= 0;
+        if (r >= 0)
+                r = write_tree(&rp);
+        if (r >= 0)
+                r = write_from_other_slot(&rp, odata.path);
+        if (r >= 0)
+                r = write_from_registry(&rp);
         if (r >= 0)
                 r = blockdev_flush(data_fd);
         if (r >= 0)
                 r = blockdev_flush(hash_fd);
         free(rp.tree);
+        free(rp.disk_tree);
         free(rp.fetched);
+        free(rp.want);
         free(rp.need);
         printf("Rewrote %u block(s) of slot %s: %u from slot %s, %u from the registry (%llu bytes in %u "
                "request(s))%s\n", rp.from_other + rp.from_registry + rp.tree_blocks, slot_to_string(target),
                rp.from_other, slot_to_string(other), rp.from_registry, (unsigned long long) rp.fetched_bytes,
                rp.requests, rp.tree_blocks ? ", and hash tree blocks" : "");
+        if (r < 0 && !wrote)
+                return log_error_errno(r, "Slot %s cannot be repaired (see above); it stays out of service. Nothing "
+                                       "was changed.", slot_to_string(target));
         if (r < 0)
                 return log_error_errno(r, "The repair of slot %s is incomplete (see above); it stays out of service",
                                        slot_to_string(target));
@@ -487,12 +559,21 @@ int abctl_repair(struct ctx *c, Slot target, const struct oci_options *oo) {
         if (r < 0)
                 return log_error_errno(r, "Slot %s does not verify after the repair: it stays out of service; install "
                                        "a new image into it (abctl install)", slot_to_string(target));
-        r = abctl_apply(c, SLOT_OP_REPAIRED, target);
-        if (r < 0)
+        /* Only from the state the repair started from: what another
+         * operator set meanwhile (set-active --force) is not undone. */
+        r = abctl_apply_if(c, SLOT_OP_REPAIRED, target, &seen);
+        if (r < 0 && r != -ESTALE)
                 return r;
-        r = damage_clear(c->efivars, target);
-        if (r < 0)
-                log_warning_errno(r, "Failed to delete slot %s's damage record: %m", slot_to_string(target));
+        int e = damage_clear(c->efivars, target);
+        if (e < 0)
+                log_warning_errno(e, "Failed to delete slot %s's damage record: %m", slot_to_string(target));
+        if (r == -ESTALE) {
+                char st[48];
+                slot_state_format(seen, st);
+                printf("Slot %s verifies against the root hash its UKI pins; another abctl changed its state during "
+                       "the repair (now %s): left as that one set it\n", slot_to_string(target), st);
+                return 0;
+        }
         printf("Slot %s verifies against the root hash its UKI pins and is back in service\n", slot_to_string(target));
         return 0;
 }

@@ -28,9 +28,9 @@ def m(tmp_path):
             p.wait()
 
 
-def paused_abctl(m, until, *args, running="A"):
-    """abctl ARGS under the cutter, held at its first large data write."""
-    cmd = [PC / "cutter", "--pause-data", str(BIG), "--until", until, "--", PC / "abctl", "--disk", m.disk,
+def paused_abctl(m, until, *args, running="A", pause=BIG):
+    """abctl ARGS under the cutter, held at its first data write of pause bytes or more."""
+    cmd = [PC / "cutter", "--pause-data", str(pause), "--until", until, "--", PC / "abctl", "--disk", m.disk,
            "--efivars", m.efivars, "--esp", m.esp, "--record", "/nonexistent", "--running", running,
            *map(str, args)]
     p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -91,3 +91,71 @@ def test_concurrent_installs_serialize(m):
     assert m.partition_bytes(5, (E2E / "slot-b.verity").stat().st_size) == (E2E / "slot-b.verity").read_bytes()
     assert m.slot("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}
     assert not list((m.esp / "EFI/abswitch").glob("*.new"))
+
+
+def test_repair_and_set_active_of_the_damaged_slot(tmp_path):
+    # abctl repair holds the install lock while it rewrites B's blocks; B
+    # stays out of service. set-active and rollback take only the state
+    # lock: they must not put B into service under the repair (it is
+    # damaged), and what an operator forces meanwhile is not undone by the
+    # repair's end.
+    from test_delta import DeltaMachine
+    from test_repair import corrupt, damaged_b, has_record, record
+    m = DeltaMachine(tmp_path, E2E / "slot-b", E2E / "slot-b")
+    m.procs = []
+    try:
+        damaged_b(m)
+        corrupt(m, 4, 5)
+        record(m, "B", E2E / "slot-b", [5])
+        out = {"priority": 0, "tries": 0, "successful": True, "armed": False}
+        go = m.dir / "go"
+        repair = paused_abctl(m, go, "repair", "B", pause=4096)  # held at its first block write
+        for args in (("set-active", "B"), ("rollback",)):
+            r = m.abctl(*args)
+            assert r.returncode == 1, r.stderr
+            assert "Refusing to" in r.stderr and "failed dm-verity after boot" in r.stderr, r.stderr
+            assert "abctl repair B" in r.stderr and "Nothing was changed" in r.stderr, r.stderr
+            assert m.slot("B") == out
+        # Forced: the operator's choice stands after the repair.
+        r = m.abctl("--force", "set-active", "B")
+        assert r.returncode == 0, r.stderr
+        forced = m.slot("B")
+        assert forced["priority"] > m.slot("A")["priority"], forced
+        go.touch()
+        r = finish(repair)
+        assert r.returncode == 0, r.stderr
+        assert "another abctl changed its state during the repair" in r.stdout, r.stdout
+        assert m.slot("B") == forced
+        assert not has_record(m, "B")
+        assert m.b_holds(E2E / "slot-b")
+    finally:
+        for p in m.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_second_install_of_the_same_image_judges_the_state_it_waited_for(m):
+    # Two operators install the same image at once. The second waits for
+    # the first, which leaves B on trial with that image; the second must
+    # judge that state, not the one it read before waiting (B not bootable,
+    # mid-install), which made it call the image one that "already failed
+    # in slot B".
+    go = m.dir / "go"
+    # Held at its first 1 MiB write: into B, after B was marked not bootable.
+    first = paused_abctl(m, go, "install", E2E / "slot-b-commit", m.ukis["b-commit"], pause=1 << 20)
+    assert m.slot("B")["priority"] == 0
+    second = subprocess.Popen([str(c) for c in (PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp",
+                                                 m.esp, "--record", "/nonexistent", "--running", "A", "install",
+                                                 E2E / "slot-b-commit", m.ukis["b-commit"])],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    m.procs.append(second)
+    time.sleep(2)  # it has read the state and waits for the lock
+    assert second.poll() is None, second.communicate()[1]
+    go.touch()
+    r1, r2 = finish(first), finish(second)
+    assert r1.returncode == 0, r1.stderr
+    assert "Waiting for another abctl to finish an install" in r2.stderr, r2.stderr
+    assert "already failed" not in r2.stderr, r2.stderr
+    assert r2.returncode == 0, r2.stderr
+    assert m.slot("B") == {"priority": 2, "tries": 2, "successful": False, "armed": True}

@@ -306,3 +306,125 @@ def test_delta_local_read_error_falls_back(pair, tmp_path, v2_uki):
                      r"whole image instead of a delta", r.stderr), r.stderr
     assert "by delta" not in r.stderr
     assert m.a_partitions() == a_before
+
+
+class LyingFront:
+    """An HTTPS front of a real Registry (its own certificate, as HttpFront)
+    that answers the system blob's Range requests for data blocks (the
+    tree's request passes) with a lie: "longer" (206, the right
+    Content-Range, the bytes asked and 4 KiB more), "shorter" (the right
+    Content-Range, 100 bytes less), "other" (206 with the bytes and
+    Content-Range of the next block). Everything else is passed on."""
+
+    def __init__(self, registry, system_digest, data_size, lie):
+        import http.client
+        import http.server
+        import ssl
+        import threading
+        upstream = ssl.create_default_context(cafile=str(registry.ca))
+        self.lies = 0
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_GET(self):
+                asked = self.headers.get("Range")
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "range")}
+                first = last = None
+                if asked and self.path.endswith(system_digest):
+                    first, last = (int(x) for x in asked.split("=")[1].split("-"))
+                if first is None or first >= data_size:
+                    if asked:
+                        hdrs["Range"] = asked
+                    first = None
+                conn = http.client.HTTPSConnection("127.0.0.1", registry.port, context=upstream, timeout=60)
+                conn.request("GET", self.path, headers=hdrs)
+                resp = conn.getresponse()
+                body = resp.read()
+                status, headers = resp.status, [(k, v) for k, v in resp.getheaders()
+                                                if k.lower() not in ("connection", "transfer-encoding",
+                                                                     "content-length", "content-range")]
+                crange = resp.getheader("Content-Range")
+                conn.close()
+                if first is not None and status == 200:
+                    outer.lies += 1
+                    status = 206
+                    if lie == "longer":
+                        body, crange = body[first:last + 1 + B], f"bytes {first}-{last}/{len(body)}"
+                    elif lie == "shorter":
+                        body, crange = body[first:last + 1 - 100], f"bytes {first}-{last}/{len(body)}"
+                    else:
+                        body, crange = body[first + B:last + 1 + B], f"bytes {first + B}-{last + B}/{len(body)}"
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                if crange:
+                    self.send_header("Content-Range", crange)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = None
+
+            def log_message(self, *args):
+                pass
+
+        def head(h):
+            conn = http.client.HTTPSConnection("127.0.0.1", registry.port, context=upstream, timeout=60)
+            conn.request("HEAD", h.path, headers={k: v for k, v in h.headers.items()
+                                                  if k.lower() not in ("host", "connection")})
+            resp = conn.getresponse()
+            resp.read()
+            h.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("connection", "transfer-encoding"):
+                    h.send_header(k, v)
+            h.end_headers()
+            conn.close()
+        H.do_HEAD = head
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(registry.dir / "tls/server.crt", registry.dir / "tls/server.key")
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("lie,says", [
+    ("longer", "with more than the"),
+    ("shorter", "it answered bytes"),
+    ("other", "with Content-Range"),
+])
+def test_delta_lying_range_answers_fall_back(pair, tmp_path, lie, says):
+    # The registry answers the data blocks' Range requests wrongly, after
+    # the tree's (right) one, so the slot is already being written: every
+    # lie is "does not do ranges right", said, and the whole image is
+    # downloaded instead (checked by its digest); B ends v2, A untouched.
+    # A longer answer than asked was an error naming the blob's descriptor
+    # ("longer than the 4096 bytes its descriptor says"), and no fallback.
+    v1, v2 = pair
+    m = DeltaMachine(tmp_path, v1, E2E / "slot-b")
+    blobs = make_layout(tmp_path / "oci", m.uki("v2", f"@{v2}.roothash", version="2"), image=v2)
+    reg = Registry(tmp_path / "reg").start()
+    a_before = m.a_partitions()
+    try:
+        reg.push(tmp_path / "oci", "v2")
+        front = LyingFront(reg, blobs["system"]["digest"], Path(f"{v2}.img").stat().st_size, lie)
+        try:
+            r = install_through(m, reg, front)
+        finally:
+            front.close()
+    finally:
+        reg.stop()
+    assert front.lies >= 1
+    assert "stopped honouring Range requests" in r.stderr and says in r.stderr, r.stderr
+    assert "downloading the whole image" in r.stderr, r.stderr
+    installed_v2(m, r, v2)
+    assert m.a_partitions() == a_before

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_hostile import E2E, PC, Machine
+from test_hostile import E2E, ENV, PC, Machine
 from test_oci import make_layout
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
@@ -195,6 +195,43 @@ def deep_dir(base, length, component=200):
         path += "/" + name
         i += 1
     return path, fd
+
+
+def test_interrupted_install_is_not_a_failed_image(m):
+    # An install of b-commit into B is cut off at its first write into B's
+    # partitions (the cutter kills it there, as a power cut or kill -9
+    # would; a signal leaves the same state). B keeps its old UKI (slot-b's
+    # pin) and is not bootable, as a slot whose image failed at boot is.
+    # Installing slot-b, B's previous image, again is not retrying "an image
+    # that already failed in slot B": it never failed. A slot whose image
+    # did fail at boot is still refused without --force.
+    args = [PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record", "/nonexistent",
+            "--running", "A", "install", E2E / "slot-b-commit", m.ukis["b-commit"]]
+    base = m.dir / "base"
+    shutil.copytree(m.dir, base, ignore=shutil.ignore_patterns("base"))
+    log = m.dir / "calls.log"
+    r = subprocess.run([PC / "cutter", "--atomic", m.efivars, "--log", log, "--", *args], capture_output=True,
+                       text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    k = next(int(line.split()[0]) for line in log.read_text().splitlines() if line.split()[2].startswith("/dev/loop"))
+    for name in ("disk.img", "esp", "efivars"):
+        if (m.dir / name).is_dir():
+            shutil.rmtree(m.dir / name)
+            shutil.copytree(base / name, m.dir / name)
+        else:
+            shutil.copy(base / name, m.dir / name)
+    r = subprocess.run([PC / "cutter", "--atomic", m.efivars, "--cut", str(k), "--", *args], capture_output=True,
+                       text=True, env=ENV)
+    assert r.returncode == 0 and f"cut={k}" in r.stderr, r.stderr
+    assert m.slot("B") == {"priority": 0, "tries": 0, "successful": False, "armed": False}
+    assert (m.esp / "EFI/abswitch/boot-b.efi").read_bytes() == m.ukis["b"].read_bytes()
+    r = m.abctl("install", E2E / "slot-b", m.ukis["b"])
+    assert "already failed" not in r.stderr, r.stderr
+    installed(m, r)
+    # The image in B now fails at boot (its tries used up): that one is refused.
+    m.set_state("B", 0, tries=0)
+    r = m.abctl("install", E2E / "slot-b", m.ukis["b"])
+    assert r.returncode == 1 and "already failed in slot B" in r.stderr, r.stderr
 
 
 def test_long_paths_refused(m, tmp_path):

@@ -8,6 +8,7 @@ and returns the slot to service. The same through real firmware:
 tests/e2e/test_heal.py."""
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,140 @@ def test_repair_stale_record(tmp_path):
     assert r.returncode == 1 and "a new image was installed since; deleting the stale record" in r.stderr, r.stderr
     assert not has_record(m, "B")
     assert hashlib.sha256(m.disk.read_bytes()).hexdigest() == disk
+
+
+def test_repair_registry_tree_superblock_not_trusted(tmp_path, registry):
+    # B's hash tree is corrupt (a level-0 block), A holds another image, so
+    # the tree comes from B's origin. The registry lies about the tree's
+    # superblock (its salt), which no hash covers: the levels still verify
+    # with B's own salt. Refused before anything is written; B's hash
+    # partition, superblock included, is as it was.
+    image = E2E / "slot-b-commit"
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    blobs = make_layout(tmp_path / "oci", m.ukis["b-commit"], image=image)
+    registry.push(tmp_path / "oci", "v2")
+    front = HttpFront(registry)
+    try:
+        r = install_through(m, registry, front, "--delta", "no")
+        assert r.returncode == 0, r.stderr
+        damaged_b(m)
+        corrupt(m, 5, 1)
+        record(m, "B", image, [1], kind="hash")
+        stored = registry.blob_file(blobs["system"]["digest"])
+        data = bytearray(stored.read_bytes())
+        data_size = Path(f"{image}.img").stat().st_size
+        data[data_size + 88] ^= 0x01  # the first byte of the salt
+        stored.write_bytes(bytes(data))
+        before = fingerprint(m)
+        r = subprocess.run([PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record",
+                            "/nonexistent", "--running", "A", "--ca", registry.ca, "repair", "B"],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    finally:
+        front.close()
+    refused_unchanged(m, r, "superblock")
+    assert fingerprint(m) == before
+    assert m.slot("B") == {"priority": 0, "tries": 0, "successful": True, "armed": False}
+
+
+def test_install_over_damage_deletes_record(tmp_path):
+    # The repair's own advice when it cannot: install the image again. The
+    # same image (the record's root hash is the one the new UKI pins): the
+    # slot is written whole and verified, so the record of its old blocks
+    # must go; else status calls the fresh slot DAMAGED and, once it runs
+    # committed, nothing could ever delete the record (repair refuses the
+    # running slot).
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    damaged_b(m)
+    corrupt(m, 4, 5)
+    record(m, "B", E2E / "slot-b", [5])
+    r = m.abctl("install", E2E / "slot-b", m.ukis["b"])
+    assert r.returncode == 0, r.stderr
+    assert m.b_holds(E2E / "slot-b")
+    assert not has_record(m, "B")
+    assert "DAMAGED" not in m.abctl("status").stdout
+
+
+def test_repair_cut_anywhere_then_rerun(tmp_path):
+    # README: "a power cut or a failure in the middle leaves it out of
+    # service with its record: run abctl repair again". The repair (a tree
+    # block and two data blocks from A) runs under tests/powercut/cutter,
+    # cut before each kind of durable call it makes: its first block write,
+    # a flush, the state write, the record's deletion. After each cut B is
+    # out of service with its record, or back in service verifying (only
+    # the record's deletion left); the rerun always ends it repaired, in
+    # service, without the record. A's partitions are never written.
+    m = DeltaMachine(tmp_path, E2E / "slot-b", E2E / "slot-b")
+    damaged_b(m)
+    want = partition_bytes(m.disk, 4), partition_bytes(m.disk, 5)
+    a_before = m.a_partitions()
+    corrupt(m, 4, 5)
+    corrupt(m, 4, 9)
+    corrupt(m, 5, 1)
+    record(m, "B", E2E / "slot-b", [5, 9])
+    base = tmp_path / "base"
+    shutil.copytree(m.dir, base, ignore=shutil.ignore_patterns("base"))
+    args = [PC / "abctl", "--disk", m.disk, "--efivars", m.efivars, "--esp", m.esp, "--record", "/nonexistent",
+            "--running", "A", "repair", "B"]
+    log = tmp_path / "calls.log"
+    r = subprocess.run([PC / "cutter", "--atomic", m.efivars, "--log", log, "--", *args], capture_output=True,
+                       text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    calls = [line.split() for line in log.read_text().splitlines()]
+    first = {}
+    for k, call, path, *_ in calls:
+        kind = "record" if "AbswitchDamage" in path else "block" if path.startswith("/dev/loop") and call == "pwrite" \
+            else "flush" if call == "fdatasync" and path.startswith("/dev/loop") else "state" if path == str(m.disk) \
+            else None
+        if kind and kind not in first:
+            first[kind] = int(k)
+    assert sorted(first) == ["block", "flush", "record", "state"], calls
+    for kind, k in sorted(first.items(), key=lambda x: x[1]):
+        shutil.rmtree(m.efivars)
+        shutil.copytree(base / "efivars", m.efivars)
+        shutil.copy(base / "disk.img", m.disk)
+        r = subprocess.run([PC / "cutter", "--atomic", m.efivars, "--cut", str(k), "--", *args], capture_output=True,
+                           text=True, env=ENV)
+        assert f"cut={k}" in r.stderr, r.stderr
+        b = m.slot("B")
+        if kind == "record":
+            assert b["priority"] > 0 and has_record(m, "B"), (kind, b)
+            assert (partition_bytes(m.disk, 4), partition_bytes(m.disk, 5)) == want
+        else:
+            assert b["priority"] == 0 and has_record(m, "B"), (kind, b)
+        r = subprocess.run(args, capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, (kind, r.stderr)
+        assert (partition_bytes(m.disk, 4), partition_bytes(m.disk, 5)) == want, kind
+        assert m.slot("B") == {"priority": 1, "tries": 0, "successful": True, "armed": False}, kind
+        assert not has_record(m, "B"), kind
+        assert m.a_partitions() == a_before, kind
+
+
+def shared_block(image, other):
+    """A data block of image, not mostly zeros, that other holds at the same place."""
+    a = Path(f"{image}.img").read_bytes()
+    o = Path(f"{other}.img").read_bytes()
+    for i in range(1, min(len(a), len(o)) // B):
+        blk = a[i * B:(i + 1) * B]
+        if blk == o[i * B:(i + 1) * B] and blk.count(0) < B // 2:
+            return i
+    raise AssertionError("no shared block")
+
+
+def test_repair_refused_before_any_write(tmp_path):
+    # B (its origin: files, nothing to fetch from) has a block A holds too and one
+    # only its image has: the repair cannot finish, and says so before it
+    # writes anything; it used to rewrite the block from A first, then stop.
+    image = E2E / "slot-b-commit"
+    m = DeltaMachine(tmp_path, E2E / "slot-a", E2E / "slot-b")
+    r = m.abctl("install", image, m.ukis["b-commit"])
+    assert r.returncode == 0, r.stderr
+    damaged_b(m)
+    mine, shared = unique_block(image, E2E / "slot-a"), shared_block(image, E2E / "slot-a")
+    corrupt(m, 4, shared)
+    corrupt(m, 4, mine)
+    record(m, "B", image, [shared, mine])
+    before = fingerprint(m)
+    r = m.abctl("repair", "B")
+    refused_unchanged(m, r, "Slot B has an origin of files, not a registry")
+    assert fingerprint(m) == before
+    assert m.slot("B") == {"priority": 0, "tries": 0, "successful": True, "armed": False}
