@@ -74,7 +74,8 @@ static void help(void) {
                "  --plain-http       the registry speaks HTTP, not HTTPS\n"
                "  --delta auto|yes|no  fetch only the blocks this machine does not have (auto: for registries\n"
                "                     and OCI layouts; yes: image files too; no: always the whole image)\n"
-               "  --timeout SEC      give up after SEC seconds without progress from the registry (default 300)\n"
+               "  --timeout SEC      give up after SEC seconds without progress from the registry (default 300;\n"
+               "                     update: update.conf's; these registry options override update.conf's)\n"
                "  --authfile FILE    registry credentials, in the containers auth file format podman and\n"
                "                     skopeo write (default: $REGISTRY_AUTH_FILE, else " AUTH_FILE_DEFAULT ",\n"
                "                     which may be missing)\n"
@@ -527,6 +528,7 @@ int main(int argc, char **argv) {
                          .install_slot = _SLOT_INVALID,
                          .tries = SLOT_TRIES_DEFAULT };
         struct oci_options oo = { .timeout_sec = 300 };
+        unsigned timeout_given = 0;  /* update: 0 keeps update.conf's */
         const char *update_config = UPDATE_CONF_DEFAULT;
         bool update_check = false;
         time_t update_at = -1;
@@ -602,6 +604,7 @@ int main(int argc, char **argv) {
                                 log_error("--timeout must be 1 to 86400 seconds, not '%s'", optarg);
                                 return 1;
                         }
+                        timeout_given = oo.timeout_sec;
                         break;
                 case 'c':
                         update_config = optarg;
@@ -708,9 +711,11 @@ int main(int argc, char **argv) {
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);
         else if (streq(verb, "status"))
                 r = status(&c, update_config);
-        else if (streq(verb, "update"))
-                r = abctl_update(&c, update_config, update_check, update_at);
-        else if (streq(verb, "mark-good")) {
+        else if (streq(verb, "update")) {
+                struct oci_options cli = oo;
+                cli.timeout_sec = timeout_given;
+                r = abctl_update(&c, update_config, update_check, update_at, &cli);
+        } else if (streq(verb, "mark-good")) {
                 r = abctl_kexec_check_commit(&c);
                 if (r >= 0)
                         r = abctl_apply(&c, SLOT_OP_MARK_GOOD, c.running);

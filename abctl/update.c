@@ -318,10 +318,17 @@ static int settle_lock(struct agent *a) {
         return 0;
 }
 
+/* The registry options of this run: update.conf's, with the command line's
+ * applied over them (abctl_update). */
+static struct oci_options registry_options(const struct agent *a) {
+        return (struct oci_options) { .ca = a->cfg.ca[0] ? a->cfg.ca : NULL, .plain_http = a->cfg.plain_http,
+                                      .timeout_sec = a->cfg.timeout,
+                                      .authfile = a->cfg.authfile[0] ? a->cfg.authfile : NULL };
+}
+
 /* Step 2: what the tag names now, and the manifest's rollout. */
 static int resolve(struct agent *a) {
-        struct oci_options o = { .ca = a->cfg.ca[0] ? a->cfg.ca : NULL, .plain_http = a->cfg.plain_http,
-                                 .timeout_sec = a->cfg.timeout, .authfile = a->cfg.authfile[0] ? a->cfg.authfile : NULL };
+        struct oci_options o = registry_options(a);
         struct oci_source src = {};
         struct oci_manifest m;
         struct oci_ref ref;
@@ -502,9 +509,7 @@ static int run(struct agent *a) {
         }
         if (!a->check) {
                 _cleanup_free_ char *pinned = NULL;
-                struct oci_options o = { .ca = a->cfg.ca[0] ? a->cfg.ca : NULL, .plain_http = a->cfg.plain_http,
-                                         .timeout_sec = a->cfg.timeout,
-                                         .authfile = a->cfg.authfile[0] ? a->cfg.authfile : NULL };
+                struct oci_options o = registry_options(a);
                 /* The digest just checked, not whatever the tag names by the
                  * time the install fetches it. */
                 r = abctl_path(&pinned, "%s@%s", a->cfg.reference, a->available);
@@ -518,11 +523,32 @@ static int run(struct agent *a) {
         return reboot_step(a, other, true);
 }
 
-int abctl_update(struct ctx *c, const char *config, bool check, time_t at) {
+/* The command line's registry options over update.conf's: an operator's
+ * `abctl update --check --timeout 10` means this run, not the file. */
+static int apply_cli(struct update_config *cfg, const struct oci_options *cli) {
+        if (!cli)
+                return 0;
+        if (cli->ca && snprintf(cfg->ca, sizeof(cfg->ca), "%s", cli->ca) >= (int) sizeof(cfg->ca))
+                return log_error_errno(-ENAMETOOLONG, "--ca %s: the path is longer than %zu bytes", cli->ca,
+                                       sizeof(cfg->ca) - 1);
+        if (cli->authfile && snprintf(cfg->authfile, sizeof(cfg->authfile), "%s", cli->authfile) >= (int) sizeof(cfg->authfile))
+                return log_error_errno(-ENAMETOOLONG, "--authfile %s: the path is longer than %zu bytes", cli->authfile,
+                                       sizeof(cfg->authfile) - 1);
+        if (cli->plain_http)
+                cfg->plain_http = true;
+        if (cli->timeout_sec)
+                cfg->timeout = cli->timeout_sec;
+        return 0;
+}
+
+int abctl_update(struct ctx *c, const char *config, bool check, time_t at, const struct oci_options *cli) {
         _cleanup_(json_putp) json_object *report = json_object_new_object();
         struct agent a = { .c = c, .check = check, .now = at >= 0 ? at : time(NULL), .report = report };
         char t[40];
         int r = config_load(config, &a.cfg);
+        if (r < 0)
+                return r;
+        r = apply_cli(&a.cfg, cli);
         if (r < 0)
                 return r;
         r = machine_ids(&a.cfg, a.machine_id, a.lock_id);

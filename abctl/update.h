@@ -145,8 +145,11 @@ int fleetlock_request(const struct update_config *cfg, FleetLockOp op, const cha
 
 struct ctx;
 struct oci_options;
-/* abctl update [--check] [--at TIME] [--config FILE]. at < 0: now. */
-int abctl_update(struct ctx *c, const char *config, bool check, time_t at);
+/* abctl update [--check] [--at TIME] [--config FILE]. at < 0: now. cli:
+ * the registry options given on the command line (--ca, --plain-http,
+ * --authfile; --timeout when timeout_sec is not 0), which win over
+ * update.conf's for this run. */
+int abctl_update(struct ctx *c, const char *config, bool check, time_t at, const struct oci_options *cli);
 /* abctl status's update lines (text), or its "update" object (json, when
  * not NULL): the installed and the available digest, when the last check
  * was, the next window. Silent when there is no update.conf. */

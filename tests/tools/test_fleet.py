@@ -451,3 +451,21 @@ def test_update_refuses_bad_config_changing_nothing(tmp_path):
     r = run("status")
     assert r.returncode == 0 and f"Update:  {conf} is not usable: no reference" in r.stdout, r.stdout
     assert m.fingerprint() == before
+
+
+def test_update_command_line_registry_options_win(tmp_path, images):
+    # The registry options on abctl's command line apply to an update run,
+    # over update.conf's: here the CA the registry's certificate needs is
+    # given only as --ca (update.conf names none). They were ignored: the
+    # run failed on the certificate, and --timeout left update.conf's (or the
+    # default 300 s) in force.
+    reg, v1, v2 = images
+    a = v1_agent_v2_tagged(tmp_path, images, None, 0)
+    a.conf.write_text("\n".join(l for l in a.conf.read_text().splitlines() if not l.startswith("ca ")) + "\n")
+    before = a.m.fingerprint()
+    r = a.abctl("--json", "update", "--check", "--timeout", "20")
+    assert r.returncode == 1, r.stdout + r.stderr
+    r = a.abctl("--json", "update", "--check", "--ca", reg.ca, "--timeout", "20")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["available"] == layout_index_digest(v2, "stable"), r.stdout
+    assert a.m.fingerprint() == before
