@@ -46,6 +46,18 @@ def make_ca(d):
     return d / "ca.crt"
 
 
+def serve_https(handler, tls_dir):
+    """A threading HTTPS server on loopback with handler, the certificate in
+    tls_dir (server.crt, server.key), serving in a daemon thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(Path(tls_dir) / "server.crt", Path(tls_dir) / "server.key")
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class Registry:
     def __init__(self, workdir):
         self.dir = Path(workdir) / "registry"
@@ -255,13 +267,9 @@ class TokenIssuer:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(Path(tls_dir) / "server.crt", Path(tls_dir) / "server.key")
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.server = serve_https(H, tls_dir)
         self.port = self.server.server_address[1]
         self.realm = f"https://{host}:{self.port}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
         self.server.shutdown()
@@ -481,13 +489,8 @@ class HttpFront:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(registry.dir / "tls/server.crt", registry.dir / "tls/server.key")
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.server = serve_https(H, registry.dir / "tls")
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def blob_bytes(self, digest):
         """Body bytes served of blob digest."""

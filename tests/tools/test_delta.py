@@ -18,7 +18,7 @@ from test_install import loops_on, partition_bytes, prio
 from test_oci import make_layout
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from registry import HttpFront, Registry  # noqa: E402
+from registry import HttpFront, Registry, serve_https  # noqa: E402
 
 B = 4096
 
@@ -320,7 +320,6 @@ class LyingFront:
         import http.client
         import http.server
         import ssl
-        import threading
         upstream = ssl.create_default_context(cafile=str(registry.ca))
         self.lies = 0
         outer = self
@@ -384,13 +383,8 @@ class LyingFront:
             h.end_headers()
             conn.close()
         H.do_HEAD = head
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(registry.dir / "tls/server.crt", registry.dir / "tls/server.key")
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.server = serve_https(H, registry.dir / "tls")
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
         self.server.shutdown()
