@@ -165,7 +165,9 @@ int abctl_lock_install(struct ctx *c) {
         if (fd < 0)
                 return fd;
         c->install_lock = fd;
-        return 0;
+        /* What the holder decides on is the state as it is now that it has
+         * the disk, not as it was before it waited for another install. */
+        return read_view(c);
 }
 
 static int load(struct ctx *c) {
@@ -212,20 +214,25 @@ static const char *state_word(struct slot_state s, bool present) {
         return s.tries > 0 || s.armed ? "on trial" : "exhausted";
 }
 
+bool abctl_damage_read(const struct ctx *c, Slot s, struct slot_damage *ret) {
+        char why[256];
+        if (!c->efi)
+                return false;
+        int r = damage_read(c->efivars, s, ret, why, sizeof(why));
+        if (r == -EBADMSG)
+                log_warning("Slot %s's damage record (%s-%s) is malformed, ignoring it: %s", slot_to_string(s),
+                            damage_var_name(s), EFI_ABSWITCH_GUID, why);
+        return r >= 0;
+}
+
 static int status(struct ctx *c, const char *update_config) {
         struct uki_info info[_SLOT_MAX] = {};
         struct slot_origin origin[_SLOT_MAX];
         bool has_origin[_SLOT_MAX] = {};
         struct slot_damage damage[_SLOT_MAX];
         bool has_damage[_SLOT_MAX] = {};
-        for (int s = 0; c->efi && s < _SLOT_MAX; s++) {
-                char why[256];
-                int r = damage_read(c->efivars, s, &damage[s], why, sizeof(why));
-                if (r == -EBADMSG)
-                        log_warning("Slot %s's damage record (%s-%s) is malformed, ignoring it: %s", slot_to_string(s),
-                                    damage_var_name(s), EFI_ABSWITCH_GUID, why);
-                has_damage[s] = r >= 0;
-        }
+        for (int s = 0; s < _SLOT_MAX; s++)
+                has_damage[s] = abctl_damage_read(c, s, &damage[s]);
         const char *esp = esp_find_mounted(c);
         for (int s = 0; esp && s < _SLOT_MAX; s++) {
                 _cleanup_free_ char *path = NULL;
@@ -391,8 +398,7 @@ static void watchdog_disarm(void) {
 static bool slot_damaged(const struct ctx *c, Slot s, struct slot_damage *ret) {
         _cleanup_free_ char *path = NULL;
         struct uki_info info = {};
-        char why[256];
-        if (!c->efi || damage_read(c->efivars, s, ret, why, sizeof(why)) < 0)
+        if (!abctl_damage_read(c, s, ret))
                 return false;
         const char *esp = esp_find_mounted(c);
         if (esp && esp_uki_path(esp, s, &path) >= 0 && uki_read_info(path, &info) >= 0 && info.roothash[0] &&
@@ -702,10 +708,8 @@ int main(int argc, char **argv) {
 
         int r;
         bool is_repair = streq(verb, "repair");
-        /* A repair writes a slot's blocks: never beside an install. Both
-         * judge the state as it is once they have the disk, not as it was
-         * before they waited for another install. */
-        if ((is_install || is_repair) && (abctl_lock_install(&c) < 0 || read_view(&c) < 0))
+        /* A repair writes a slot's blocks: never beside an install. */
+        if ((is_install || is_repair) && abctl_lock_install(&c) < 0)
                 return 1;
         if (is_install)
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);

@@ -63,8 +63,14 @@ int abctl_reboot(struct ctx *c, bool kexec);
 int abctl_kexec_check_commit(struct ctx *c);
 
 /* Takes the install lock on the disk for the rest of the process: one
- * install at a time, each from start to end (a second one waits). */
+ * install at a time, each from start to end (a second one waits); then
+ * reads the slots' state again, as it is once the lock is held. */
 int abctl_lock_install(struct ctx *c);
+
+struct slot_damage;
+/* Slot s's damage record (efi/damage.h) into *ret: true when there is one.
+ * A malformed record is warned about and counts as none. */
+bool abctl_damage_read(const struct ctx *c, Slot s, struct slot_damage *ret);
 
 /* Installs into the inactive slot through install.c's one pipeline, then
  * arms its first attempt. With uki: image is a PREFIX whose PREFIX.img and

@@ -418,15 +418,9 @@ static int pick(struct ctx *c, Slot *target, struct slot_damage *ret) {
         struct slot_damage d[_SLOT_MAX];
         bool has[_SLOT_MAX] = {};
         Slot run = c->running, other = slot_other(run);
-        char why[256];
 
-        for (int s = 0; s < _SLOT_MAX && c->efi; s++) {
-                int r = damage_read(c->efivars, s, &d[s], why, sizeof(why));
-                if (r == -EBADMSG)
-                        log_warning("Slot %s's damage record (%s-%s) is malformed, ignoring it: %s", slot_to_string(s),
-                                    damage_var_name(s), EFI_ABSWITCH_GUID, why);
-                has[s] = r >= 0;
-        }
+        for (int s = 0; s < _SLOT_MAX; s++)
+                has[s] = abctl_damage_read(c, s, &d[s]);
         if (*target < 0)
                 *target = has[other] || !has[run] ? other : run;
         if (*target == run)
@@ -455,7 +449,7 @@ int abctl_repair(struct ctx *c, Slot target, const struct oci_options *oo) {
         char why[512];
         int r;
 
-        /* c->view: read under the install lock (main). */
+        /* c->view: read under the install lock (abctl_lock_install). */
         r = pick(c, &target, &dmg);
         if (r < 0)
                 return r;

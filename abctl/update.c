@@ -557,13 +557,9 @@ int abctl_update(struct ctx *c, const char *config, bool check, time_t at, const
         /* One agent run at a time, and none beside an install: a second run
          * (the timer and an operator) waits, then sees what the first did. */
         if (!check) {
-                r = abctl_lock_install(c);
+                r = abctl_lock_install(c);  /* and the state as it is now */
                 if (r < 0)
                         return r;
-                /* The state as it is now that this run has the disk. */
-                r = slots_view_read(&c->view);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to read the slots' state from the GPT of %s: %m", c->disk);
         }
         read_origins(c, &a.so);
         json_object_object_add(report, "reference", json_object_new_string(a.cfg.reference));
