@@ -10,7 +10,6 @@
 
 #include "../common/io.h"
 #include "../common/log.h"
-#include "../efi/kexec.h"
 #include "../efi/uki.h"
 #include "blockdev.h"
 #include "esp.h"
