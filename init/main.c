@@ -277,7 +277,7 @@ static int wait_for_partitions(struct boot *b) {
         bool announced = false;
 
         for (;;) {
-                int r = slots_find_partitions("/sys/class/block", "/dev", b->id.slot, b->esp_partuuid, &b->view.layout,
+                int r = slots_find_partitions("/sys/block", "/dev", b->id.slot, b->esp_partuuid, &b->view.layout,
                                           why, sizeof(why));
                 if (r >= 0)
                         break;
@@ -290,7 +290,7 @@ static int wait_for_partitions(struct boot *b) {
                         /* If the other slot is on a disk, this is a slot that cannot
                          * boot, and the protocol falls back; else nothing can. */
                         char other_why[512];
-                        if (slots_find_partitions("/sys/class/block", "/dev", slot_other(b->id.slot), b->esp_partuuid,
+                        if (slots_find_partitions("/sys/block", "/dev", slot_other(b->id.slot), b->esp_partuuid,
                                                   &b->view.layout, other_why, sizeof(other_why)) < 0)
                                 stop(b, "finding the system partition",
                                      "%s after waiting %u s. Is the disk's storage driver in the initramfs "

@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdio.h>
+#include <sched.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 
 #include "../common/log.h"
 #include "init.h"
@@ -37,6 +40,31 @@ static void remove_on_device(int dirfd, dev_t dev) {
         closedir(d);
 }
 
+/* Deletes the initramfs's files off the boot's critical path: a child
+ * holding the old root open does it at SCHED_IDLE, when the root's init
+ * leaves the CPU idle, while this process moves on and execs it (the
+ * 30-odd files take 10-18 ms of an emulated boot). The root's init reaps
+ * the child as any orphan of PID 1's. When the child cannot be made, the
+ * files go now. */
+static void free_initramfs(dev_t dev) {
+        int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct sched_param p = { .sched_priority = 0 };
+                /* musl's sched_setscheduler() is a stub: the system call. */
+                (void) syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &p);
+                (void) prctl(PR_SET_NAME, "abswitch-free");
+                remove_on_device(fd, dev);
+                _exit(0);
+        }
+        if (pid < 0)
+                remove_on_device(fd, dev);
+        else
+                close(fd);
+}
+
 int switch_root(const char *newroot, const char *init, char **argv, void (*before_exec)(void *userdata),
                 void *userdata) {
         static const char *const moves[] = { "/dev", "/proc", "/sys", "/run" };
@@ -63,11 +91,8 @@ int switch_root(const char *newroot, const char *init, char **argv, void (*befor
         /* Free the initramfs, but only if / really is one: never delete files
          * of a real file system (say, when run by hand for debugging). */
         if (statfs("/", &sfs) == 0 && (sfs.f_type == RAMFS_MAGIC || sfs.f_type == TMPFS_MAGIC) &&
-            root_st.st_dev != new_st.st_dev) {
-                int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (fd >= 0)
-                        remove_on_device(fd, root_st.st_dev);
-        }
+            root_st.st_dev != new_st.st_dev)
+                free_initramfs(root_st.st_dev);
 
         if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
                 return log_error_errno(-errno, "Failed to move %s to /: %m", newroot);

@@ -119,7 +119,8 @@ const char *slot_uki_path(Slot s);
 /* Labels are "system-a" and "system-a-verity" (and -b). */
 void slot_partition_labels(Slot s, char data[static 32], char hash[static 32]);
 
-/* Looks through the whole disks under sysfs_block (normally /sys/class/block)
+/* Looks through the whole disks under sysfs_block (normally /sys/block; under
+ * /sys/class/block, where partitions are listed too, they are skipped)
  * for GPT partitions labelled for slot s, device nodes under devdir (/dev),
  * and returns that disk's layout: both slots (the other may be absent) and
  * the ESP. When esp_partuuid is given (LoaderDevicePartUUID), only the disk
