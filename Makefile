@@ -455,9 +455,10 @@ fuzz: $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS))
 	  $(FUZZ_TARGETS)
 
 # ---- benchmark: abswitch against dracut (lean, generic) and the floor --------
-# make bench [BOOTS=5] [QUICK=1] [VARIANTS=abswitch,floor]: see bench/bench.py. Not part of check.
+# make bench [BOOTS=7] [ICOUNT_BOOTS=2] [QUICK=1] [VARIANTS=abswitch,floor]: see bench/bench.py. Not part of check.
 BENCH := $(BUILD)/bench
-BOOTS ?= 5
+BOOTS ?= 7
+ICOUNT_BOOTS ?= 2
 $(BENCH)/%: bench/%.c $(BUILD)/deps.mk
 	@mkdir -p $(BENCH)
 	$(MUSL_CC) $(CSTD) $(WARNINGS) -Os -static -isystem $(MUSL_PREFIX)/kinc -o $@ $<
@@ -489,7 +490,8 @@ bench: deps
 	  --no-install-recommends dracut-core systemd udev dmsetup >/dev/null; }
 	$(MAKE) e2e-artifacts $(BENCH)/floor $(BENCH)/cpumark $(BENCH)/initramfs.img
 	$(PYTHON) bench/sizes.py $(BUILD)/abswitch-init.map $(BUILD)/abswitch-init --json $(BENCH)/init-sizes.json
-	$(PYTHON) bench/bench.py --build $(BUILD) --boots $(if $(QUICK),1,$(BOOTS)) $(if $(VARIANTS),--variants $(VARIANTS))
+	$(PYTHON) bench/bench.py --build $(BUILD) --boots $(if $(QUICK),1,$(BOOTS)) $(if $(VARIANTS),--variants $(VARIANTS)) \
+	  --icount-boots $(if $(QUICK),1,$(ICOUNT_BOOTS))
 
 clean:
 	rm -rf $(BUILD)

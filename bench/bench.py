@@ -23,6 +23,17 @@ bench/cpumark.c as /init (appended as a second cpio archive), which logs
 PID 1's CPU so far and execs the real init. Sizes are of the initramfs and
 UKI without that wrapper.
 
+Then abswitch and the floor boot ICOUNT_BOOTS more times each under QEMU's
+-icount (ICOUNT: while the guest runs, each instruction advances its clock
+by a fixed 4 ns; while it idles, waiting for the disk, the host's clock
+runs): the same phase in instructions, which neither the host's load nor
+TCG's translation of code run for the first time changes (two boots agree
+within 0.5%). Wall-clock under TCG is mostly that translation and the
+host's load (the initrd phase of one UKI varies by 250 ms between boots
+here); -icount is how much work each initramfs does. (sleep=off would warp
+an idle guest to its next timer, which makes a disk read cost up to a
+tick.)
+
 Writes build/bench/results.json and prints a table. Compare numbers only
 within one run: the machine is shared and emulated.
 """
@@ -48,6 +59,8 @@ DRACUT_LEAN_MODULES = "systemd-veritysetup systemd-initrd dracut-systemd rootfs-
 # The floor's modules, in dependency order from modules.dep; crc32c_generic is
 # libcrc32c's soft dependency (modules.softdep), which the floor does not read.
 FLOOR_MODULES = ["virtio_pci", "virtio_blk", "dm-verity", "crc32c_generic", "erofs"]
+# 4 ns per instruction (250 MIPS); idle (disk) time is the host's.
+ICOUNT = "shift=2"
 
 
 def run(args, **kw):
@@ -57,9 +70,10 @@ def run(args, **kw):
 class BenchMachine(abvm.Machine):
     """One variant's firmware variables, on the shared disk, never written."""
 
-    def __init__(self, workdir, disk):
+    def __init__(self, workdir, disk, icount=None):
         super().__init__(workdir)
         self.disk = disk
+        self.icount = icount
 
     def qemu_args(self, console_path):
         args = super().qemu_args(console_path)
@@ -68,7 +82,7 @@ class BenchMachine(abvm.Machine):
         args[i] += ",snapshot=on"
         j = args.index("i6300esb")  # no watchdog: nothing arms one here
         del args[j - 1:j + 1]
-        return args
+        return args + (["-icount", self.icount] if self.icount else [])
 
 
 def module_order(kroot, kver, names):
@@ -202,8 +216,8 @@ def build(work, build_dir, env):
     return disk, {v: (initrds[v], sized[v]) for v in VARIANTS}
 
 
-def machine(work, disk, v):
-    m = BenchMachine(work / v, disk)
+def machine(work, disk, v, icount=None):
+    m = BenchMachine(work / (f"{v}-icount" if icount else v), disk, icount)
     path = "\\EFI\\abswitch\\boot-a.efi" if v == "abswitch" else f"\\EFI\\bench\\{v}.efi"
     m.add_boot_entries({1: (f"bench {v}", path)}, order=[1])
     return m
@@ -290,6 +304,8 @@ def main():
     ap.add_argument("--boots", type=int, default=5)
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help="comma-separated subset to boot (abswitch and floor always); the full table needs all")
+    ap.add_argument("--icount-boots", type=int, default=2,
+                    help="boots of abswitch and the floor under -icount (deterministic; 0: none)")
     ap.add_argument("--timeout", type=int, default=300, help="seconds before a boot counts as hung")
     a = ap.parse_args()
     chosen = set(a.variants.split(",")) | {"abswitch", "floor"}
@@ -318,7 +334,23 @@ def main():
             print(f"bench: round {i + 1}/{a.boots} {v}: initrd phase {r['initrd_phase_ms']:.0f} ms, "
                   f"time to root {r['time_to_root_ms']:.0f} ms ({r['wall_s']} s wall)", flush=True)
 
+    icount = {}
+    counted = {v: machine(work, disk, v, ICOUNT) for v in ("abswitch", "floor")} if a.icount_boots else {}
+    for v, m in counted.items():
+        measure(m, v, a.timeout * 3, warmup=True)
+    for i in range(a.icount_boots):
+        for v, m in counted.items():
+            r = measure(m, v, a.timeout * 3)
+            icount.setdefault(v, []).append(r)
+            print(f"bench: -icount {ICOUNT} {i + 1}/{a.icount_boots} {v}: initrd phase {r['initrd_phase_ms']:.0f} ms "
+                  f"({r['wall_s']} s wall)", flush=True)
+
     res = summarize(files, boots)
+    if icount:
+        res["icount"] = {"qemu": f"-icount {ICOUNT}"}
+        for v, runs in icount.items():
+            res["icount"][v] = {"initrd_phase_ms_median": statistics.median(r["initrd_phase_ms"] for r in runs),
+                                "boots": runs}
     res["meta"] = {"kernel": env["KERNEL_VERSION"], "boots_per_variant": a.boots, "qemu": "TCG, 1 vCPU, 1 GiB",
                    "cmdline_common": CONSOLE, "dracut_lean_modules": DRACUT_LEAN_MODULES,
                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -328,6 +360,11 @@ def main():
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     print()
     print(table(res))
+    if "icount" in res:
+        a_, f_ = res["icount"]["abswitch"], res["icount"]["floor"]
+        print(f"\nUnder -icount {ICOUNT} (4 ns per instruction; {a.icount_boots} boots): initrd phase abswitch "
+              f"{a_['initrd_phase_ms_median']:.0f} ms, floor {f_['initrd_phase_ms_median']:.0f} ms, abswitch/floor "
+              f"{a_['initrd_phase_ms_median'] / f_['initrd_phase_ms_median']:.2f}x")
     if res["abswitch"].get("phases_ms_median"):
         print("abswitch init phases (median ms): " +
               ", ".join(f"{k} {x:.0f}" for k, x in res["abswitch"]["phases_ms_median"].items()))
