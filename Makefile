@@ -54,9 +54,9 @@ INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 MUSL_CFLAGS  = $(CSTD) $(WARNINGS) -Os -ffunction-sections -fdata-sections \
                -fno-asynchronous-unwind-tables -fno-unwind-tables \
                -isystem $(MUSL_PREFIX)/kinc -I$(MUSL_PREFIX)/include -I$(MUSL_PREFIX)/include/blkid \
-               -DABSWITCH_VERSION='"$(VERSION)"' -DABSWITCH_CRYPTO_KERNEL
+               -DABSWITCH_VERSION='"$(VERSION)"'
 MUSL_LDFLAGS = -static -Wl,--gc-sections -L$(MUSL_PREFIX)/lib
-INIT_LIBS    = -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lkmod -lz
+INIT_LIBS    = -lcryptsetup -lnettle -ldevmapper -ljson-c -lblkid -luuid -lkmod -lz
 
 $(BUILD)/abswitch-init.unstripped: $(INIT_SRC) $(INIT_HDR) $(BUILD)/deps.mk
 	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -Wl,-Map=$(BUILD)/abswitch-init.map -o $@ $(INIT_SRC) $(INIT_LIBS)
@@ -75,7 +75,7 @@ ABCTL_HDR := abctl/abctl.h abctl/oci.h abctl/ocifetch.h abctl/auth.h abctl/sourc
 # libcurl (HTTP, HTTPS over mbedtls) and mbedtls's SHA-256 for registries;
 # OpenSSL's libcrypto (its own cache directory) for UKI signatures
 # (abctl/signature.c: PKCS#7, which mbedtls 2.28 lacks). The init links neither.
-ABCTL_LIBS := -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -luuid -lz \
+ABCTL_LIBS := -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcryptsetup -lnettle -ldevmapper -ljson-c -lblkid -luuid -lz \
               -L$(OPENSSL_PREFIX)/lib -lcrypto
 $(BUILD)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR) $(BUILD)/deps.mk
 	$(MUSL_CC) $(MUSL_CFLAGS) -I$(OPENSSL_PREFIX)/include $(MUSL_LDFLAGS) -o $@ $(ABCTL_SRC) $(ABCTL_LIBS) -lpthread
@@ -377,8 +377,8 @@ demo: deps
 	$(PYTHON) tests/e2e/demo
 
 # ---- power cuts: every state-changing path, cut at every durable write -------
-# Host builds (glibc, ASan+UBSan): abctl against Debian's libcryptsetup, which
-# hashes in userspace (this host kernel has no AF_ALG); bootsim, the init's
+# Host builds (glibc, ASan+UBSan): abctl against Debian's libcryptsetup (and
+# nettle, which verity/verity.c hashes with); bootsim, the init's
 # protocol code on files; cutter, the ptrace fault injector.
 PC_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
              -I/usr/include/blkid -DABSWITCH_VERSION='"$(VERSION)"'
@@ -392,7 +392,7 @@ $(PC)/bootsim: tests/powercut/bootsim.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) init
 
 $(PC)/abctl: $(ABCTL_SRC) $(INIT_HDR) $(ABCTL_HDR)
 	@mkdir -p $(PC)
-	$(HOST_CC) $(PC_CFLAGS) -DABCTL_TEST_HOOKS -o $@ $(ABCTL_SRC) -lcurl -lmbedcrypto -lcryptsetup -ldevmapper -ljson-c -lblkid -lz -lcrypto
+	$(HOST_CC) $(PC_CFLAGS) -DABCTL_TEST_HOOKS -o $@ $(ABCTL_SRC) -lcurl -lmbedcrypto -lcryptsetup -lnettle -ldevmapper -ljson-c -lblkid -lz -lcrypto
 
 powercut: $(PC)/cutter $(PC)/bootsim $(PC)/abctl e2e-artifacts
 	$(PYTHON) tests/powercut/powercut.py --build $(BUILD) --jobs $(TEST_JOBS)
@@ -447,7 +447,7 @@ $(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(COMMON_SRC) $(PURE
                      $(INIT_HDR)
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) verity/verity.c $(RECORD_SRC) \
-	  -lcryptsetup -ldevmapper -ljson-c -lz
+	  -lcryptsetup -lnettle -ldevmapper -ljson-c -lz
 
 # TEST_JOBS targets at a time, each for its FUZZ_SECONDS.
 fuzz: $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS))

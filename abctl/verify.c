@@ -5,9 +5,7 @@
 #include <fcntl.h>
 #include <libcryptsetup.h>
 #include <linux/fs.h>
-#include <linux/if_alg.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "../common/log.h"
@@ -17,22 +15,6 @@
 static void crypt_freep(struct crypt_device **cd) {
         if (*cd)
                 crypt_free(*cd);
-}
-
-/* The static abctl's libcryptsetup hashes through the kernel (AF_ALG; the
- * Makefile defines ABSWITCH_CRYPTO_KERNEL for it): when it fails, say so if
- * that is why, rather than blame the image. A libcryptsetup with a
- * userspace backend (a host build) has no such reason. */
-static bool no_kernel_hashing(void) {
-#ifndef ABSWITCH_CRYPTO_KERNEL
-        return false;
-#endif
-        _cleanup_close_ int alg = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (alg >= 0)
-                return false;
-        log_error_errno(-errno, "The kernel's AF_ALG hash interface is not available (%m), and "
-                        "libcryptsetup hashes through it: load it with 'modprobe algif_hash'");
-        return true;
 }
 
 /* The size of a regular file or a block device. */
@@ -67,8 +49,6 @@ int abctl_verify_image(const char *img, const char *hash, const char *roothash) 
          * name checks nothing at all (found by test_install_refuses_mismatched_hash). */
         struct crypt_params_verity p = { .data_device = img, .flags = CRYPT_VERITY_CHECK_HASH };
         r = crypt_load(cd, CRYPT_VERITY, &p);
-        if (r < 0 && no_kernel_hashing())
-                return r;
         if (r < 0)
                 return log_error_errno(r, "%s holds no dm-verity superblock (make it with initramfs/mkslot)", hash);
         if ((size_t) crypt_get_volume_key_size(cd) != len)
@@ -87,8 +67,6 @@ int abctl_verify_image(const char *img, const char *hash, const char *roothash) 
         if (r == -EPERM || r == -EFAULT)
                 return log_error_errno(r, "%s does not verify against the root hash the UKI pins: "
                                        "this image and this UKI do not belong together", img);
-        if (r < 0 && no_kernel_hashing())
-                return r;
         if (r < 0)
                 return log_error_errno(r, "Verifying %s failed: %m", img);
         return 0;

@@ -16,12 +16,11 @@
 #define _GNU_SOURCE 1
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/if_alg.h>
 #include <linux/reboot.h>
+#include <nettle/sha2.h>
 #include <stdio.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "../common/log.h"
@@ -53,34 +52,16 @@ void kexec_boot_started(struct boot *b) {
         b->writes.nvram_writes++;
 }
 
-/* The SHA-256 through the kernel's crypto API (AF_ALG; the initramfs
- * carries af_alg and algif_hash for libcryptsetup already). */
-static int sha256_hex(const uint8_t *data, size_t size, char ret[static KEXEC_SHA256_HEX + 1]) {
-        struct sockaddr_alg sa = { .salg_family = AF_ALG, .salg_type = "hash", .salg_name = "sha256" };
-        _cleanup_close_ int tfm = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        uint8_t md[32];
+/* The SHA-256, with nettle (libcryptsetup's hashes). */
+static void sha256_hex(const uint8_t *data, size_t size, char ret[static KEXEC_SHA256_HEX + 1]) {
+        struct sha256_ctx c;
+        uint8_t md[SHA256_DIGEST_SIZE];
 
-        if (tfm < 0)
-                return -errno;
-        if (bind(tfm, (struct sockaddr *) &sa, sizeof(sa)) < 0)
-                return -errno;
-        _cleanup_close_ int op = accept4(tfm, NULL, NULL, SOCK_CLOEXEC);
-        if (op < 0)
-                return -errno;
-        for (size_t done = 0; done < size;) {
-                size_t n = size - done < (1u << 20) ? size - done : (1u << 20);
-                ssize_t k = send(op, data + done, n, MSG_MORE);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -EIO;
-                done += (size_t) k;
-        }
-        if (read(op, md, sizeof(md)) != (ssize_t) sizeof(md))
-                return -EIO;
+        sha256_init(&c);
+        sha256_update(&c, size, data);
+        sha256_digest(&c, sizeof(md), md);
         for (size_t i = 0; i < sizeof(md); i++)
                 (void) snprintf(ret + 2 * i, 3, "%02x", md[i]);
-        return 0;
 }
 
 /* The ESP's device node, from sysfs: the child of the disk whose partition
@@ -161,11 +142,7 @@ int kexec_redirect(struct boot *b, Slot s) {
 
         r = read_uki(b, s, &img, why, sizeof(why));
         if (r >= 0) {
-                r = sha256_hex(img.data, img.size, sha);
-                if (r < 0)
-                        (void) snprintf(why, sizeof(why), "hashing the UKI (AF_ALG sha256) failed: %s", strerror(-r));
-        }
-        if (r >= 0) {
+                sha256_hex(img.data, img.size, sha);
                 char extra[160];
                 (void) snprintf(extra, sizeof(extra), "ab.slot=%s ab.kexec=%s", slot_to_string(s), sha);
                 r = uki_kexec_parts(&img, extra, &parts, &missing);

@@ -3,7 +3,7 @@
 #
 #   1. installs the Debian packages the build and the tests use;
 #   2. builds the static musl libraries the init links (json-c, libuuid,
-#      libblkid, libdevmapper, libcryptsetup, libkmod) and the ones abctl
+#      libblkid, libdevmapper, nettle, libcryptsetup, libkmod) and the ones abctl
 #      adds for registries (mbedtls, libcurl with HTTP and HTTPS only), from
 #      Debian's own source packages, because Debian ships none of them static
 #      for musl; and a static curl(1) for the install benchmark;
@@ -29,7 +29,7 @@ PKGS=(musl-tools gcc make autoconf automake autopoint libtool gettext pkgconf
       cmake dpkg-dev binutils kmod cpio zstd dosfstools mtools gdisk fdisk
       cryptsetup-bin erofs-utils squashfs-tools qemu-system-x86 ovmf
       systemd-boot-efi cgpt python3-pytest python3-pytest-xdist libcmocka-dev clang cppcheck clang-tidy
-      libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev libcurl4-openssl-dev libmbedtls-dev
+      libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev libcurl4-openssl-dev libmbedtls-dev nettle-dev
       docker-registry skopeo debootstrap openssl python3-cryptography
       sbsigntool swtpm swtpm-tools tpm2-tools efitools python3-yaml libssl-dev)
 
@@ -71,9 +71,9 @@ aptp-cache() {
 		-o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" "$@"
 }
 
-SRCS=(json-c util-linux lvm2 cryptsetup kmod mbedtls curl)
+SRCS=(json-c util-linux lvm2 nettle cryptsetup kmod mbedtls curl)
 # Bump RECIPE whenever a build step below changes what it produces.
-RECIPE=1
+RECIPE=2
 key=recipe$RECIPE
 for s in "${SRCS[@]}"; do
 	v=$(srcver "$s")
@@ -153,12 +153,28 @@ build_libs() {
 		done_step lvm2
 	fi
 
+	# libcryptsetup's hashes, in userspace: its kernel backend needs AF_ALG
+	# (two modules in every initramfs, and in every system abctl runs on)
+	# before it does anything, even to set up a table it never hashes for.
+	# Hashes only: no public key (that would want GMP), no documentation;
+	# no fat build, whose CPU dispatch links every AES and GHASH variant in.
+	if ! step nettle; then
+		log "building nettle (hashes for libcryptsetup and the init)"
+		( cd nettle-*/ &&
+		  ./configure --prefix="$P" --libdir="$P/lib" --disable-shared \
+			--disable-public-key --disable-documentation --disable-openssl --disable-fat >/dev/null &&
+		  make -j"$JOBS" libnettle.a >/dev/null &&
+		  make install-static install-headers >/dev/null )
+		[ -e "$P/lib/libnettle.a" ] || { log "nettle: libnettle.a was not built"; exit 1; }
+		done_step nettle
+	fi
+
 	if ! step cryptsetup; then
-		log "building cryptsetup (libcryptsetup, kernel crypto backend)"
+		log "building cryptsetup (libcryptsetup, nettle crypto backend)"
 		( cd cryptsetup-*/ &&
 		  { [ -x configure ] || autoreconf -fi >/dev/null 2>&1; } &&
 		  ac_cv_lib_popt_poptConfigFileToString=yes ./configure --prefix="$P" \
-			--disable-shared --enable-static --with-crypto_backend=kernel \
+			--disable-shared --enable-static --with-crypto_backend=nettle \
 			--enable-internal-argon2 --disable-cryptsetup --disable-veritysetup \
 			--disable-integritysetup --disable-cryptsetup-reencrypt --disable-ssh-token \
 			--disable-external-tokens --disable-asciidoc --disable-udev --disable-selinux \

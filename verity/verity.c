@@ -1,12 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-#define _GNU_SOURCE 1 /* accept4 */
 #include <ctype.h>
 #include <fcntl.h>
 #include <libcryptsetup.h>
 #include <libdevmapper.h>
-#include <linux/if_alg.h>
+#include <nettle/nettle-meta.h>
 #include <stdio.h>
-#include <sys/socket.h>
 
 #include "../common/log.h"
 #include "../common/macro.h"
@@ -105,41 +103,26 @@ static int verity_add_option(const char *name, const char *opt) {
         return 0;
 }
 
-/* One hash at a time through the kernel's crypto API (AF_ALG): the same
- * algorithms dm-verity uses, and libcryptsetup's kernel backend needs the
- * module anyway. */
-struct hasher {
-        int tfm, op;
-};
-
-static void hasher_done(struct hasher *h) {
-        closep(&h->op);
-        closep(&h->tfm);
-}
-
-static int hasher_open(struct hasher *h, const char *alg) {
-        struct sockaddr_alg sa = { .salg_family = AF_ALG, .salg_type = "hash" };
-
-        *h = (struct hasher) { -1, -1 };
-        if (strlen(alg) >= sizeof(sa.salg_name))
-                return -EINVAL;
-        memcpy(sa.salg_name, alg, strlen(alg));
-        h->tfm = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (h->tfm < 0 || bind(h->tfm, (struct sockaddr *) &sa, sizeof(sa)) < 0)
-                return -errno;
-        h->op = accept4(h->tfm, NULL, 0, SOCK_CLOEXEC);
-        return h->op < 0 ? -errno : 0;
+/* A hash by libcryptsetup's name for it ("sha256"), from nettle, which
+ * libcryptsetup hashes with too: the SHA-2 family and SHA-1, what
+ * veritysetup trees use. NULL for another (the kernel's check then
+ * decides); nettle_get_hashes() would link in every hash nettle has. */
+static const struct nettle_hash *hash_by_name(const char *name) {
+        static const struct nettle_hash *const hashes[] = { &nettle_sha256, &nettle_sha512, &nettle_sha384,
+                                                            &nettle_sha224, &nettle_sha1 };
+        for (size_t i = 0; i < ELEMENTSOF(hashes); i++)
+                if (streq(hashes[i]->name, name))
+                        return hashes[i];
+        return NULL;
 }
 
 /* hash(salt || data): dm-verity's hash type 1. */
-static int hasher_digest(struct hasher *h, const void *salt, size_t salt_len, const void *data, size_t len,
-                         unsigned char *out, size_t out_len) {
-        if (salt_len > 0 && send(h->op, salt, salt_len, MSG_MORE) != (ssize_t) salt_len)
-                return -errno;
-        if (send(h->op, data, len, 0) != (ssize_t) len)
-                return -errno;
-        ssize_t n = read(h->op, out, out_len);
-        return n == (ssize_t) out_len ? 0 : n < 0 ? -errno : -EIO;
+static void hash_digest(const struct nettle_hash *h, void *ctx, const void *salt, size_t salt_len, const void *data,
+                        size_t len, unsigned char *out) {
+        h->init(ctx);
+        h->update(ctx, salt_len, salt);
+        h->update(ctx, len, data);
+        h->digest(ctx, h->digest_size, out);
 }
 
 static int read_block(const char *dev, uint64_t offset, void *buf, size_t len) {
@@ -158,14 +141,13 @@ static int read_block(const char *dev, uint64_t offset, void *buf, size_t len) {
  * start libcryptsetup puts into the table (VERITY_hash_offset_block: the
  * block after the superblock, or with no header the offset given, which
  * verity_open makes that same block). 0 when the path verifies, -EKEYREJECTED when
- * a digest differs, another error when it could not be checked (no AF_ALG,
- * a hash type or size this does not handle): the caller then leaves the
- * verdict to the kernel. */
+ * a digest differs, another error when it could not be checked (a hash
+ * nettle lacks, a hash type or size this does not handle): the caller then
+ * leaves the verdict to the kernel. */
 static int check_first_block(const struct crypt_params_verity *vp, const char *data_dev, const char *hash_dev,
                              const unsigned char *root, size_t digest_size) {
         _cleanup_free_ unsigned char *block = NULL;
         unsigned char want[64], got[64];
-        struct hasher h;
         int r;
 
         if (vp->hash_type != 1 || digest_size > sizeof(want) ||
@@ -195,25 +177,26 @@ static int check_first_block(const struct crypt_params_verity *vp, const char *d
         block = malloc(vp->data_block_size > vp->hash_block_size ? vp->data_block_size : vp->hash_block_size);
         if (!block)
                 return -ENOMEM;
-        r = hasher_open(&h, vp->hash_name);
-        if (r < 0) {
-                hasher_done(&h);
-                return r;
-        }
+        const struct nettle_hash *h = hash_by_name(vp->hash_name);
+        if (!h || h->digest_size != digest_size)
+                return -EOPNOTSUPP;
+        _cleanup_free_ void *ctx = malloc(h->context_size);
+        if (!ctx)
+                return -ENOMEM;
         memcpy(want, root, digest_size);
+        r = 0;
         for (int i = (int) levels - 1; i >= -1 && r >= 0; i--) {
                 /* Level i's first block, then (i == -1) the first data block. */
                 size_t len = i >= 0 ? vp->hash_block_size : vp->data_block_size;
                 r = i >= 0 ? read_block(hash_dev, level_block[i] * vp->hash_block_size, block, len)
                            : read_block(data_dev, 0, block, len);
                 if (r >= 0)
-                        r = hasher_digest(&h, vp->salt, vp->salt_size, block, len, got, digest_size);
+                        hash_digest(h, ctx, vp->salt, vp->salt_size, block, len, got);
                 if (r >= 0 && memcmp(got, want, digest_size) != 0)
                         r = -EKEYREJECTED;
                 if (r >= 0 && i >= 0)
                         memcpy(want, block, digest_size); /* digest 0 of this block: its first child */
         }
-        hasher_done(&h);
         return r;
 }
 

@@ -4,7 +4,7 @@
 Each scenario starts from a disk image (initramfs/mkdisk, real GPT), a
 directory standing in for efivarfs and one standing in for the mounted
 ESP, and runs a real program: abctl (built for the host against Debian's
-libcryptsetup, so it verifies images without AF_ALG) or bootsim (the
+libcryptsetup, which hashes in userspace as the static abctl's does) or bootsim (the
 init's protocol code on files). cutter runs it once to count the durable
 calls (writes, flushes, renames, unlinks), then again for every k, cut
 cleanly before call k and, for data writes, torn in half at call k.

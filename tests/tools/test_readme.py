@@ -131,3 +131,22 @@ def test_nvme_initramfs_skips_cpu_specific_crc(tmp_path):
     mods = [Path(p).name for p in nvme]
     assert "crct10dif_generic.ko" in mods and mods[-2:] == ["nvme-core.ko", "nvme.ko"], mods
     assert "crct10dif-pclmul.ko" not in paths, paths
+
+
+def test_initramfs_carries_no_kernel_crypto_modules(tmp_path):
+    """README "Benchmark" (no kernel crypto modules): libcryptsetup and the
+    init hash with nettle, so the initramfs loads neither af_alg nor
+    algif_hash (libcryptsetup's kernel backend opened an AF_ALG socket
+    before anything else, and every initramfs carried both)."""
+    d = deps()
+    out = tmp_path / "initramfs.img"
+    r = subprocess.run([TOOLS / "mkinitramfs", "--init", BUILD / "abswitch-init", "--kernel-root", d["KERNEL_ROOT"],
+                        "--kver", d["KERNEL_VERSION"], "--module", "virtio_pci", "--module", "virtio_blk",
+                        "--compress", "none", "--output", out], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    names = subprocess.run(["cpio", "-t", "--quiet"], input=out.read_bytes(), capture_output=True,
+                           check=True).stdout.decode().split()
+    assert not [n for n in names if re.search(r"/(af_alg|algif_\w+)\.ko$", n)], names
+    listed = subprocess.run(["cpio", "-i", "--quiet", "--to-stdout", "etc/abswitch/modules"],
+                            input=out.read_bytes(), capture_output=True, check=True).stdout.decode().split()
+    assert listed == ["virtio_pci", "virtio_blk", "dm-verity", "efivarfs"], listed
