@@ -40,7 +40,7 @@ COMMON_SRC := common/log.c common/io.c common/version.c
 # The boot record (json-c): the init writes it, abctl reads it.
 RECORD_SRC := common/record.c
 PURE_SRC   := efi/cmdline.c slots/identity.c slots/state.c slots/ops.c efi/parse.c efi/efivar.c efi/bootmgr.c efi/pe.c \
-              efi/secureboot.c efi/damage.c verity/sb.c
+              efi/secureboot.c efi/damage.c
 # Thin I/O adapters the unit tests also run (on image files).
 IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 # The TPM commands, by hand (init/tpm2.c says why), and their I/O.
@@ -89,7 +89,7 @@ $(BUILD)/test-rootinit: tests/e2e/rootinit.c $(BUILD)/deps.mk
 # ---- unit tests: glibc, ASan + UBSan, cmocka ---------------------------------
 SAN_CFLAGS := $(CSTD) $(WARNINGS) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
               -fno-omit-frame-pointer -DUNIT_TEST
-UNIT_TESTS := cmdline identity efi state gpt ops version secureboot damage io veritysb
+UNIT_TESTS := cmdline identity efi state gpt ops version secureboot damage io
 
 $(BUILD)/unit/test-%: tests/unit/test-%.c $(COMMON_SRC) $(PURE_SRC) $(IO_SRC) $(INIT_HDR) tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
@@ -132,10 +132,9 @@ $(BUILD)/unit/test-update: tests/unit/test-update.c $(UPDATE_PURE_SRC) abctl/upd
 UNIT_TESTS += update
 
 # Delta installs' pure parts (abctl/ranges.c, abctl/delta-tree.c): mbedtls's SHA-256.
-$(BUILD)/unit/test-delta: tests/unit/test-delta.c abctl/ranges.c abctl/delta-tree.c verity/sb.c abctl/ranges.h abctl/delta.h \
-                          verity/sb.h tests/unit/unit.h
+$(BUILD)/unit/test-delta: tests/unit/test-delta.c abctl/ranges.c abctl/delta-tree.c abctl/ranges.h abctl/delta.h tests/unit/unit.h
 	@mkdir -p $(BUILD)/unit
-	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/ranges.c abctl/delta-tree.c verity/sb.c -lcmocka -lmbedcrypto
+	$(HOST_CC) $(SAN_CFLAGS) -o $@ $< abctl/ranges.c abctl/delta-tree.c -lcmocka -lmbedcrypto
 UNIT_TESTS += delta
 
 # Every test stage uses all cores: TEST_JOBS unit binaries, clang-tidy files,
@@ -423,10 +422,9 @@ $(BUILD)/fuzz/fuzz-oci: tests/fuzz/fuzz-oci.c tests/fuzz/fuzz.h $(COMMON_SRC) ab
 	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/ociparse.c -ljson-c
 
 # A delta install's hash tree (abctl/delta-tree.c): from the registry, before it is verified.
-$(BUILD)/fuzz/fuzz-deltatree: tests/fuzz/fuzz-deltatree.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/delta-tree.c verity/sb.c \
-                              abctl/delta.h verity/sb.h
+$(BUILD)/fuzz/fuzz-deltatree: tests/fuzz/fuzz-deltatree.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/delta-tree.c abctl/delta.h
 	@mkdir -p $(BUILD)/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/delta-tree.c verity/sb.c -lmbedcrypto
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) abctl/delta-tree.c -lmbedcrypto
 
 # Auth files (abctl/auth.c): written by operators and by podman login.
 $(BUILD)/fuzz/fuzz-auth: tests/fuzz/fuzz-auth.c tests/fuzz/fuzz.h $(COMMON_SRC) abctl/auth.c abctl/auth.h

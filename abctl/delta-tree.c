@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/unaligned.h"
 #include "delta.h"
 
 #define HASH_PER_BLOCK_BITS 7  /* log2(DELTA_HASHES_PER_BLOCK) */
@@ -56,29 +57,45 @@ int delta_tree_geometry(uint64_t data_blocks, struct delta_tree *t, char *why, s
 int delta_tree_parse(const uint8_t *sb, size_t n, uint64_t data_size, uint64_t hash_size, struct delta_tree *ret,
                      char *why, size_t whysize) {
         struct delta_tree t = {};
-        struct verity_sb v;
+        char alg[33];
 
-        if (verity_sb_parse(sb, n, &v, why, whysize) < 0)
-                return -EBADMSG;
-        if (v.hash_type != 1) {
-                (void) snprintf(why, whysize, "hash type %u: abctl knows type 1 (veritysetup's default)", v.hash_type);
+        if (n < DELTA_SB_SIZE) {
+                (void) snprintf(why, whysize, "the superblock is cut short (%zu of %u bytes)", n, DELTA_SB_SIZE);
                 return -EBADMSG;
         }
-        if (strcmp(v.algorithm, "sha256") != 0) {
-                (void) snprintf(why, whysize, "the tree hashes with \"%.32s\", not sha256", v.algorithm);
+        if (memcmp(sb, "verity\0\0", 8) != 0) {
+                (void) snprintf(why, whysize, "no dm-verity superblock (its signature is not \"verity\")");
                 return -EBADMSG;
         }
-        if (v.data_block_size != DELTA_BLOCK || v.hash_block_size != DELTA_BLOCK) {
-                (void) snprintf(why, whysize, "blocks of %u (data) and %u (hash) bytes, not %u", v.data_block_size,
-                                v.hash_block_size, DELTA_BLOCK);
+        uint32_t version = le32(sb + 8), type = le32(sb + 12);
+        memcpy(alg, sb + 32, 32);
+        alg[32] = 0;
+        uint32_t dbs = le32(sb + 64), hbs = le32(sb + 68);
+        uint64_t blocks = le64(sb + 72);
+        uint16_t salt_size = le16(sb + 80);
+        if (version != 1 || type != 1) {
+                (void) snprintf(why, whysize, "superblock version %u, hash type %u: abctl knows version 1, type 1 "
+                                "(veritysetup's default)", version, type);
                 return -EBADMSG;
         }
-        if (data_size % DELTA_BLOCK || v.data_blocks != data_size / DELTA_BLOCK) {
+        if (strcmp(alg, "sha256") != 0) {
+                (void) snprintf(why, whysize, "the tree hashes with \"%.32s\", not sha256", alg);
+                return -EBADMSG;
+        }
+        if (dbs != DELTA_BLOCK || hbs != DELTA_BLOCK) {
+                (void) snprintf(why, whysize, "blocks of %u (data) and %u (hash) bytes, not %u", dbs, hbs, DELTA_BLOCK);
+                return -EBADMSG;
+        }
+        if (data_size % DELTA_BLOCK || blocks != data_size / DELTA_BLOCK) {
                 (void) snprintf(why, whysize, "the superblock says %llu data blocks, the image has %llu bytes",
-                                (unsigned long long) v.data_blocks, (unsigned long long) data_size);
+                                (unsigned long long) blocks, (unsigned long long) data_size);
                 return -EBADMSG;
         }
-        int r = delta_tree_geometry(v.data_blocks, &t, why, whysize);
+        if (salt_size > DELTA_SALT_MAX) {
+                (void) snprintf(why, whysize, "a salt of %u bytes, more than %u", salt_size, DELTA_SALT_MAX);
+                return -EBADMSG;
+        }
+        int r = delta_tree_geometry(blocks, &t, why, whysize);
         if (r < 0)
                 return -EBADMSG;
         if (t.tree_bytes > hash_size) {
@@ -86,20 +103,18 @@ int delta_tree_parse(const uint8_t *sb, size_t n, uint64_t data_size, uint64_t h
                                 (unsigned long long) t.tree_bytes, (unsigned long long) hash_size);
                 return -EBADMSG;
         }
-        memcpy(t.salt, v.salt, v.salt_size);
-        t.salt_size = v.salt_size;
+        memcpy(t.salt, sb + 88, salt_size);
+        t.salt_size = salt_size;
         *ret = t;
         return 0;
 }
 
 int delta_sb_data_blocks(const uint8_t *sb, size_t n, uint64_t *ret) {
-        struct verity_sb v;
-        char why[128];
-
-        if (verity_sb_parse(sb, n, &v, why, sizeof(why)) < 0 || v.hash_type != 1 || strcmp(v.algorithm, "sha256") != 0 ||
-            v.data_block_size != DELTA_BLOCK || v.hash_block_size != DELTA_BLOCK || v.data_blocks > DELTA_DATA_BLOCKS_MAX)
+        if (n < DELTA_SB_SIZE || memcmp(sb, "verity\0\0", 8) != 0 || le32(sb + 8) != 1 || le32(sb + 12) != 1 ||
+            memcmp(sb + 32, "sha256\0", 7) != 0 || le32(sb + 64) != DELTA_BLOCK || le32(sb + 68) != DELTA_BLOCK ||
+            le64(sb + 72) == 0 || le64(sb + 72) > DELTA_DATA_BLOCKS_MAX)
                 return -EBADMSG;
-        *ret = v.data_blocks;
+        *ret = le64(sb + 72);
         return 0;
 }
 

@@ -13,14 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../verity/sb.h"
 #include "ranges.h"
 
 #define DELTA_BLOCK 4096u              /* data and hash blocks, the only size mkslot makes */
 #define DELTA_DIGEST 32u               /* sha256 */
 #define DELTA_HASHES_PER_BLOCK (DELTA_BLOCK / DELTA_DIGEST)
-#define DELTA_SB_SIZE VERITY_SB_SIZE   /* veritysetup's superblock, at offset 0 of the tree */
-#define DELTA_SALT_MAX VERITY_SALT_MAX
+#define DELTA_SB_SIZE 512u             /* veritysetup's superblock, at offset 0 of the tree */
+#define DELTA_SALT_MAX 256u
 #define DELTA_LEVELS_MAX 10u
 #define DELTA_DATA_BLOCKS_MAX (1ull << 36)  /* 256 TiB: no tree size overflows; 6 levels */
 /* Range requests for one delta, at most: one each on one kept-alive

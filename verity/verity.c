@@ -8,7 +8,6 @@
 
 #include "../common/log.h"
 #include "../common/macro.h"
-#include "sb.h"
 #include "verity.h"
 
 static void crypt_freep(struct crypt_device **cd) {
@@ -139,8 +138,7 @@ static int read_block(const char *dev, uint64_t offset, void *buf, size_t len) {
  * down to the data block. The geometry is dm-verity's (drivers/md/
  * dm-verity-target.c, verity_ctr: levels, hash_level_block) with the hash
  * start libcryptsetup puts into the table (VERITY_hash_offset_block: the
- * block after the superblock, or with no header the offset given, which
- * verity_open makes that same block). 0 when the path verifies, -EKEYREJECTED when
+ * block after the superblock). 0 when the path verifies, -EKEYREJECTED when
  * a digest differs, another error when it could not be checked (a hash
  * nettle lacks, a hash type or size this does not handle): the caller then
  * leaves the verdict to the kernel. */
@@ -150,7 +148,7 @@ static int check_first_block(const struct crypt_params_verity *vp, const char *d
         unsigned char want[64], got[64];
         int r;
 
-        if (vp->hash_type != 1 || digest_size > sizeof(want) ||
+        if (vp->hash_type != 1 || (vp->flags & CRYPT_VERITY_NO_HEADER) || digest_size > sizeof(want) ||
             vp->data_block_size < 512 || vp->data_block_size > 65536 || vp->hash_block_size < 512 ||
             vp->hash_block_size > 65536 || vp->data_size == 0 || !vp->hash_name)
                 return -EOPNOTSUPP;
@@ -166,9 +164,7 @@ static int check_first_block(const struct crypt_params_verity *vp, const char *d
                 return -EOPNOTSUPP; /* one data block: the root hash is its digest; not worth a path */
 
         /* hash_level_block[i]: the first block of level i, the top level first on the device. */
-        uint64_t level_block[32], pos = (vp->flags & CRYPT_VERITY_NO_HEADER)
-                                                ? vp->hash_area_offset / vp->hash_block_size
-                                                : (vp->hash_area_offset + 512 + vp->hash_block_size - 1) / vp->hash_block_size;
+        uint64_t level_block[32], pos = (vp->hash_area_offset + 512 + vp->hash_block_size - 1) / vp->hash_block_size;
         for (int i = (int) levels - 1; i >= 0; i--) {
                 level_block[i] = pos;
                 pos += (vp->data_size + (UINT64_C(1) << ((unsigned) (i + 1) * bits)) - 1) >> ((unsigned) (i + 1) * bits);
@@ -258,31 +254,6 @@ static int activate_probed(struct crypt_device *cd, const struct verity_setup *s
         return 0;
 }
 
-/* One buffered read of the hash device's first 512 bytes. */
-static int read_superblock(const char *hash_dev, struct verity_sb *ret, char *why, size_t why_size) {
-        uint8_t buf[VERITY_SB_SIZE];
-        char what[256];
-
-        _cleanup_close_ int fd = open(hash_dev, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                int r = -errno;
-                (void) snprintf(why, why_size, "cannot open %s", hash_dev);
-                return r;
-        }
-        ssize_t n = pread(fd, buf, sizeof(buf), 0);
-        if (n < 0) {
-                int r = -errno;
-                (void) snprintf(why, why_size, "cannot read the dm-verity superblock of %s", hash_dev);
-                return r;
-        }
-        if (verity_sb_parse(buf, (size_t) n, ret, what, sizeof(what)) < 0) {
-                (void) snprintf(why, why_size, "%s holds no usable dm-verity superblock (%s; made by veritysetup "
-                                "format?)", hash_dev, what);
-                return -EINVAL;
-        }
-        return 0;
-}
-
 int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t why_size) {
         static const uint32_t policy_flag[] = {
                 [VERITY_POLICY_RESTART] = CRYPT_ACTIVATE_RESTART_ON_CORRUPTION,
@@ -301,35 +272,19 @@ int verity_open(const struct verity_setup *s, char **ret_path, char *why, size_t
                 return r;
         }
 
-        /* The superblock, read here (verity/sb.h says why), then the same
-         * parameters to libcryptsetup as if it had read them itself. */
-        struct verity_sb sb;
-        r = read_superblock(s->hash_dev, &sb, why, why_size);
-        if (r < 0)
-                return r;
-
         r = crypt_init_data_device(&cd, s->hash_dev, s->data_dev);
         if (r < 0) {
                 (void) snprintf(why, why_size, "cannot open %s or %s", s->hash_dev, s->data_dev);
                 return r;
         }
 
-        struct crypt_params_verity params = {
-                .hash_name = sb.algorithm,
-                .salt = (const char *) sb.salt,
-                .salt_size = sb.salt_size,
-                .data_block_size = sb.data_block_size,
-                .hash_block_size = sb.hash_block_size,
-                .data_size = sb.data_blocks,
-                .hash_area_offset = verity_sb_tree_offset(&sb),
-                .hash_type = sb.hash_type,
-                .flags = CRYPT_VERITY_NO_HEADER,
-        };
-        r = crypt_format(cd, CRYPT_VERITY, NULL, NULL, NULL, NULL, 0, &params);
+        /* No .data_device: crypt_init_data_device() set it, and naming it
+         * again makes crypt_load() open and probe it a second time. */
+        struct crypt_params_verity params = { .hash_area_offset = 0 };
+        r = crypt_load(cd, CRYPT_VERITY, &params);
         if (r < 0) {
-                (void) snprintf(why, why_size, "libcryptsetup refused the dm-verity superblock of %s (hash %s, "
-                                "blocks of %u and %u bytes)", s->hash_dev, sb.algorithm, sb.data_block_size,
-                                sb.hash_block_size);
+                (void) snprintf(why, why_size, "%s holds no dm-verity superblock (not made by veritysetup format?)",
+                                s->hash_dev);
                 return r;
         }
 

@@ -251,8 +251,8 @@ static void test_parse_refusals(void **state) {
                 const char *says;
         } cases[] = {
                 { 0, 0, 1, "no dm-verity superblock" },
-                { 8, 4, 2, "superblock version 2" },
-                { 12, 4, 0, "hash type 0: abctl knows type 1" },
+                { 8, 4, 2, "superblock version 2, hash type 1" },
+                { 12, 4, 0, "superblock version 1, hash type 0" },
                 { 32, 0, 's' ^ 'm', "hashes with \"mha256\"" },
                 { 64, 4, 512, "blocks of 512 (data)" },
                 { 68, 4, 8192, "and 8192 (hash)" },
