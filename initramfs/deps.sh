@@ -156,10 +156,10 @@ build_libs() {
 	# libcryptsetup's hashes, in userspace: its kernel backend needs AF_ALG
 	# (two modules in every initramfs, and in every system abctl runs on)
 	# before it does anything, even to set up a table it never hashes for.
-	# Hashes only: no public key (that would want GMP), no documentation;
+	# No public-key part (that would want GMP), no documentation;
 	# no fat build, whose CPU dispatch links every AES and GHASH variant in.
 	if ! step nettle; then
-		log "building nettle (hashes for libcryptsetup and the init)"
+		log "building nettle (libcryptsetup's crypto backend; the init's hashes)"
 		( cd nettle-*/ &&
 		  ./configure --prefix="$P" --libdir="$P/lib" --disable-shared \
 			--disable-public-key --disable-documentation --disable-openssl --disable-fat >/dev/null &&

@@ -119,7 +119,8 @@ static const struct nettle_hash *hash_by_name(const char *name) {
 static void hash_digest(const struct nettle_hash *h, void *ctx, const void *salt, size_t salt_len, const void *data,
                         size_t len, unsigned char *out) {
         h->init(ctx);
-        h->update(ctx, salt_len, salt);
+        if (salt_len > 0)
+                h->update(ctx, salt_len, salt);
         h->update(ctx, len, data);
         h->digest(ctx, h->digest_size, out);
 }
