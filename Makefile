@@ -295,13 +295,14 @@ tools: $(BUILD)/abctl $(PC)/abctl $(PC)/bootsim $(PC)/cutter e2e-artifacts
 # Then three chains run side by side, since the machine's two cores are the
 # limit and the e2e stage alone is most of the work:
 #   e2e                                  (two VMs, the foreground)
-#   tools, powercut, at nice 10          (host tests: they mostly wait on sgdisk
+#   tools, powercut, unit, fuzz, nice 10 (host tests: they mostly wait on sgdisk
 #                                         syncs, registries and deadlines, and
 #                                         pass as well at nice 19 beside the VMs;
-#                                         the VMs are the critical path)
-#   lint, unit, fuzz, at nice 19         (pure CPU, no deadlines: they take
-#                                         what the others leave idle; the fuzz
+#                                         the VMs are the critical path; the fuzz
 #                                         pass runs its fixed seconds per target)
+#   lint, at nice 19                     (pure CPU, no deadlines: it takes what
+#                                         the others leave idle; unit and fuzz
+#                                         after it made this chain the longest)
 # A chain stops at its first failing stage; check fails if any stage failed.
 # CHECK_SERIAL=1 runs every stage one after the other. Each stage's wall time,
 # its start and the load average when it started are printed at the end and
@@ -337,17 +338,18 @@ check: deps
 	@mkdir -p $(BUILD)/test-results; rm -f $(STAGE_TIMES).tsv $(STAGE_TIMES).json; \
 	export CHECK_T0=$$(date +%s%N); \
 	$(call run_stage,build,-j$(TEST_JOBS) $(CHECK_BUILD) e2e-artifacts) || { $(stage_report); exit 1; }; \
-	lint_chain() { $(call run_stage,lint,lint) && $(call run_stage,unit,unit) && \
-	  $(call run_stage,fuzz,fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) FUZZ_SEED=1); }; \
-	host_chain() { $(call run_stage,tools,tools) && $(call run_stage,powercut,powercut); }; \
+	lint_chain() { $(call run_stage,lint,lint); }; \
+	host_chain() { $(call run_stage,tools,tools) && $(call run_stage,powercut,powercut) && \
+	  $(call run_stage,unit,unit) && $(call run_stage,fuzz,fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) FUZZ_SEED=1); }; \
 	if [ -n "$(CHECK_SERIAL)" ]; then lint_chain && host_chain && $(call run_stage,e2e,e2e); rc=$$?; \
 	else (renice -n 19 -p $$(sh -c 'echo $$PPID') >/dev/null; lint_chain) \
 	    > $(BUILD)/test-results/check-lint.log 2>&1 & lint_pid=$$!; \
 	  (renice -n 10 -p $$(sh -c 'echo $$PPID') >/dev/null; host_chain) \
 	    > $(BUILD)/test-results/check-host.log 2>&1 & host_pid=$$!; \
 	  $(call run_stage,e2e,e2e); rc=$$?; \
-	  wait $$host_pid || rc=1; echo "check: tools and powercut (beside e2e):"; cat $(BUILD)/test-results/check-host.log; \
-	  wait $$lint_pid || rc=1; echo "check: lint, unit and fuzz (beside e2e, at nice 19):"; \
+	  wait $$host_pid || rc=1; echo "check: tools, powercut, unit and fuzz (beside e2e):"; \
+	  cat $(BUILD)/test-results/check-host.log; \
+	  wait $$lint_pid || rc=1; echo "check: lint (beside e2e, at nice 19):"; \
 	  cat $(BUILD)/test-results/check-lint.log; fi; \
 	$(stage_report); exit $$rc
 
