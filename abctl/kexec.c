@@ -12,7 +12,6 @@
 #define _GNU_SOURCE 1
 #include <fcntl.h>
 #include <linux/reboot.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/reboot.h>
@@ -24,17 +23,6 @@
 
 #include "abctl.h"
 #include "esp.h"
-
-/* The SHA-256 of size bytes, in lower-case hex. */
-static int sha256_hex(const void *data, size_t size, char ret[static KEXEC_SHA256_HEX + 1]) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned len = 0;
-        if (EVP_Digest(data, size, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
-                return -EIO;
-        for (unsigned i = 0; i < len; i++)
-                (void) snprintf(ret + 2 * i, 3, "%02x", md[i]);
-        return 0;
-}
 
 #ifdef ABCTL_TEST_HOOKS
 /* Host tests only (the glibc build in build/powercut): a kexec or a reboot
@@ -170,9 +158,7 @@ int abctl_reboot(struct ctx *c, bool kexec) {
         if (r < 0)
                 return log_error_errno(r, "Refusing to kexec slot %s: %s is not a valid UKI (%m). Nothing was "
                                        "changed.", slot_to_string(s), path);
-        r = sha256_hex(img.data, img.size, sha);
-        if (r < 0)
-                return log_error_errno(r, "Cannot hash %s: %m", path);
+        uki_image_sha256_hex(&img, sha);
         /* The stub's variables still name the UKI the firmware started:
          * ab.slot= names the new one, ab.kexec= says how it started. */
         (void) snprintf(extra, sizeof(extra), "ab.slot=%s ab.kexec=%s", slot_to_string(s), sha);
@@ -227,9 +213,7 @@ int abctl_kexec_check_commit(struct ctx *c) {
                                        "sha256 %s, and %s cannot be read (%m), so the firmware could not start it. "
                                        "Nothing was changed; reinstall the slot (abctl install).",
                                        name, c->record_kexec, path);
-        r = sha256_hex(img.data, img.size, sha);
-        if (r < 0)
-                return log_error_errno(r, "Cannot hash %s: %m", path);
+        uki_image_sha256_hex(&img, sha);
         if (!streq(sha, c->record_kexec))
                 return log_error_errno(-ESTALE, "Refusing to commit slot %s: it was started by kexec from a UKI with "
                                        "sha256 %s, but %s on the ESP has sha256 %s: a cold boot would start other "

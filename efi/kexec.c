@@ -3,6 +3,7 @@
 
 #define _GNU_SOURCE 1 /* memfd_create */
 #include <fcntl.h>
+#include <nettle/sha2.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -29,6 +30,17 @@ int uki_image_read(const char *path, struct uki_image *ret) {
                 return r;
         *ret = (struct uki_image) { .data = (uint8_t *) data, .size = size };
         return 0;
+}
+
+void uki_image_sha256_hex(const struct uki_image *u, char ret[static KEXEC_SHA256_HEX + 1]) {
+        struct sha256_ctx c;
+        uint8_t md[SHA256_DIGEST_SIZE];
+
+        sha256_init(&c);
+        sha256_update(&c, u->size, u->data);
+        sha256_digest(&c, sizeof(md), md);
+        for (size_t i = 0; i < sizeof(md); i++)
+                (void) snprintf(ret + 2 * i, 3, "%02x", md[i]);
 }
 
 void uki_image_done(struct uki_image *u) {

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cmdline.h"
+
 struct uki_image {
         uint8_t *data;
         size_t size;
@@ -22,6 +24,11 @@ struct uki_image {
  * regular file; -EFBIG larger than UKI_SIZE_MAX (uki.h). */
 int uki_image_read(const char *path, struct uki_image *ret);
 void uki_image_done(struct uki_image *u);
+
+/* The UKI's SHA-256 in lower-case hex (ab.kexec=): abctl reboot --kexec
+ * and the init's kexec redirect write it, the init compares it; one
+ * function, so the two sides cannot disagree on it. */
+void uki_image_sha256_hex(const struct uki_image *u, char ret[static KEXEC_SHA256_HEX + 1]);
 
 struct uki_kexec_parts {
         const uint8_t *kernel, *initrd;   /* point into the image; initrd NULL when it has none */

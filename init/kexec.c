@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/reboot.h>
-#include <nettle/sha2.h>
 #include <stdio.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -50,18 +49,6 @@ void kexec_boot_started(struct boot *b) {
         log_info("Removed BootNext (Boot%04X): this kexec is the attempt it armed", (unsigned) b->view.vars.boot_next);
         b->view.vars.boot_next = -1;
         b->writes.nvram_writes++;
-}
-
-/* The SHA-256, with nettle (libcryptsetup's hashes). */
-static void sha256_hex(const uint8_t *data, size_t size, char ret[static KEXEC_SHA256_HEX + 1]) {
-        struct sha256_ctx c;
-        uint8_t md[SHA256_DIGEST_SIZE];
-
-        sha256_init(&c);
-        sha256_update(&c, size, data);
-        sha256_digest(&c, sizeof(md), md);
-        for (size_t i = 0; i < sizeof(md); i++)
-                (void) snprintf(ret + 2 * i, 3, "%02x", md[i]);
 }
 
 /* The ESP's device node, from sysfs: the child of the disk whose partition
@@ -142,7 +129,7 @@ int kexec_redirect(struct boot *b, Slot s) {
 
         r = read_uki(b, s, &img, why, sizeof(why));
         if (r >= 0) {
-                sha256_hex(img.data, img.size, sha);
+                uki_image_sha256_hex(&img, sha);
                 char extra[160];
                 (void) snprintf(extra, sizeof(extra), "ab.slot=%s ab.kexec=%s", slot_to_string(s), sha);
                 r = uki_kexec_parts(&img, extra, &parts, &missing);
