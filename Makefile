@@ -46,7 +46,8 @@ IO_SRC     := slots/gpt.c slots/store.c slots/engine.c efi/bootvars.c
 # The TPM commands, by hand (init/tpm2.c says why), and their I/O.
 TPM_SRC    := init/tpm2.c
 INIT_SRC   := $(COMMON_SRC) $(RECORD_SRC) $(PURE_SRC) $(IO_SRC) init/main.c init/modules.c init/protocol.c \
-              init/switchroot.c init/watch.c init/measure.c init/kexec.c efi/kexec.c $(TPM_SRC) slots/partitions.c verity/verity.c
+              init/switchroot.c init/watch.c init/measure.c init/kexec.c init/memlock.c efi/kexec.c $(TPM_SRC) slots/partitions.c \
+              verity/verity.c
 INIT_HDR   := $(wildcard common/*.h init/*.h slots/*.h efi/*.h verity/*.h)
 
 # No unwind tables: nothing in a C init unwinds (no C++, no backtraces), and the
@@ -59,7 +60,8 @@ MUSL_LDFLAGS = -static -Wl,--gc-sections -L$(MUSL_PREFIX)/lib
 INIT_LIBS    = -lcryptsetup -lnettle -ldevmapper -ljson-c -lblkid -luuid -lkmod -lz
 
 $(BUILD)/abswitch-init.unstripped: $(INIT_SRC) $(INIT_HDR) $(BUILD)/deps.mk
-	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -Wl,-Map=$(BUILD)/abswitch-init.map -o $@ $(INIT_SRC) $(INIT_LIBS)
+	$(MUSL_CC) $(MUSL_CFLAGS) $(MUSL_LDFLAGS) -Wl,--wrap=mlock,--wrap=munlock -Wl,-Map=$(BUILD)/abswitch-init.map \
+	  -o $@ $(INIT_SRC) $(INIT_LIBS)
 
 $(BUILD)/abswitch-init: $(BUILD)/abswitch-init.unstripped
 	strip -R .eh_frame -R .eh_frame_hdr -o $@ $<
