@@ -26,7 +26,7 @@ ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
 endif
 
-.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench bench-oci oci-image powercut fuzz lint
+.PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench bench-oci tbprof oci-image powercut fuzz lint
 all: $(BUILD)/abswitch-init $(BUILD)/abctl
 
 $(BUILD)/deps.mk: initramfs/deps.sh
@@ -486,6 +486,11 @@ OCI_SCENARIO ?= all
 bench-oci: deps
 	$(MAKE) e2e-artifacts $(PC)/abctl $(PC)/bootsim
 	$(PYTHON) bench/oci_bench.py --build $(BUILD) --size-mib $(OCI_MIB) --scenario $(OCI_SCENARIO)
+
+# What the initrd phase makes QEMU translate, abswitch against the floor (bench/tbprof.py).
+tbprof: deps
+	$(MAKE) e2e-artifacts $(BENCH)/floor $(BENCH)/cpumark $(BENCH)/initramfs.img
+	$(PYTHON) bench/tbprof.py
 
 bench: deps
 	@command -v dracut >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
