@@ -6,6 +6,7 @@
  *   ABSWITCH-RECORD <one line of /run/abswitch/boot.json>
  *   ABSWITCH-BENCH init_us=<kernel clock at "Run /init"> root_us=<kernel clock now>
  *     initrd_cpu_ms=<CPU of PID 1 and its reaped children since /init started> busy_ms=<all CPUs, not idle>
+ *   ABSWITCH-FREE exited=<exit status of the init's initramfs remover, or none within 10 s>
  *   ABSWITCH-SECURITY secureboot=<1|0|-: EFI variable SecureBoot> lockdown=<the selected mode of
  *     /sys/kernel/security/lockdown, or ->
  *
@@ -342,6 +343,28 @@ static void on_sigint(int sig) {
         reboot(RB_AUTOBOOT);
 }
 
+/* The init leaves one child that is not the corruption watcher: the
+ * initramfs remover, which starts when this init has been executed and
+ * runs at SCHED_IDLE, so while this one sleeps here. Reaped and reported
+ * (no init: none, at once). */
+static void free_line(int con) {
+        char w[32] = "";
+        read_line("/run/abswitch/watch.pid", w, sizeof(w));
+        pid_t watcher = (pid_t) atoi(w);
+        for (int i = 0; i < 1000; i++) {
+                int status;
+                pid_t pid = waitpid(-1, &status, WNOHANG);
+                if (pid < 0)
+                        break;
+                if (pid > 0 && pid != watcher) {
+                        dprintf(con, "ABSWITCH-FREE exited=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                        return;
+                }
+                usleep(10000);
+        }
+        dprintf(con, "ABSWITCH-FREE exited=none\n");
+}
+
 int main(void) {
         struct timespec ts;
         clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -382,6 +405,7 @@ int main(void) {
                 if (rec[i] == '\n')
                         rec[i] = ' ';
         dprintf(con, "ABSWITCH-RECORD %s\n", n > 0 ? rec : "{}");
+        free_line(con);
         tpm_report(con);
         security_line(con);
 
