@@ -93,12 +93,6 @@ void measure_record(const struct boot *b, struct boot_record *r, struct measure_
 int switch_root(const char *newroot, const char *init, char **argv, void (*before_exec)(void *userdata),
                 void *userdata);
 
-/* switchroot.c: the children switch_root starts (the initramfs remover and
- * the corruption watcher) call this first. It returns once the init has
- * executed the root's init (or at once if the gate could not be made), so
- * that nothing they do runs on the boot's critical path. */
-void exec_gate_wait(void);
-
 /* watch.c: under ab.verity_error=fallback, forks the corruption watcher
  * (README "Self-healing") for the root b set up; userdata is the struct
  * boot. Called in the new root, before its init. */

@@ -41,37 +41,12 @@ static void remove_on_device(int dirfd, dev_t dev) {
         closedir(d);
 }
 
-/* The exec gate: a pipe whose ends close on exec. A child holds neither
- * write end open (it closes its copy), so its read sees end-of-file when the
- * init's execv() of the root's init closes the last one. Until then the
- * child sleeps in read(): under emulation even a child's first system
- * calls (setsid, the scheduler class) run kernel code nothing else on the
- * boot path runs, and the root's init should not wait for its translation. */
-static int gate[2] = { -1, -1 };
-
-static void exec_gate_open(void) {
-        if (gate[0] < 0 && pipe2(gate, O_CLOEXEC) < 0)
-                log_debug_errno(-errno, "No exec gate (%m): the init's children start at once");
-}
-
-void exec_gate_wait(void) {
-        char c;
-
-        if (gate[0] < 0)
-                return;
-        (void) close(gate[1]);
-        while (read(gate[0], &c, 1) < 0 && errno == EINTR)
-                ;
-        (void) close(gate[0]);
-        gate[0] = gate[1] = -1;
-}
-
 /* Deletes the initramfs's files off the boot's critical path: a child
- * holding the old root open does it at SCHED_IDLE, after the exec gate,
- * while this process moves on and execs the root's init (the 30-odd files
- * take 9-18 ms of an emulated boot). It stays a child of PID 1, reaped by
- * the root's init like the corruption watcher. When the child cannot be
- * made, the files go now. */
+ * holding the old root open does it at SCHED_IDLE, when the root's init
+ * leaves the CPU idle, while this process moves on and execs it (the
+ * 30-odd files take 9-18 ms of an emulated boot). It stays a child of
+ * PID 1, reaped by the root's init like the corruption watcher. When the
+ * child cannot be made, the files go now. */
 static void free_initramfs(dev_t dev) {
         int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
@@ -79,7 +54,6 @@ static void free_initramfs(dev_t dev) {
         pid_t pid = fork();
         if (pid == 0) {
                 struct sched_param p = { .sched_priority = 0 };
-                exec_gate_wait();
                 /* musl's sched_setscheduler() is a stub: the system call. */
                 (void) syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &p);
                 (void) prctl(PR_SET_NAME, "abswitch-free");
@@ -112,7 +86,6 @@ int switch_root(const char *newroot, const char *init, char **argv, void (*befor
 
         if (chdir(newroot) < 0)
                 return log_error_errno(-errno, "Failed to enter %s: %m", newroot);
-        exec_gate_open();
         if (stat("/", &root_st) < 0 || stat(".", &new_st) < 0)
                 return log_error_errno(-errno, "Failed to stat the roots: %m");
 

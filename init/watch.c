@@ -207,10 +207,8 @@ void watch_start(void *userdata) {
                          "back to slot %s if that one can boot", (int) pid, b->root_dev, slot_to_string(slot_other(b->id.slot)));
                 return;
         }
-        /* The child: after the exec gate (the socket queues uevents
-         * meanwhile), and no signal the root's init sends its children
-         * before it is ready should end the watch. */
-        exec_gate_wait();
+        /* The child: no signal the root's init sends its children before
+         * it is ready should end the watch. */
         (void) setsid();
         (void) signal(SIGHUP, SIG_IGN);
         log_close();
