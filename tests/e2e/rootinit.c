@@ -344,9 +344,8 @@ static void on_sigint(int sig) {
 }
 
 /* The init leaves one child that is not the corruption watcher: the
- * initramfs remover, which starts when this init has been executed and
- * runs at SCHED_IDLE, so while this one sleeps here. Reaped and reported
- * (no init: none, at once). */
+ * initramfs remover, at SCHED_IDLE, so it finishes while this one sleeps
+ * here if not before. Reaped and reported (no such child: none, at once). */
 static void free_line(int con) {
         char w[32] = "";
         read_line("/run/abswitch/watch.pid", w, sizeof(w));

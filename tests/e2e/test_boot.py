@@ -80,7 +80,7 @@ def test_boot_slot_a_by_file_name(machine):
     assert rec["identity"]["value"] == PATH_A
     assert rec["partitions"]["data"] == "/dev/vda2"
     assert rec["partitions"]["hash"] == "/dev/vda3"
-    # The initramfs remover, held until the root's init was executed, ran and finished.
+    # The initramfs remover (a SCHED_IDLE child the root's init reaps) ran and finished.
     assert "ABSWITCH-FREE exited=0" in boot.console, boot.tail()
     # This machine has no TPM: one line says so, nothing is measured, the boot went on.
     assert sum("No TPM (neither /dev/tpmrm0 nor /dev/tpm0)" in l for l in boot.init_log()) == 1, boot.init_log()
