@@ -408,8 +408,7 @@ lint:
 	cppcheck -j $(TEST_JOBS) --enable=warning,portability,performance,style --std=c11 --inline-suppr --quiet \
 	  --error-exitcode=1 -D__CPPCHECK__ -D__linux__ -D__x86_64__ -I common \
 	  --suppress=missingIncludeSystem --suppress=memleak --suppress=resourceLeak $(LINT_SRC)
-	@echo "clang-tidy: $(words $(LINT_SRC)) files, $(TEST_JOBS) at a time"
-	@printf '%s\n' $(LINT_SRC) | xargs -P $(TEST_JOBS) -I{} clang-tidy --quiet {} -- $(CSTD) -I/usr/include/blkid -D_GNU_SOURCE
+	@tests/lint-tidy $(TEST_JOBS) $(CSTD) -I/usr/include/blkid -D_GNU_SOURCE -- $(LINT_SRC)
 
 # ---- fuzzing: libFuzzer targets for every parser of disk, firmware and user input
 # make fuzz [FUZZ_SECONDS=N]: each target N seconds from tests/fuzz/corpus/<target>,
