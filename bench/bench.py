@@ -216,8 +216,16 @@ def build(work, build_dir, env):
     return disk, {v: (initrds[v], sized[v]) for v in VARIANTS}
 
 
-def machine(work, disk, v, icount=None):
-    m = BenchMachine(work / (f"{v}-icount" if icount else v), disk, icount)
+def build_env(build_dir):
+    """abvm's environment plus the paths initramfs/deps.sh recorded (the kernel's)."""
+    env = abvm.env()
+    env.update(dict(l.split(" := ", 1) for l in (build_dir / "deps.mk").read_text().splitlines()
+                    if " := " in l))
+    return env
+
+
+def machine(work, disk, v, icount=None, cls=BenchMachine):
+    m = cls(work / (f"{v}-icount" if icount else v), disk, icount)
     path = "\\EFI\\abswitch\\boot-a.efi" if v == "abswitch" else f"\\EFI\\bench\\{v}.efi"
     m.add_boot_entries({1: (f"bench {v}", path)}, order=[1])
     return m
@@ -317,9 +325,7 @@ def main():
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    env = abvm.env()
-    env.update(dict(l.split(" := ", 1) for l in (build_dir / "deps.mk").read_text().splitlines()
-                    if " := " in l))
+    env = build_env(build_dir)
 
     disk, files = build(work, build_dir, env)
     machines = {v: machine(work, disk, v) for v in VARIANTS}

@@ -31,11 +31,11 @@ def owner(path):
     return "abswitch"
 
 
-def parse(map_text):
+def input_sections(map_text):
+    """(output section, address, size, owner) of each input section the link
+    kept in an allocated output section (bench/tbprof.py maps .text too)."""
     text = map_text.split("Linker script and memory map", 1)[-1]
-    totals, bss = {}, {}
     out_sec = None
-    pending = None
     for line in text.splitlines():
         o = OUTPUT.match(line)
         if o:
@@ -45,16 +45,18 @@ def parse(map_text):
             continue
         m = LINE.match(line)
         if not m:
-            s = re.match(r"^ (\.\S+)$", line)
-            pending = s.group(1) if s else None
             continue
-        size = int(m.group(3), 16)
-        if size == 0 or int(m.group(2), 16) == 0:
+        addr, size = int(m.group(2), 16), int(m.group(3), 16)
+        if size == 0 or addr == 0:
             continue
-        who = owner(m.group(4))
+        yield out_sec, addr, size, owner(m.group(4))
+
+
+def parse(map_text):
+    totals, bss = {}, {}
+    for out_sec, _, size, who in input_sections(map_text):
         target = bss if out_sec in (".bss", ".tbss") else totals
         target[who] = target.get(who, 0) + size
-        pending = None
     return totals, bss
 
 

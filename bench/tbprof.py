@@ -31,14 +31,12 @@ import collections
 import json
 import os
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "bench"))
 sys.path.insert(0, str(TOP / "tests/e2e"))
-import abvm  # noqa: E402
 import bench  # noqa: E402
 import sizes  # noqa: E402
 
@@ -46,12 +44,8 @@ RECORD = struct.Struct("<QQII")  # bench/tbprof.c's struct tb_record
 KERNEL, MODULES, DIRECT = 0xffffffff80000000, 0xffffffffc0000000, 0xffff800000000000
 
 
-def run(args, **kw):
-    return subprocess.run([str(a) for a in args], check=True, **kw)
-
-
 def entry(elf):
-    out = run(["readelf", "-h", elf], capture_output=True, text=True).stdout
+    out = bench.run(["readelf", "-h", elf], capture_output=True, text=True).stdout
     return int(next(l for l in out.splitlines() if "Entry point" in l).split()[-1], 16)
 
 
@@ -64,12 +58,12 @@ def plugin(work):
                 "-o", f"Dir::State::Lists={apt}/lists", "-o", f"Dir::Cache={apt}/cache"]
         src = work / "src"
         src.mkdir(parents=True, exist_ok=True)
-        run(["apt-get", "-q", *opts, "source", "--download-only", "qemu"], cwd=src, capture_output=True)
+        bench.run(["apt-get", "-q", *opts, "source", "--download-only", "qemu"], cwd=src, capture_output=True)
         orig = next(src.glob("qemu_*.orig.tar.*"))
-        run(["tar", "-xf", orig, "-C", src, "--wildcards", "*/include/qemu/qemu-plugin.h"])
+        bench.run(["tar", "-xf", orig, "-C", src, "--wildcards", "*/include/qemu/qemu-plugin.h"])
         next(src.glob("*/include/qemu/qemu-plugin.h")).rename(hdr)
     if not so.exists() or so.stat().st_mtime < (TOP / "bench/tbprof.c").stat().st_mtime:
-        run(["gcc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-I", work, "-o", so, TOP / "bench/tbprof.c"])
+        bench.run(["gcc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-I", work, "-o", so, TOP / "bench/tbprof.c"])
     return so
 
 
@@ -114,25 +108,15 @@ class Symbols:
 
 
 def elf_symbols(binary):
-    out = run(["nm", "-n", "--defined-only", binary], capture_output=True, text=True).stdout
+    out = bench.run(["nm", "-n", "--defined-only", binary], capture_output=True, text=True).stdout
     return Symbols((int(p[0], 16), p[2]) for p in (l.split() for l in out.splitlines())
                    if len(p) == 3 and p[1] in "tTwW")
 
 
 def map_owners(map_path):
-    """.text input sections of the init by library, from the GNU ld map."""
-    text = map_path.read_text().split("Linker script and memory map", 1)[-1]
-    ranges, section = [], None
-    for line in text.splitlines():
-        o = sizes.OUTPUT.match(line)
-        if o:
-            section = o.group(1)
-            continue
-        m = sizes.LINE.match(line)
-        if m and section == ".text" and int(m.group(3), 16):
-            a = int(m.group(2), 16)
-            ranges.append((a, a + int(m.group(3), 16), sizes.owner(m.group(4))))
-    ranges.sort()
+    """The library of an address of the init's .text, from the GNU ld map."""
+    ranges = sorted((a, a + n, who) for sec, a, n, who in sizes.input_sections(map_path.read_text())
+                    if sec == ".text")
     starts = [r[0] for r in ranges]
 
     def owner(va):
@@ -145,8 +129,7 @@ def main():
     build_dir = Path(os.environ.get("BUILD", TOP / "build")).resolve()
     work = build_dir / "bench/tbprof"
     work.mkdir(parents=True, exist_ok=True)
-    env = abvm.env()
-    env.update(dict(l.split(" := ", 1) for l in (build_dir / "deps.mk").read_text().splitlines() if " := " in l))
+    env = bench.build_env(build_dir)
     Machine.plugin = plugin(work)
 
     bench.VARIANTS[:] = ["abswitch", "floor"]
@@ -155,9 +138,7 @@ def main():
     disk, _ = bench.build(work / "boot", build_dir, env)
     logs = {}
     for v in bench.VARIANTS:
-        m = Machine(work / "boot" / v, disk)
-        path = "\\EFI\\abswitch\\boot-a.efi" if v == "abswitch" else f"\\EFI\\bench\\{v}.efi"
-        m.add_boot_entries({1: (f"bench {v}", path)}, order=[1])
+        m = bench.machine(work / "boot", disk, v, cls=Machine)
         bench.measure(m, v, 300, warmup=True)  # the firmware's first boot; abswitch's boot entries
         m.log = logs[v] = work / f"{v}.tb"
         r = bench.measure(m, v, 300)
