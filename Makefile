@@ -24,12 +24,14 @@ PYTHON     ?= /usr/bin/python3
 
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
+# The image the e2e tests boot (initramfs/deps.sh: the same kernel, an LZ4 payload).
+TEST_KERNEL_IMAGE ?= $(KERNEL_IMAGE)
 endif
 
 .PHONY: all deps check unit e2e tools demo clean e2e-artifacts bench bench-oci tbprof oci-image powercut fuzz lint
 all: $(BUILD)/abswitch-init $(BUILD)/abctl
 
-$(BUILD)/deps.mk: initramfs/deps.sh
+$(BUILD)/deps.mk: initramfs/deps.sh initramfs/testkernel.sh
 	@mkdir -p $(BUILD)
 	OUT=$@ initramfs/deps.sh
 
@@ -197,7 +199,7 @@ $(E2E)/root-%/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 # tests boot first are version 1 (tests/e2e/abvm.py), each update a newer one: abctl refuses
 # downgrades.
 $(E2E)/v2-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-commit.img initramfs/mkuki $(SB_KEYS)
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
+	initramfs/mkuki --kernel $(TEST_KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
 	  --roothash @$(E2E)/slot-b-commit.roothash --cmdline "console=ttyS0,115200 panic=-1 no_timer_check" --version 2 --output $@
 
 $(E2E)/root-a-installer/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2-boot-b.efi
@@ -214,7 +216,7 @@ $(E2E)/root-a-kexec/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroo
 
 # The same, but the UKI pins another image's root hash: install must refuse.
 $(E2E)/v1-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b.img initramfs/mkuki $(SB_KEYS)
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
+	initramfs/mkuki --kernel $(TEST_KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
 	  --roothash @$(E2E)/slot-b.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 1 --output $@
 
 $(E2E)/root-a-mismatch/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v1-boot-b.efi
@@ -231,7 +233,7 @@ $(E2E)/oci-v2/index.json: $(E2E)/slot-b-commit.img $(E2E)/v2-boot-b.efi initramf
 # The image the self-healing scenario installs from the registry (tests/e2e/test_heal.py): B's
 # commit root plus /data/blob; not in slot A's net root, whose OCI layout holds every block of v2.
 $(E2E)/v2heal-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-heal.img initramfs/mkuki $(SB_KEYS)
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
+	initramfs/mkuki --kernel $(TEST_KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) \
 	  --roothash @$(E2E)/slot-b-heal.roothash --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
 $(E2E)/oci-heal/index.json: $(E2E)/slot-b-heal.img $(E2E)/v2heal-boot-b.efi initramfs/mkoci
 	initramfs/mkoci --image $(E2E)/slot-b-heal --uki $(E2E)/v2heal-boot-b.efi --name "abswitch heal test" --version 2 \
@@ -263,8 +265,8 @@ e2e-artifacts: $(E2E)/initramfs.img $(E2E)/slot-a.img $(E2E)/slot-b.img $(E2E)/s
               $(E2E)/slot-a-installer.img $(E2E)/slot-a-mismatch.img $(E2E)/slot-a-net.img $(E2E)/oci-heal/index.json \
               $(E2E)/slot-a-kexec.img \
               $(E2E)/slot-debian.img $(SB_KEYS) $(BUILD)/deps.mk
-	@echo "KERNEL_IMAGE=$(KERNEL_IMAGE)" > $(E2E)/env
-	@echo "KERNEL_VERSION=$(KERNEL_VERSION)" >> $(E2E)/env
+	@printf '%s\n' "KERNEL_IMAGE=$(TEST_KERNEL_IMAGE)" "DEBIAN_KERNEL_IMAGE=$(KERNEL_IMAGE)" \
+	  "KERNEL_ROOT=$(KERNEL_ROOT)" "KERNEL_VERSION=$(KERNEL_VERSION)" > $(E2E)/env
 
 # Keep the test roots between runs (they are stamps of a pattern chain).
 .SECONDARY:
@@ -358,7 +360,7 @@ check: deps
 # The demo's story: A installs v2 into B; B commits itself and installs a
 # v3 into A whose kernel panics before its initramfs runs.
 $(E2E)/v3-boot-a.efi: $(E2E)/initramfs.img $(E2E)/slot-a.img initramfs/mkuki $(SB_KEYS)
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) --roothash @$(E2E)/slot-a.roothash \
+	initramfs/mkuki --kernel $(TEST_KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) --roothash @$(E2E)/slot-a.roothash \
 	  --cmdline "console=ttyS0,115200 panic=-1 rdinit=/nonexistent" --version 3 --output $@
 
 $(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v3-boot-a.efi
@@ -367,7 +369,7 @@ $(E2E)/root-b-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot
 	@touch $@
 
 $(E2E)/v2demo-boot-b.efi: $(E2E)/initramfs.img $(E2E)/slot-b-demo.img initramfs/mkuki $(SB_KEYS)
-	initramfs/mkuki --kernel $(KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) --roothash @$(E2E)/slot-b-demo.roothash \
+	initramfs/mkuki --kernel $(TEST_KERNEL_IMAGE) --initrd $(E2E)/initramfs.img $(SB_SIGN) --roothash @$(E2E)/slot-b-demo.roothash \
 	  --cmdline "console=ttyS0,115200 panic=-1" --version 2 --output $@
 
 $(E2E)/root-a-demo/.done: $(BUILD)/test-rootinit $(BUILD)/abctl tests/e2e/mkroot $(E2E)/v2demo-boot-b.efi

@@ -200,7 +200,7 @@ def build(work, build_dir, env):
         booted = work / f"{v}.wrapped.initrd"
         wrapped(initrds[v], build_dir / "bench/cpumark", real_inits[v], booted)
         for initrd, uki in ((initrds[v], sized[v]), (booted, ukis[v])):
-            run([TOP / "initramfs/mkuki", "--kernel", env["KERNEL_IMAGE"], "--initrd", initrd,
+            run([TOP / "initramfs/mkuki", "--kernel", env["DEBIAN_KERNEL_IMAGE"], "--initrd", initrd,
                  "--roothash", roothash, "--cmdline", cmdlines[v], "--output", uki], capture_output=True)
 
     disk = work / "disk.img"

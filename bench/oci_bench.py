@@ -188,7 +188,7 @@ def throughput_scenario(args, out):
         (root / "payload").unlink()
         env = abvm.env()
         roothash = (tmp / "big.roothash").read_text().strip()
-        run(TOP / "initramfs/mkuki", "--kernel", env["KERNEL_IMAGE"], "--initrd", abvm.E2E / "initramfs.img",
+        run(TOP / "initramfs/mkuki", "--kernel", env["DEBIAN_KERNEL_IMAGE"], "--initrd", abvm.E2E / "initramfs.img",
             "--roothash", roothash, "--cmdline", abvm.CONSOLE, "--output", tmp / "big.efi")
         run(TOP / "initramfs/mkoci", "--image", tmp / "big", "--uki", tmp / "big.efi", "--name", "bench",
             "--version", "1", "--tag", "v1", "--output", tmp / "oci")

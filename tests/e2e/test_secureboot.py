@@ -240,7 +240,7 @@ def installer_root(m):
     (root / "etc/abswitch-test-run").write_text("")
     sign("stranger", unsigned, root / "images/v2-stranger.efi")
     sign("snakeoil", unsigned, root / "images/v2-signed.efi")
-    kmod = Path(m.env["KERNEL_IMAGE"]).parents[1] / "lib/modules" / m.env["KERNEL_VERSION"] / "kernel"
+    kmod = Path(m.env["KERNEL_ROOT"]) / "lib/modules" / m.env["KERNEL_VERSION"] / "kernel"
     (root / "lib/modules").mkdir(parents=True)
     shutil.copy(kmod / "drivers/firmware/qemu_fw_cfg.ko", root / "lib/modules/")
     (root / "etc/abswitch-test-modules").write_text("/lib/modules/qemu_fw_cfg.ko\n")
