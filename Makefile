@@ -24,7 +24,7 @@ PYTHON     ?= /usr/bin/python3
 
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
 -include $(BUILD)/deps.mk
-# The image the e2e tests boot (initramfs/deps.sh: the same kernel, an LZ4 payload).
+# The image the e2e tests boot (initramfs/deps.sh: the same kernel, a zstd payload).
 TEST_KERNEL_IMAGE ?= $(KERNEL_IMAGE)
 endif
 

@@ -8,7 +8,7 @@
 #      Debian's own source packages, because Debian ships none of them static
 #      for musl; and a static curl(1) for the install benchmark;
 #   3. unpacks Debian's amd64 kernel and its modules for the tests, and
-#      gives the e2e tests the same kernel with an LZ4 payload
+#      gives the e2e tests the same kernel with a zstd payload
 #      (initramfs/testkernel.sh: 4-5 s less of every emulated boot).
 #
 # Results are cached outside the work tree under $ABSWITCH_CACHE (default
@@ -34,7 +34,7 @@ PKGS=(musl-tools gcc make autoconf automake autopoint libtool gettext pkgconf
       libblkid-dev libcryptsetup-dev libkmod-dev zlib1g-dev libcurl4-openssl-dev libmbedtls-dev nettle-dev
       docker-registry skopeo debootstrap openssl python3-cryptography
       sbsigntool swtpm swtpm-tools tpm2-tools efitools python3-yaml libssl-dev
-      flex bison bc libelf-dev lz4 xz-utils)
+      flex bison bc libelf-dev xz-utils)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -333,15 +333,19 @@ if [ ! -e "$KDIR/.done" ]; then
 	touch "$KDIR/.done"
 fi
 
-# The e2e tests' image of the same kernel: its payload LZ4-compressed, not XZ
+# The e2e tests' image of the same kernel: its payload zstd-compressed, not XZ
 # (initramfs/testkernel.sh says why and what it checks). Keyed by the recipe.
 TEST_KERNEL_IMAGE=$KDIR/test-$(sha256sum "$here/testkernel.sh" | cut -c1-12)/vmlinuz-$kver
 if [ ! -e "$TEST_KERNEL_IMAGE" ]; then
 	if ! JOBS=$JOBS "$here/testkernel.sh" "$KDIR/root/boot/vmlinuz-$kver" "$KDIR/root/boot/config-$kver" \
 		"$TEST_KERNEL_IMAGE"; then
-		log "WARNING: no LZ4 image of $kver: the e2e tests boot Debian's XZ image, 4-5 s slower each boot"
+		log "WARNING: no zstd image of $kver: the e2e tests boot Debian's XZ image, 4-5 s slower each boot"
 		TEST_KERNEL_IMAGE=$KDIR/root/boot/vmlinuz-$kver
 	fi
+	# Images an older recipe made.
+	for d in "$KDIR"/test-*; do
+		[ "$d" = "$(dirname "$TEST_KERNEL_IMAGE")" ] || rm -rf "$d"
+	done
 fi
 
 mkdir -p "$(dirname "$OUT")"
