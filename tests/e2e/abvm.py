@@ -169,7 +169,9 @@ class Machine:
             args += ["--b-uki", b_uki]
         if b_image:
             args += ["--b-image", E2E / f"slot-{b_image}"]
-        subprocess.run([str(a) for a in args], check=True, capture_output=True)
+        r = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+        # mkdisk says why (an image larger than slot_size, say).
+        assert r.returncode == 0, f"mkdisk failed: {r.stderr}"
 
     def esp(self):
         out = subprocess.run(["sgdisk", "-i", "1", str(self.disk)], check=True, capture_output=True,

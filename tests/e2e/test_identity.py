@@ -132,7 +132,8 @@ def test_rollback_and_set_active_refresh_removable_copy(machine):
     # that leads BootOrder. A's root carries abctl and runs what fw_run says.
     a = machine.uki("boot-a.efi", "A-NET")
     b = machine.uki("boot-b.efi", "B")
-    machine.make_disk(a, b, a_image="a-net", removable="b")  # both committed, A preferred, copy stale
+    # slot-a-net holds an update's UKI and curl: 32M, as test_registry.py gives it.
+    machine.make_disk(a, b, a_image="a-net", removable="b", slot_size="32M")  # both committed, A preferred, copy stale
     machine.add_boot_entries({BOOT_A: ("abswitch A", PATH_A), BOOT_B: ("abswitch B", PATH_B)},
                              order=[BOOT_A, BOOT_B])
     machine.fw_run = ["/usr/bin/abctl set-active A"]
