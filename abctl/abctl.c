@@ -170,6 +170,18 @@ int abctl_lock_install(struct ctx *c) {
         return read_view(c);
 }
 
+int abctl_lock_state(struct ctx *c) {
+        int fd = lock_disk(c, LOCK_STATE, "a state change");
+        if (fd < 0)
+                return fd;
+        int r = read_view(c);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
 static int load(struct ctx *c) {
         int r;
 
@@ -422,12 +434,9 @@ int abctl_apply_if(struct ctx *c, SlotOp op, Slot target, struct slot_state *exp
 
         /* Under the lock, from the state as it is now: whatever another
          * operator committed since this command started stays. */
-        _cleanup_close_ int lock = lock_disk(c, LOCK_STATE, "a state change");
+        _cleanup_close_ int lock = abctl_lock_state(c);
         if (lock < 0)
                 return lock;
-        r = read_view(c);
-        if (r < 0)
-                return r;
         if (expect && (c->view.st[target].priority != expect->priority ||
                        c->view.st[target].successful != expect->successful)) {
                 *expect = c->view.st[target];
@@ -483,12 +492,9 @@ int abctl_apply_if(struct ctx *c, SlotOp op, Slot target, struct slot_state *exp
 
 int abctl_repair_entries(struct ctx *c) {
         struct slot_transition t;
-        _cleanup_close_ int lock = lock_disk(c, LOCK_STATE, "a state change");
+        _cleanup_close_ int lock = abctl_lock_state(c);
         if (lock < 0)
                 return lock;
-        int r = read_view(c);
-        if (r < 0)
-                return r;
         slot_transition_init(&t, c->view.st);
         return slots_commit(&c->view, &t, NULL);
 }
@@ -708,8 +714,9 @@ int main(int argc, char **argv) {
 
         int r;
         bool is_repair = streq(verb, "repair");
-        /* A repair writes a slot's blocks: never beside an install. */
-        if ((is_install || is_repair) && abctl_lock_install(&c) < 0)
+        /* A repair writes a slot's blocks: never beside an install. A kexec
+         * starts what an install in progress is writing: it waits for it. */
+        if ((is_install || is_repair || kexec) && abctl_lock_install(&c) < 0)
                 return 1;
         if (is_install)
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);

@@ -67,6 +67,12 @@ int abctl_kexec_check_commit(struct ctx *c);
  * reads the slots' state again, as it is once the lock is held. */
 int abctl_lock_install(struct ctx *c);
 
+/* Takes the state lock on the disk (one read-modify-write of the slots'
+ * state at a time; a second operator waits) and reads the state again, as
+ * it is once the lock is held. Returns the lock's descriptor (closing it
+ * releases the lock), or < 0, logged. */
+int abctl_lock_state(struct ctx *c);
+
 struct slot_damage;
 /* Slot s's damage record (efi/damage.h) into *ret: true when there is one.
  * A malformed record is warned about and counts as none. */

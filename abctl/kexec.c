@@ -130,6 +130,13 @@ int abctl_reboot(struct ctx *c, bool kexec) {
         if (!c->efi)
                 return log_error_errno(-ENOENT, "Refusing to kexec: no EFI variables in %s, so no slot is armed. "
                                        "Nothing was changed; reboot without --kexec.", c->efivars);
+        /* The slot to start and its UKI, from the state as it is under the
+         * lock (after any install, which main() waited for): a rollback or
+         * set-active another operator commits meanwhile is what starts, not
+         * what this command read before it waited. Held until the reboot. */
+        _cleanup_close_ int lock = abctl_lock_state(c);
+        if (lock < 0)
+                return lock;
         Slot s = next_slot(c, &how);
         if (s < 0)
                 return log_error_errno(-ENOENT, "Refusing to kexec: no slot is armed (BootNext names no slot's boot "

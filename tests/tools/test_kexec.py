@@ -10,9 +10,11 @@ compiled with ABCTL_TEST_HOOKS: ABCTL_TEST_KEXEC answers for the kernel
 slot is armed, the UKI's sections, its hash, the boot entry) is the real
 code on real files."""
 
+import fcntl
 import hashlib
 import json
 import os
+import struct
 import subprocess
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from test_abctl import Rig as DiskRig
 TOP = Path(__file__).resolve().parents[2]
 ABCTL = TOP / "build" / "powercut" / "abctl"
 UKI = TOP / "build" / "e2e" / "v2-boot-b.efi"
+# Another real UKI (v1 of slot B), for a file an install replaced.
+UKI_V1 = TOP / "build" / "e2e" / "v1-boot-b.efi"
 
 
 class Rig(DiskRig):
@@ -172,3 +176,63 @@ def test_kexec_option_only_with_reboot(rig):
     r = rig.abctl("status", "--kexec")
     assert r.returncode == 1
     assert "--kexec goes with reboot" in r.stderr
+
+
+class DiskLock:
+    """Holds one of abctl's open file description locks on the disk image, as
+    another abctl would (abctl.c: byte 0 guards state changes, byte 1 a whole
+    install)."""
+
+    def __init__(self, disk, byte):
+        self.fd = os.open(disk, os.O_RDWR)
+        # struct flock on x86-64: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad).
+        fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0))
+
+    def release(self):
+        os.close(self.fd)
+
+
+def start_kexec(rig):
+    """abctl reboot --kexec in the background, once it says it waits for the lock."""
+    env = {**os.environ, "ABCTL_TEST_REBOOT": str(rig.reboot), "ABCTL_TEST_KEXEC": "ok"}
+    p = subprocess.Popen([ABCTL, "--disk", rig.disk, "--efivars", rig.efivars, "--esp", rig.esp, "--record",
+                          "/nonexistent", "--running", "A", "reboot", "--kexec"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    line = p.stderr.readline()
+    return p, line
+
+
+def test_kexec_waits_for_an_install_and_starts_what_it_installed(rig):
+    """An install in progress holds the install lock: the kexec waits, then
+    loads the UKI that install left, not the one on the ESP before."""
+    rig.arm_b()
+    lock = DiskLock(rig.disk, 1)
+    p, line = start_kexec(rig)
+    try:
+        assert "Waiting for another abctl to finish an install" in line, line
+        assert rig.rebooted() is None
+        rig.put_uki("B", UKI_V1.read_bytes())  # what the install wrote
+    finally:
+        lock.release()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert rig.rebooted() == "kexec"
+    assert f"sha256 {hashlib.sha256(UKI_V1.read_bytes()).hexdigest()}" in out, out
+
+
+def test_kexec_decides_under_the_state_lock(rig):
+    """Another operator's state change in progress (here B made not bootable,
+    as mark-bad or rollback would): the kexec waits for it and decides from
+    its result, so it does not start the slot that operator just took away."""
+    rig.arm_b()
+    lock = DiskLock(rig.disk, 0)
+    p, line = start_kexec(rig)
+    try:
+        assert "Waiting for another abctl to finish a state change" in line, line
+        rig.set_state("B", priority=0)
+    finally:
+        lock.release()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1, out + err
+    assert "Refusing to kexec slot B (armed in BootNext): it is failed (priority 0)" in err, err
+    assert rig.rebooted() is None
