@@ -59,10 +59,12 @@
 #include <mbedtls/sha256.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/param.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/hex.h"
 #include "../common/io.h"
 #include "../common/log.h"
 #include "ocifetch.h"
@@ -135,9 +137,8 @@ static int hashed_feed(struct hashed *h, const uint8_t *buf, size_t n) {
 }
 
 static void digest_string(const uint8_t d[static 32], char ret[static OCI_DIGEST_MAX + 1]) {
-        int n = snprintf(ret, OCI_DIGEST_MAX + 1, "sha256:");
-        for (size_t i = 0; i < 32; i++)
-                n += snprintf(ret + n, (size_t) (OCI_DIGEST_MAX + 1 - n), "%02x", d[i]);
+        memcpy(ret, "sha256:", 7);
+        hex_encode(d, 32, ret + 7);
 }
 
 static int hashed_finish(struct hashed *h) {

@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 #include <mbedtls/md.h>
 
+#include "../common/hex.h"
 #include "../common/macro.h"
 #include "update.h"
 
@@ -215,7 +216,6 @@ int update_fleetlock_id(const char *machine_id, char ret[static 33]) {
         /* Version 4, variant DCE, as sd_id128_get_machine_app_specific(). */
         h[6] = (h[6] & 0x0f) | 0x40;
         h[8] = (h[8] & 0x3f) | 0x80;
-        for (int i = 0; i < 16; i++)
-                (void) snprintf(ret + 2 * i, 3, "%02x", h[i]);
+        hex_encode(h, 16, ret);
         return 0;
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <sys/param.h>
 
+#include "../common/hex.h"
 #include "../common/log.h"
 #include "../common/macro.h"
 #include "../efi/efi.h"
@@ -166,9 +167,7 @@ static void describe_entry(const struct sigdb *d, int i, char *buf, size_t size)
         if (s->type == EFI_SIG_X509 && d->certs[i])
                 describe_cert(d->certs[i], what, sizeof(what));
         else {
-                size_t k = 0;
-                for (size_t j = 0; j < MIN(s->size, (size_t) 32) && k + 3 < sizeof(what); j++)
-                        k += (size_t) snprintf(what + k, sizeof(what) - k, "%02x", s->data[j]);
+                hex_encode(s->data, MIN(s->size, (size_t) 32), what);
         }
         (void) snprintf(buf, size, "%s entry %d (signature list %u, %s %s)", d->name, i, s->list,
                         efi_sig_type_to_string(s->type), what);
@@ -475,8 +474,7 @@ int abctl_check_uki_signature(const char *efivars, const char *label, const void
         efi_sb_decide(facts, (size_t) n, dbx_hash, db_hash, &d);
 
         char hex[65];
-        for (unsigned i = 0; i < 32 && i < sha256_len; i++)
-                (void) snprintf(hex + 2 * i, 3, "%02x", sha256[i]);
+        hex_encode(sha256, MIN(sha256_len, (size_t) 32), hex);
         const char *signer = d.signature >= 0 ? checked[d.signature].signer : n > 0 ? checked[0].signer : "";
         const struct sigdb *which = d.verdict == EFI_SB_ALLOWED_DB_CERT || d.verdict == EFI_SB_ALLOWED_DB_HASH ? &db : &dbx;
         if (d.entry >= 0)

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include "../common/hex.h"
 #include "../common/io.h"
 #include "../common/macro.h"
 #include "efi.h"
@@ -39,8 +40,7 @@ void uki_image_sha256_hex(const struct uki_image *u, char ret[static KEXEC_SHA25
         sha256_init(&c);
         sha256_update(&c, u->size, u->data);
         sha256_digest(&c, sizeof(md), md);
-        for (size_t i = 0; i < sizeof(md); i++)
-                (void) snprintf(ret + 2 * i, 3, "%02x", md[i]);
+        hex_encode(md, sizeof(md), ret);
 }
 
 void uki_image_done(struct uki_image *u) {

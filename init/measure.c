@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "../common/hex.h"
 #include "../common/io.h"
 #include "../common/log.h"
 #include "init.h"
@@ -245,7 +246,6 @@ void measure_record(const struct boot *b, struct boot_record *r, struct measure_
         static const char *const states[] = {
                 [TPM_UNPROBED] = "not-probed", [TPM_ABSENT] = "absent", [TPM_READY] = "ready", [TPM_FAILED] = "failed",
         };
-        static const char digits[] = "0123456789abcdef";
 
         r->tpm.state = states[b->tpm.state];
         r->tpm.device = b->tpm.device;
@@ -264,11 +264,7 @@ void measure_record(const struct boot *b, struct boot_record *r, struct measure_
                 e->logged = m->logged;
                 for (unsigned k = 0; k < m->digests.n && k < BOOT_RECORD_TPM_BANKS_MAX; k++) {
                         char *x = hex->digest[i][k];
-                        for (unsigned j = 0; j < m->digests.d[k].size; j++) {
-                                x[2 * j] = digits[m->digests.d[k].bytes[j] >> 4];
-                                x[2 * j + 1] = digits[m->digests.d[k].bytes[j] & 15];
-                        }
-                        x[2 * m->digests.d[k].size] = 0;
+                        hex_encode(m->digests.d[k].bytes, m->digests.d[k].size, x);
                         e->digests[e->n_digests].bank = tpm2_alg_to_string(m->digests.d[k].alg);
                         e->digests[e->n_digests++].hex = x;
                 }

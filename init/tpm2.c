@@ -29,6 +29,7 @@
 
 #include <stdio.h>
 
+#include "../common/hex.h"
 #include "../common/macro.h"
 #include "tpm2.h"
 
@@ -341,7 +342,6 @@ int tpm2_measurement_root_failed(char *buf, size_t size, Slot slot, const char *
 }
 
 int tpm2_cel_record(char *buf, size_t size, uint32_t pcr, const struct tpm2_digests *d, const char *string) {
-        static const char hex[] = "0123456789abcdef";
         struct writer w = { .p = (uint8_t *) buf, .size = size };
         char num[16];
         bool first = true;
@@ -365,8 +365,8 @@ int tpm2_cel_record(char *buf, size_t size, uint32_t pcr, const struct tpm2_dige
                 put_str(&w, name);
                 put_str(&w, "\",\"digest\":\"");
                 for (unsigned k = 0; k < d->d[i].size && k < TPM2_DIGEST_MAX; k++) {
-                        put8(&w, (uint8_t) hex[d->d[i].bytes[k] >> 4]);
-                        put8(&w, (uint8_t) hex[d->d[i].bytes[k] & 15]);
+                        put8(&w, (uint8_t) HEX_DIGITS[d->d[i].bytes[k] >> 4]);
+                        put8(&w, (uint8_t) HEX_DIGITS[d->d[i].bytes[k] & 15]);
                 }
                 put_str(&w, "\"}");
         }
