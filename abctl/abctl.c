@@ -170,6 +170,12 @@ int abctl_lock_install(struct ctx *c) {
         return read_view(c);
 }
 
+void abctl_unlock_install(struct ctx *c) {
+        if (c->install_lock > 0)
+                close(c->install_lock);
+        c->install_lock = 0;
+}
+
 int abctl_lock_state(struct ctx *c) {
         int fd = lock_disk(c, LOCK_STATE, "a state change");
         if (fd < 0)
@@ -716,7 +722,7 @@ int main(int argc, char **argv) {
         bool is_repair = streq(verb, "repair");
         /* A repair writes a slot's blocks: never beside an install. A kexec
          * starts what an install in progress is writing: it waits for it. */
-        if ((is_install || is_repair || kexec) && abctl_lock_install(&c) < 0)
+        if ((is_install || is_repair || (kexec && c.efi)) && abctl_lock_install(&c) < 0)
                 return 1;
         if (is_install)
                 r = abctl_install(&c, argv[optind + 1], optind + 2 < argc ? argv[optind + 2] : NULL, &oo);

@@ -67,6 +67,10 @@ int abctl_kexec_check_commit(struct ctx *c);
  * reads the slots' state again, as it is once the lock is held. */
 int abctl_lock_install(struct ctx *c);
 
+/* Gives the install lock back before the process ends (when its work is
+ * done and it starts something that may take it: abctl reboot --kexec). */
+void abctl_unlock_install(struct ctx *c);
+
 /* Takes the state lock on the disk (one read-modify-write of the slots'
  * state at a time; a second operator waits) and reads the state again, as
  * it is once the lock is held. Returns the lock's descriptor (closing it

@@ -133,7 +133,13 @@ int abctl_reboot(struct ctx *c, bool kexec) {
         /* The slot to start and its UKI, from the state as it is under the
          * lock (after any install, which main() waited for): a rollback or
          * set-active another operator commits meanwhile is what starts, not
-         * what this command read before it waited. Held until the reboot. */
+         * what this command read before it waited. Held until this process
+         * ends: under systemd that is when systemctl kexec has queued the
+         * shutdown, so a state change committed during the shutdown does
+         * not change the kernel already loaded; the init it starts then
+         * follows the protocol from the state as it finds it (a slot made
+         * unbootable meanwhile falls back, protocol.c), as after a firmware
+         * reboot. */
         _cleanup_close_ int lock = abctl_lock_state(c);
         if (lock < 0)
                 return lock;

@@ -137,8 +137,8 @@ static int hashed_feed(struct hashed *h, const uint8_t *buf, size_t n) {
 }
 
 static void digest_string(const uint8_t d[static 32], char ret[static OCI_DIGEST_MAX + 1]) {
-        memcpy(ret, "sha256:", 7);
-        hex_encode(d, 32, ret + 7);
+        memcpy(ret, "sha256:", sizeof("sha256:"));
+        hex_encode(d, 32, ret + sizeof("sha256:") - 1);
 }
 
 static int hashed_finish(struct hashed *h) {

@@ -435,6 +435,10 @@ static int reboot_step(struct agent *a, Slot t, bool installed_now) {
                 }
         }
         say(a, "message", "Rebooting into slot %s (%s): %s", slot_to_string(t), a->available, a->cfg.reboot_command);
+        /* The install is done. The reboot command may be abctl itself
+         * (abctl reboot --kexec), which takes the install lock: it must not
+         * wait for this process, which waits for it. */
+        abctl_unlock_install(a->c);
         int r = run_reboot(a->cfg.reboot_command);
         if (r < 0) {
                 log_error("The reboot command '%s' failed; giving the reboot lock back", a->cfg.reboot_command);

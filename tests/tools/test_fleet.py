@@ -67,13 +67,14 @@ class Agent:
             lines += [f"fleetlock-url = {lock_url}", f"fleetlock-wait = {wait}"]
         self.conf.write_text("\n".join(lines) + "\n")
 
-    def abctl(self, *args, timeout=300):
+    def abctl(self, *args, timeout=300, env=None):
         return subprocess.run([PC / "abctl", "--disk", self.m.disk, "--efivars", self.m.efivars, "--esp", self.m.esp,
                                "--record", "/nonexistent", "--running", self.running, "--config", self.conf,
-                               *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+                               *map(str, args)], capture_output=True, text=True, env={**ENV, **(env or {})},
+                              timeout=timeout)
 
-    def update(self, *args):
-        return self.abctl("update", *args)
+    def update(self, *args, **kw):
+        return self.abctl("update", *args, **kw)
 
     def seed_origin(self, digest, ref):
         """Slot A runs v1, installed from the registry (what abctl install records, origin.h)."""
@@ -291,6 +292,25 @@ def test_fleetlock_down_means_no_reboot(tmp_path, images):
     assert a.reboots_asked() == []
     assert a.m.slot("B")["armed"]
     assert not (a.state / "fleetlock.json").exists()
+
+
+def test_update_reboots_with_abctl_reboot_kexec(tmp_path, images):
+    """reboot-command = abctl reboot --kexec (README "Fleet operations"). The
+    agent holds the install lock while it installs, and the kexec it starts
+    takes that lock too: the agent gives it back before the reboot command
+    (before, both waited for ever: the agent for its child, the child for
+    the agent's lock). kexec_file_load and reboot are build/powercut/abctl's
+    test hooks (tests/tools/test_kexec.py says why)."""
+    a = v1_agent_v2_tagged(tmp_path, images, None, wait=120)
+    rebooted = a.dir / "rebooted"
+    kexec = (f"{PC / 'abctl'} --disk {a.m.disk} --efivars {a.m.efivars} --esp {a.m.esp} --record /nonexistent "
+             f"--running A reboot --kexec")
+    a.conf.write_text(a.conf.read_text().replace(f"reboot-command = date +%s.%N >> {a.reboots}",
+                                                 f"reboot-command = {kexec}"))
+    r = a.update(env={"ABCTL_TEST_REBOOT": str(rebooted), "ABCTL_TEST_KEXEC": "ok"}, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert rebooted.read_text().strip() == "kexec"
+    assert "Loaded slot B's UKI \\EFI\\abswitch\\boot-b.efi (armed in BootNext" in r.stdout, r.stdout
 
 
 def test_fallback_gives_the_lock_back(tmp_path, images, lock):

@@ -202,6 +202,16 @@ def start_kexec(rig):
     return p, line
 
 
+def finish(p):
+    """Its output, once the lock is free; killed if it still does not end."""
+    try:
+        return p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+
+
 def test_kexec_waits_for_an_install_and_starts_what_it_installed(rig):
     """An install in progress holds the install lock: the kexec waits, then
     loads the UKI that install left, not the one on the ESP before."""
@@ -214,7 +224,7 @@ def test_kexec_waits_for_an_install_and_starts_what_it_installed(rig):
         rig.put_uki("B", UKI_V1.read_bytes())  # what the install wrote
     finally:
         lock.release()
-    out, err = p.communicate(timeout=60)
+        out, err = finish(p)
     assert p.returncode == 0, err
     assert rig.rebooted() == "kexec"
     assert f"sha256 {hashlib.sha256(UKI_V1.read_bytes()).hexdigest()}" in out, out
@@ -232,7 +242,7 @@ def test_kexec_decides_under_the_state_lock(rig):
         rig.set_state("B", priority=0)
     finally:
         lock.release()
-    out, err = p.communicate(timeout=60)
+        out, err = finish(p)
     assert p.returncode == 1, out + err
     assert "Refusing to kexec slot B (armed in BootNext): it is failed (priority 0)" in err, err
     assert rig.rebooted() is None
