@@ -96,6 +96,17 @@ class Boot:
         return "\n".join(self.console.splitlines()[-n:])
 
 
+def default_slot_size(*images):
+    """16 MiB, or the next 8 MiB above the larger image with a quarter to
+    spare: an image that grows (the installer's root carries abctl and a
+    UKI) gets a larger slot instead of failing set-up. A test about sizes
+    passes slot_size itself."""
+    paths = [E2E / f"slot-{i}.img" for i in images if i]
+    size = max([p.stat().st_size for p in paths if p.exists()] + [0])
+    mib = max(16, -(-(size * 5 // 4) // (8 << 20)) * 8)
+    return f"{mib}M"
+
+
 class Machine:
     def __init__(self, workdir, secureboot=None, tpm=False):
         self.dir = Path(workdir)
@@ -158,8 +169,10 @@ class Machine:
         subprocess.run([str(a) for a in args], check=True, capture_output=True)
         return out
 
-    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", active="a", removable=None, slot_size="16M",
+    def make_disk(self, a_uki, b_uki=None, a_image="a", b_image="b", active="a", removable=None, slot_size=None,
                   verity_size="1M"):
+        if slot_size is None:
+            slot_size = default_slot_size(a_image, b_image)
         args = [TOP / "initramfs/mkdisk", "--output", self.disk, "--a-uki", a_uki,
                 "--esp-size", "80M", "--slot-size", slot_size, "--verity-size", verity_size, "--active", active,
                 "--removable", removable or active]
