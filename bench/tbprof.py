@@ -53,12 +53,10 @@ def plugin(work):
     """bench/tbprof.c built against the running QEMU's plugin header."""
     so, hdr = work / "tbprof.so", work / "qemu-plugin.h"
     if not hdr.exists():
-        apt = Path("/var/cache/abswitch/apt")  # initramfs/deps.sh's apt configuration, with deb-src
-        opts = ["-o", "Dir::Etc::SourceList=/dev/null", "-o", f"Dir::Etc::SourceParts={apt}/parts",
-                "-o", f"Dir::State::Lists={apt}/lists", "-o", f"Dir::Cache={apt}/cache"]
+        conf = "/var/cache/abswitch/apt/apt.conf"  # initramfs/deps.sh's apt configuration, with deb-src
         src = work / "src"
         src.mkdir(parents=True, exist_ok=True)
-        bench.run(["apt-get", "-q", *opts, "source", "--download-only", "qemu"], cwd=src, capture_output=True)
+        bench.run(["apt-get", "-q", "-c", conf, "source", "--download-only", "qemu"], cwd=src, capture_output=True)
         orig = next(src.glob("qemu_*.orig.tar.*"))
         bench.run(["tar", "-xf", orig, "-C", src, "--wildcards", "*/include/qemu/qemu-plugin.h"])
         next(src.glob("*/include/qemu/qemu-plugin.h")).rename(hdr)

@@ -58,10 +58,12 @@ done
 if [ -s /etc/apt/sources.list ]; then
 	sed -n 's/^deb \(.*\)/deb \1\ndeb-src \1/p' /etc/apt/sources.list > "$APT/parts/main.list"
 fi
-aptp() {
-	apt-get -q -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$APT/parts" \
-		-o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" "$@"
-}
+# The configuration in one file, for every apt call on these lists (and for
+# bench/tbprof.py, which fetches QEMU's source through it).
+printf 'Dir::Etc::SourceList "/dev/null";\nDir::Etc::SourceParts "%s";\nDir::State::Lists "%s";\nDir::Cache "%s";\n' \
+	"$APT/parts" "$APT/lists" "$APT/cache" > "$APT/apt.conf.tmp"
+mv "$APT/apt.conf.tmp" "$APT/apt.conf"
+aptp() { apt-get -q -c "$APT/apt.conf" "$@"; }
 apt_stamp=$APT/updated
 if [ ! -e "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +1440)" ]; then
 	log "refreshing private apt lists"
@@ -69,10 +71,7 @@ if [ ! -e "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +1440)" ]; then
 	touch "$apt_stamp"
 fi
 srcver() { aptp-cache showsrc "$1" 2>/dev/null | sed -n 's/^Version: //p' | sort -V | tail -1; }
-aptp-cache() {
-	apt-cache -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$APT/parts" \
-		-o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" "$@"
-}
+aptp-cache() { apt-cache -c "$APT/apt.conf" "$@"; }
 
 SRCS=(json-c util-linux lvm2 nettle cryptsetup kmod mbedtls curl)
 # Bump RECIPE whenever a build step below changes what it produces.
