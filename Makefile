@@ -458,9 +458,11 @@ fuzz: $(addprefix $(BUILD)/fuzz/fuzz-,$(FUZZ_TARGETS))
 	  $(FUZZ_TARGETS)
 
 # ---- benchmark: abswitch against dracut (lean, generic) and the floor --------
-# make bench [BOOTS=7] [ICOUNT_BOOTS=2] [QUICK=1] [VARIANTS=abswitch,floor]: see bench/bench.py. Not part of check.
+# make bench [BOOTS=7] [PAIR_BOOTS=15] [ICOUNT_BOOTS=2] [QUICK=1] [VARIANTS=abswitch,floor]: see bench/bench.py.
+# Not part of check.
 BENCH := $(BUILD)/bench
 BOOTS ?= 7
+PAIR_BOOTS ?= 15
 ICOUNT_BOOTS ?= 2
 $(BENCH)/%: bench/%.c $(BUILD)/deps.mk
 	@mkdir -p $(BENCH)
@@ -498,7 +500,7 @@ bench: deps
 	  --no-install-recommends dracut-core systemd udev dmsetup >/dev/null; }
 	$(MAKE) e2e-artifacts $(BENCH)/floor $(BENCH)/cpumark $(BENCH)/initramfs.img
 	$(PYTHON) bench/sizes.py $(BUILD)/abswitch-init.map $(BUILD)/abswitch-init --json $(BENCH)/init-sizes.json
-	$(PYTHON) bench/bench.py --build $(BUILD) --boots $(if $(QUICK),1,$(BOOTS)) $(if $(VARIANTS),--variants $(VARIANTS)) \
+	$(PYTHON) bench/bench.py --build $(BUILD) --boots $(if $(QUICK),1,$(BOOTS)) --pair-boots $(if $(QUICK),1,$(PAIR_BOOTS)) $(if $(VARIANTS),--variants $(VARIANTS)) \
 	  --icount-boots $(if $(QUICK),1,$(ICOUNT_BOOTS))
 
 clean:
