@@ -11,12 +11,14 @@ root (the e2e slot A image, whose /sbin/init prints the ABSWITCH-BENCH line):
 
 Each boots once unmeasured (the firmware's first boot with a fresh VARS
 file; abswitch creating its boot entries), then BOOTS times, in rotation,
-under QEMU/OVMF without KVM. abswitch and the floor, whose ratio moves most
-from run to run, go on in rotation for PAIR_BOOTS rounds in all (at least
-BOOTS): each round boots one after the other, so a slow spell of the host
-falls on both, and the table gives the ratio's spread over the rounds. The disk is attached with snapshot=on, so every
+under QEMU/OVMF without KVM. The disk is attached with snapshot=on, so every
 boot starts from the same bytes. All command lines carry "quiet": the serial
 console would otherwise dominate what is measured.
+
+abswitch and the floor, whose ratio moves most from run to run, go on for
+PAIR_BOOTS rounds in all (at least BOOTS), and each round boots the two
+back to back, so that a slow spell of the host falls on both; the table
+gives their ratio round by round (median, middle half, range).
 
 Times come from the kernel's printk clock, read back from /dev/kmsg by the
 root's init: "Run /init as init process" (the initramfs's /init starts) and
@@ -350,9 +352,10 @@ def main():
         print(f"bench: warm-up {v}: {w['wall_s']} s", flush=True)
     boots = {v: [] for v in VARIANTS}
     rounds = max(a.boots, a.pair_boots)
+    pair = ["abswitch", "floor"]  # back to back in every round
     for i in range(rounds):
-        for v in VARIANTS:
-            if i >= a.boots and v not in ("abswitch", "floor"):
+        for v in pair + [v for v in VARIANTS if v not in pair]:
+            if i >= a.boots and v not in pair:
                 continue
             r = measure(machines[v], v, a.timeout)
             boots[v].append(r)
