@@ -49,6 +49,30 @@ static json_object *hex16(int v) {
         return json_object_new_string(buf);
 }
 
+/* Times are milliseconds to the microsecond, the init's clock. A value
+ * that is not a number, or beyond 10^12 ms (31 years of uptime), is no
+ * time: 0. Rounded half away from zero, without libm. */
+#define RECORD_MS_MAX 1e12
+
+static int64_t ms_to_us(double ms) {
+        if (!isfinite(ms) || ms > RECORD_MS_MAX || ms < -RECORD_MS_MAX)
+                return 0;
+        double us = ms * 1000.0;
+        return (int64_t) (us < 0 ? us - 0.5 : us + 0.5);
+}
+
+/* Printed from integers ("348.804"): json-c prints a double with "%.17g",
+ * and on the boot path nothing else calls musl's floating-point formatting,
+ * which QEMU would translate for these nine numbers alone. The reader
+ * rounds to the microsecond too, so a parsed record formats to itself. */
+static json_object *milliseconds(double ms) {
+        int64_t us = ms_to_us(ms);
+        unsigned long long a = us < 0 ? -(unsigned long long) us : (unsigned long long) us;
+        char buf[32];
+        (void) snprintf(buf, sizeof(buf), "%s%llu.%03llu", us < 0 ? "-" : "", a / 1000, a % 1000);
+        return json_object_new_double_s((double) us / 1000.0, buf);
+}
+
 static json_object *slot_state_json(const struct boot_record_slot_state *s) {
         json_object *o = json_object_new_object();
         add(o, "priority", json_object_new_int(s->priority));
@@ -131,11 +155,11 @@ static json_object *record_json(const struct boot_record *r) {
 
         /* Milliseconds: absolute on CLOCK_BOOTTIME (comparable with the
          * kernel's timestamps), and the length of each phase. */
-        add(tm, "init_start_ms", json_object_new_double(r->timings_ms.init_start));
+        add(tm, "init_start_ms", milliseconds(r->timings_ms.init_start));
         for (size_t i = 0; i < BOOT_RECORD_PHASES; i++)
-                add(tm, boot_record_phase_names[i], json_object_new_double(r->timings_ms.phase[i]));
-        add(tm, "total", json_object_new_double(r->timings_ms.total));
-        add(tm, "switch_root_ms", json_object_new_double(r->timings_ms.switch_root));
+                add(tm, boot_record_phase_names[i], milliseconds(r->timings_ms.phase[i]));
+        add(tm, "total", milliseconds(r->timings_ms.total));
+        add(tm, "switch_root_ms", milliseconds(r->timings_ms.switch_root));
         add(o, "timings_ms", tm);
 
         if (r->tpm.state) {
@@ -227,10 +251,12 @@ static int get_int(json_object *o, const char *key, int absent) {
         return json_object_is_type(v, json_type_int) ? json_object_get_int(v) : absent;
 }
 
-static double get_double(json_object *o, const char *key) {
+/* A time in milliseconds (a number), to the microsecond; else 0. */
+static double get_ms(json_object *o, const char *key) {
         json_object *v = get(o, key);
-        return json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int) ?
-                       json_object_get_double(v) : 0.0;
+        double ms = json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int) ?
+                            json_object_get_double(v) : 0.0;
+        return (double) ms_to_us(ms) / 1000.0;
 }
 
 /* "XXXX": a boot entry number, as the init writes it; else -1. */
@@ -323,11 +349,11 @@ static void record_from_json(json_object *o, struct boot_record *r) {
 
         r->kexec.uki_sha256 = get_str(get(o, "kexec"), "uki_sha256");
 
-        r->timings_ms.init_start = get_double(tm, "init_start_ms");
+        r->timings_ms.init_start = get_ms(tm, "init_start_ms");
         for (size_t i = 0; i < BOOT_RECORD_PHASES; i++)
-                r->timings_ms.phase[i] = get_double(tm, boot_record_phase_names[i]);
-        r->timings_ms.total = get_double(tm, "total");
-        r->timings_ms.switch_root = get_double(tm, "switch_root_ms");
+                r->timings_ms.phase[i] = get_ms(tm, boot_record_phase_names[i]);
+        r->timings_ms.total = get_ms(tm, "total");
+        r->timings_ms.switch_root = get_ms(tm, "switch_root_ms");
 
         r->tpm.state = get_str(tpm, "state");
         r->tpm.device = get_str(tpm, "device");

@@ -62,7 +62,7 @@ static void full(struct boot_record *r) {
         r->root.init = "/sbin/init";
         r->timings_ms.init_start = 1578.95;
         for (size_t i = 0; i < BOOT_RECORD_PHASES; i++)
-                r->timings_ms.phase[i] = 0.001 + 17.3 * (double) i;
+                r->timings_ms.phase[i] = (double) (1 + 17300 * (int) i) / 1000.0; /* 0.001, 17.301, ... */
         r->timings_ms.total = 348.804;
         r->timings_ms.switch_root = 1927.754;
         r->tpm.state = "ready";
@@ -171,7 +171,7 @@ static void test_every_field_round_trips(void **state) {
         CHANGE(x.root.init = "/lib/systemd/systemd");
         CHANGE(x.timings_ms.init_start = 0);
         for (size_t i = 0; i < BOOT_RECORD_PHASES; i++)
-                CHANGE(x.timings_ms.phase[i] = 1e-3 / 3);
+                CHANGE(x.timings_ms.phase[i] = 0.333);
         CHANGE(x.timings_ms.total = 123456789.123);
         CHANGE(x.timings_ms.switch_root = 0.1);
         CHANGE(x.tpm.state = "absent");
@@ -225,6 +225,37 @@ static void test_json_names(void **state) {
         json_object_put(o);
         /* pretty-printed, slashes as they are (paths stay readable) */
         assert_non_null(strstr(text, "\"disk\":\"/dev/vda\""));
+}
+
+/* Times: three decimals, printed as the microseconds they are (no "%.17g"
+ * digits); read back to the microsecond, whatever the file says. */
+static void test_timings(void **state) {
+        _cleanup_free_ char *text = NULL;
+        struct boot_record r, p;
+        full(&r);
+        r.timings_ms.total = 348.804;
+        r.timings_ms.init_start = 0.1;    /* 0.1000000000000000055... as a double */
+        r.timings_ms.switch_root = -2.5;
+        r.timings_ms.phase[0] = 12.3456;  /* not to the microsecond: rounded */
+        assert_int_equal(boot_record_format(&r, &text), 0);
+        assert_non_null(strstr(text, "\"total\":348.804,"));
+        assert_non_null(strstr(text, "\"init_start_ms\":0.100,"));
+        assert_non_null(strstr(text, "\"switch_root_ms\":-2.500"));
+        assert_non_null(strstr(text, "\"modules\":12.346,"));
+        assert_int_equal(boot_record_parse(text, strlen(text), &p), 0);
+        assert_true(p.timings_ms.total == 348.804 && p.timings_ms.phase[0] == 12.346);
+        boot_record_done(&p);
+
+        const char *odd = "{\"timings_ms\":{\"total\":1.0004999,\"mount\":1e300,\"verity\":-1e300,"
+                          "\"state\":NaN,\"devices\":7,\"identity\":0.0005}}";
+        assert_int_equal(boot_record_parse(odd, strlen(odd), &p), 0);
+        assert_true(p.timings_ms.total == 1.0);
+        assert_true(p.timings_ms.phase[5] == 0.0);  /* mount: beyond any uptime */
+        assert_true(p.timings_ms.phase[4] == 0.0);
+        assert_true(p.timings_ms.phase[3] == 0.0);
+        assert_true(p.timings_ms.phase[2] == 7.0);
+        assert_true(p.timings_ms.phase[1] == 0.001);  /* half a microsecond rounds away from zero */
+        boot_record_done(&p);
 }
 
 /* No BootCurrent: no description or path either; null strings are null. */
@@ -314,6 +345,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_field_round_trips),
                 cmocka_unit_test(test_json_names),
+                cmocka_unit_test(test_timings),
                 cmocka_unit_test(test_absent_fields),
                 cmocka_unit_test(test_hostile_text),
                 cmocka_unit_test(test_write_and_read_file),
