@@ -59,6 +59,7 @@ import abvm  # noqa: E402
 
 BENCH_RE = re.compile(r"^ABSWITCH-BENCH (.*)$", re.M)
 VARIANTS = ["abswitch", "dracut_lean", "dracut_generic", "floor"]
+PAIR = ["abswitch", "floor"]  # always booted, back to back in every round, and under -icount
 CONSOLE = "console=ttyS0,115200 panic=-1 quiet"
 DRACUT_LEAN_MODULES = "systemd-veritysetup systemd-initrd dracut-systemd rootfs-block base"
 # The floor's modules, in dependency order from modules.dep; crc32c_generic is
@@ -334,7 +335,7 @@ def main():
                     help="boots of abswitch and the floor under -icount (deterministic; 0: none)")
     ap.add_argument("--timeout", type=int, default=300, help="seconds before a boot counts as hung")
     a = ap.parse_args()
-    chosen = set(a.variants.split(",")) | {"abswitch", "floor"}
+    chosen = set(a.variants.split(",")) | set(PAIR)
     if not chosen <= set(VARIANTS):
         raise SystemExit(f"bench: --variants: unknown {sorted(chosen - set(VARIANTS))}; choose from {VARIANTS}")
     VARIANTS[:] = [v for v in VARIANTS if v in chosen]
@@ -352,10 +353,9 @@ def main():
         print(f"bench: warm-up {v}: {w['wall_s']} s", flush=True)
     boots = {v: [] for v in VARIANTS}
     rounds = max(a.boots, a.pair_boots)
-    pair = ["abswitch", "floor"]  # back to back in every round
     for i in range(rounds):
-        for v in pair + [v for v in VARIANTS if v not in pair]:
-            if i >= a.boots and v not in pair:
+        for v in PAIR + [v for v in VARIANTS if v not in PAIR]:
+            if i >= a.boots and v not in PAIR:
                 continue
             r = measure(machines[v], v, a.timeout)
             boots[v].append(r)
@@ -363,7 +363,7 @@ def main():
                   f"time to root {r['time_to_root_ms']:.0f} ms ({r['wall_s']} s wall)", flush=True)
 
     icount = {}
-    counted = {v: machine(work, disk, v, ICOUNT) for v in ("abswitch", "floor")} if a.icount_boots else {}
+    counted = {v: machine(work, disk, v, ICOUNT) for v in PAIR} if a.icount_boots else {}
     for v, m in counted.items():
         measure(m, v, a.timeout * 3, warmup=True)
     for i in range(a.icount_boots):

@@ -49,11 +49,11 @@ def entry(elf):
     return int(next(l for l in out.splitlines() if "Entry point" in l).split()[-1], 16)
 
 
-def plugin(work):
+def plugin(work, env):
     """bench/tbprof.c built against the running QEMU's plugin header."""
     so, hdr = work / "tbprof.so", work / "qemu-plugin.h"
     if not hdr.exists():
-        conf = "/var/cache/abswitch/apt/apt.conf"  # initramfs/deps.sh's apt configuration, with deb-src
+        conf = env["APT_CONF"]  # initramfs/deps.sh's apt configuration, with deb-src
         src = work / "src"
         src.mkdir(parents=True, exist_ok=True)
         bench.run(["apt-get", "-q", "-c", conf, "source", "--download-only", "qemu"], cwd=src, capture_output=True)
@@ -128,9 +128,9 @@ def main():
     work = build_dir / "bench/tbprof"
     work.mkdir(parents=True, exist_ok=True)
     env = bench.build_env(build_dir)
-    Machine.plugin = plugin(work)
+    Machine.plugin = plugin(work, env)
 
-    bench.VARIANTS[:] = ["abswitch", "floor"]
+    bench.VARIANTS[:] = bench.PAIR
     bench.CONSOLE += " nokaslr"  # kernel addresses as System.map gives them
     (work / "boot").mkdir(exist_ok=True)
     disk, _ = bench.build(work / "boot", build_dir, env)

@@ -361,6 +361,7 @@ KERNEL_ROOT := $KDIR/root
 KERNEL_VERSION := $kver
 KERNEL_IMAGE := $KDIR/root/boot/vmlinuz-$kver
 TEST_KERNEL_IMAGE := $TEST_KERNEL_IMAGE
+APT_CONF := $APT/apt.conf
 MK
 mv "$OUT.tmp" "$OUT"
 log "ok: libs $PREFIX, kernel $kver"
